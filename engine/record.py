@@ -1,0 +1,159 @@
+"""The one ECG record type every part of twiwatch uses (GUIDE §10).
+
+Samples are float32 millivolts, shape (leads, samples), at the record's own sampling rate.
+Standard leads carry canonical names; extra named leads (e.g. Frank vx/vy/vz) are kept and ignored.
+"""
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from datetime import date, datetime
+
+import numpy as np
+
+from engine.errors import InvalidRecord
+
+STANDARD_LEADS: tuple[str, ...] = ("I", "II", "III", "aVR", "aVL", "aVF", "V1", "V2", "V3", "V4", "V5", "V6")
+_CANONICAL_BY_LOWER = {name.lower(): name for name in STANDARD_LEADS}
+
+MIN_DURATION_S = 2.5
+MAX_ANALYSED_S = 60.0
+# Below 50 Hz a T wave is a handful of samples; above 20 kHz no ECG device exists. Both mean a broken header.
+MIN_FS_HZ = 50.0
+MAX_FS_HZ = 20_000.0
+
+
+def canonical_lead(name: str) -> str:
+    """Canonical name for a standard lead (case-insensitive: PTB-XL `AVR`, LUDB `avr`); other names unchanged."""
+    stripped = name.strip()
+    return _CANONICAL_BY_LOWER.get(stripped.lower(), stripped)
+
+
+def is_standard(name: str) -> bool:
+    return name in _CANONICAL_BY_LOWER.values()
+
+
+@dataclass(frozen=True, eq=False)
+class EcgRecord:
+    signal: np.ndarray  # float32 mV, (n_leads, n_samples)
+    leads: tuple[str, ...]
+    fs: float
+    source_id: str  # sender + control id (HL7) or the Observation identifier (FHIR) or dataset/record (WFDB)
+    patient_id: str | None = None
+    acquired_at: datetime | None = None
+    sex: str | None = None  # "M", "F" or None
+    birth_date: date | None = None
+    bed: str | None = None
+    device_id: str | None = None
+    source_format: str = "unknown"  # hl7 | fhir | wfdb
+    derived_leads: frozenset[str] = frozenset()
+    # True where the sender flagged a sample (FHIR E/U/L, saturation): kept as quality information, not rejected.
+    flagged: np.ndarray | None = None
+
+    @property
+    def n_samples(self) -> int:
+        return int(self.signal.shape[1])
+
+    @property
+    def duration_s(self) -> float:
+        return self.n_samples / self.fs
+
+    @property
+    def standard_leads(self) -> tuple[str, ...]:
+        return tuple(name for name in STANDARD_LEADS if name in self.leads)
+
+    @property
+    def absent_leads(self) -> tuple[str, ...]:
+        return tuple(name for name in STANDARD_LEADS if name not in self.leads)
+
+    def lead(self, name: str) -> np.ndarray:
+        return self.signal[self.leads.index(name)]
+
+    def replace(self, **changes) -> "EcgRecord":
+        return dataclasses.replace(self, **changes)
+
+
+def make_record(
+    signal: np.ndarray,
+    leads: list[str] | tuple[str, ...],
+    fs: float,
+    source_id: str,
+    *,
+    flagged: np.ndarray | None = None,
+    **meta,
+) -> EcgRecord:
+    """Build and validate a record: canonical lead names, float32, the contract's checks (raises InvalidRecord)."""
+    names = tuple(canonical_lead(n) for n in leads)
+    arr = np.asarray(signal)
+    if arr.ndim != 2 or arr.shape[0] != len(names):
+        raise InvalidRecord(f"signal shape {arr.shape} does not match {len(names)} lead names", "shape")
+    if arr.shape[0] == 0:
+        raise InvalidRecord("no leads", "no-leads")
+    arr = arr.astype(np.float32, copy=False)
+    rec = EcgRecord(signal=arr, leads=names, fs=float(fs), source_id=source_id, flagged=flagged, **meta)
+    validate(rec)
+    return rec
+
+
+def validate(rec: EcgRecord) -> None:
+    """Raise InvalidRecord when the record breaks GUIDE §10. Reasons name leads and numbers, never patient data."""
+    if not np.isfinite(rec.fs) or not (MIN_FS_HZ <= rec.fs <= MAX_FS_HZ):
+        raise InvalidRecord(f"sampling rate {rec.fs!r} Hz outside {MIN_FS_HZ:g}..{MAX_FS_HZ:g} Hz", "sampling-rate")
+    seen: set[str] = set()
+    for name in rec.leads:
+        key = name.lower()
+        if key in seen:
+            raise InvalidRecord(f"lead {name} appears twice", "duplicate-lead")
+        seen.add(key)
+    if not rec.standard_leads:
+        raise InvalidRecord(f"none of the standard leads present (got {', '.join(rec.leads)})", "no-standard-leads")
+    if rec.duration_s < MIN_DURATION_S:
+        raise InvalidRecord(f"strip of {rec.duration_s:.2f} s is shorter than {MIN_DURATION_S} s", "too-short")
+    good = np.isfinite(rec.signal)
+    if rec.flagged is not None:
+        if rec.flagged.shape != rec.signal.shape:
+            raise InvalidRecord("quality-flag mask does not match the signal", "shape")
+        good |= rec.flagged
+    if not good.all():
+        bad_leads = [rec.leads[i] for i in np.flatnonzero(~good.all(axis=1))]
+        raise InvalidRecord(f"non-finite samples (NaN/inf) in lead(s) {', '.join(bad_leads)}", "non-finite")
+    if rec.sex not in (None, "M", "F"):
+        raise InvalidRecord("sex must be M, F or absent", "metadata")
+
+
+def derive_limb_leads(rec: EcgRecord) -> EcgRecord:
+    """Add III, aVR, aVL, aVF from I and II when only those came (Einthoven/Goldberger), marked as derived."""
+    if "I" not in rec.leads or "II" not in rec.leads:
+        return rec
+    i, ii = rec.lead("I"), rec.lead("II")
+    formulas = {"III": ii - i, "aVR": -(i + ii) / 2, "aVL": i - ii / 2, "aVF": ii - i / 2}
+    missing = [name for name in formulas if name not in rec.leads]
+    if not missing:
+        return rec
+    signal = np.vstack([rec.signal] + [formulas[n][None, :] for n in missing]).astype(np.float32)
+    flagged = rec.flagged
+    if flagged is not None:
+        limb_flags = flagged[rec.leads.index("I")] | flagged[rec.leads.index("II")]
+        flagged = np.vstack([flagged] + [limb_flags[None, :]] * len(missing))
+    return rec.replace(
+        signal=signal,
+        leads=rec.leads + tuple(missing),
+        derived_leads=rec.derived_leads | frozenset(missing),
+        flagged=flagged,
+    )
+
+
+def last_window(rec: EcgRecord, seconds: float = MAX_ANALYSED_S) -> tuple[EcgRecord, bool]:
+    """Longer strips are analysed on their last `seconds` (GUIDE §10); returns (record, truncated)."""
+    n = int(round(seconds * rec.fs))
+    if rec.n_samples <= n:
+        return rec, False
+    flagged = rec.flagged[:, -n:] if rec.flagged is not None else None
+    return rec.replace(signal=rec.signal[:, -n:], flagged=flagged), True
+
+
+def ordered_standard(rec: EcgRecord) -> tuple[np.ndarray, tuple[str, ...]]:
+    """Standard leads only, in canonical order (the order codecs emit)."""
+    names = rec.standard_leads
+    idx = [rec.leads.index(n) for n in names]
+    return rec.signal[idx], names

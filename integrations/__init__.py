@@ -1,0 +1,1 @@
+"""twiwatch integrations: pure codecs (bytes <-> EcgRecord, Analysis -> FHIR) and the network edges (MLLP)."""

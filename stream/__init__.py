@@ -1,0 +1,1 @@
+"""twiwatch stream: the composition root (CLI, config, Kafka topics, the faust worker, replay, e2e)."""

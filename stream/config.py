@@ -1,0 +1,67 @@
+"""The one configuration object. Every setting is an environment variable `TWIWATCH_<NAME>`; read once, here.
+
+Other packages never read the environment: the CLI builds `Settings` and passes plain values down.
+"""
+from __future__ import annotations
+
+from functools import lru_cache
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field, SecretStr
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+MiB = 1024 * 1024
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="TWIWATCH_", extra="ignore")
+
+    # Kafka
+    bootstrap: str = Field("127.0.0.1:9092", description="Kafka bootstrap servers")
+    kafka_port: int = Field(9092, description="port of the local broker started by `twiwatch kafka up`")
+    kafka_version: str = Field("4.1.1", description="Apache Kafka broker version resolved from Maven Central")
+    cache_dir: Path = Field(PROJECT_ROOT / ".cache", description="where the local broker's jars and logs live")
+    partitions: int = Field(6, ge=1)
+    replication: int = Field(1, ge=1)
+    max_message_bytes: int = Field(16 * MiB, ge=1024, description="the one size limit on every hop (GUIDE §10)")
+    topic_hl7_raw: str = "ecg.hl7.raw"
+    topic_fhir_raw: str = "ecg.fhir.raw"
+    topic_reports: str = "fhir.diagnosticreport"
+    topic_deadletter: str = "ecg.deadletter"
+    topic_reasoning: str = "ecg.reasoning.requests"
+
+    # Worker
+    app_id: str = Field("twiwatch-worker", description="faust app id (consumer group and table changelog prefix)")
+    worker_web_port: int = Field(6066, description="worker health/metrics HTTP port")
+    data_dir: Path = Field(PROJECT_ROOT / ".cache" / "worker", description="faust table state (rocksdb/memory)")
+    exactly_once: bool = Field(True, description="faust processing_guarantee=exactly_once (Kafka transactions)")
+    priors_kept: int = Field(5, ge=1, description="prior-ECG summaries kept per patient")
+
+    # Identity
+    patient_hash_secret: SecretStr = Field(
+        SecretStr("twiwatch-dev-secret-change-me"),
+        description="HMAC key for patient-id hashes in Kafka keys and logs",
+    )
+
+    # FHIR
+    fhir_version: Literal["R4B", "R5"] = "R4B"
+    fhir_identifier_system: str = "urn:twiwatch:report"
+    organization: str = Field("twiwatch", description="name used in Device and Provenance")
+
+    # MLLP bridge
+    mllp_host: str = "127.0.0.1"
+    mllp_port: int = 2575
+    mllp_web_port: int = Field(6067, description="MLLP bridge health/metrics HTTP port")
+
+    # HL7 vendor specifics (GUIDE §2: vendors differ in attribute codes and scale factors)
+    hl7_samp_rate_codes: str = Field("0,67980", description="OBX-3 codes accepted for MDC_ATTR_SAMP_RATE")
+    hl7_counts_scale_mv: float = Field(0.001, description="mV per raw count when OBX-6 gives no unit")
+
+    log_level: str = "INFO"
+
+
+@lru_cache(maxsize=1)
+def settings() -> Settings:
+    return Settings()
