@@ -1,0 +1,74 @@
+"""Build the small real sample set shipped in samples/ from ../shared/data (a development step, run once).
+
+The project never reads ../shared at run time: the demo and the tests use only what this script copies.
+Picks: LUDB records covering normal, LVH, ischemia, RBBB, LBBB and pacing (all from the non-held-out ids);
+PTB-XL patients with serial ECGs where one ECG carries INVT (for new-vs-prior), plus 500 Hz INVT/BBB/paced/WPW
+records; only folds 1-9 (fold 10 is held out).
+"""
+from __future__ import annotations
+
+import csv
+import shutil
+import sys
+from pathlib import Path
+
+SHARED = Path(sys.argv[1] if len(sys.argv) > 1 else "../shared/data")
+OUT = Path(__file__).resolve().parent.parent / "samples"
+LUDB_IDS = [1, 3, 6, 7, 10, 11, 15, 18, 21, 34, 51, 90]
+PTBXL_SERIAL = [266, 281, 273, 298, 593, 613, 941, 953, 1102, 1107, 1514, 1516, 1654, 1809, 1844, 1052, 1111]
+PTBXL_500 = [266, 298, 307, 468, 256, 269, 143, 461]
+LUDB_SUFFIXES = [".hea", ".dat", ".i", ".ii", ".iii", ".avr", ".avl", ".avf", ".v1", ".v2", ".v3", ".v4", ".v5", ".v6"]
+PTBXL_COLUMNS = ["ecg_id", "patient_id", "age", "sex", "recording_date", "report", "scp_codes", "strat_fold",
+                 "filename_lr", "filename_hr"]
+
+
+def copy_ludb() -> None:
+    src = next((SHARED / "ludb").glob("lobachevsky*"))
+    dst = OUT / "ludb"
+    (dst / "data").mkdir(parents=True, exist_ok=True)
+    for rid in LUDB_IDS:
+        assert rid % 4 != 0, "LUDB ids divisible by 4 are held out"
+        for suffix in LUDB_SUFFIXES:
+            shutil.copy2(src / "data" / f"{rid}{suffix}", dst / "data" / f"{rid}{suffix}")
+    shutil.copy2(src / "LICENSE.txt", dst / "LICENSE.txt")
+    with open(src / "ludb.csv", newline="") as fin, open(dst / "ludb.csv", "w", newline="") as fout:
+        reader = csv.DictReader(fin)
+        writer = csv.DictWriter(fout, fieldnames=reader.fieldnames)
+        writer.writeheader()
+        writer.writerows(row for row in reader if int(row["ID"]) in LUDB_IDS)
+
+
+def copy_ptbxl() -> None:
+    src, dst = SHARED / "ptbxl", OUT / "ptbxl"
+    dst.mkdir(parents=True, exist_ok=True)
+    wanted = set(PTBXL_SERIAL) | set(PTBXL_500)
+    with open(src / "ptbxl_database.csv", newline="") as fin, open(dst / "ptbxl_database.csv", "w", newline="") as fout:
+        reader = csv.DictReader(fin)
+        writer = csv.DictWriter(fout, fieldnames=PTBXL_COLUMNS, extrasaction="ignore")
+        writer.writeheader()
+        for row in reader:
+            ecg_id = int(row["ecg_id"])
+            if ecg_id not in wanted:
+                continue
+            assert row["strat_fold"] != "10", "PTB-XL fold 10 is held out"
+            if ecg_id not in PTBXL_500:
+                row["filename_hr"] = ""
+            writer.writerow(row)
+            for name, keep in ((row["filename_lr"], True), (row["filename_hr"], ecg_id in PTBXL_500)):
+                if not keep or not name:
+                    continue
+                for suffix in (".hea", ".dat"):
+                    target = dst / (name + suffix)
+                    target.parent.mkdir(parents=True, exist_ok=True)
+                    shutil.copy2(src / (name + suffix), target)
+    shutil.copy2(src / "scp_statements.csv", dst / "scp_statements.csv")
+    shutil.copy2(src / "LICENSE.txt", dst / "LICENSE.txt")
+
+
+if __name__ == "__main__":
+    shutil.rmtree(OUT / "ludb", ignore_errors=True)
+    shutil.rmtree(OUT / "ptbxl", ignore_errors=True)
+    copy_ludb()
+    copy_ptbxl()
+    size = sum(p.stat().st_size for p in OUT.rglob("*") if p.is_file())
+    print(f"samples/: {size / 1e6:.2f} MB")

@@ -1,0 +1,217 @@
+"""`twiwatch`: one CLI for every process and tool. Research use only, not for clinical use."""
+from __future__ import annotations
+
+import json
+import logging
+import sys
+from pathlib import Path
+from typing import Optional
+
+import typer
+from rich.console import Console
+
+from stream.config import settings
+
+console = Console(stderr=True)
+app = typer.Typer(
+    help="twiwatch: finds new T-wave inversions in streaming ECGs (HL7 v2 / FHIR over Kafka) and reports them as "
+    "FHIR DiagnosticReports. RESEARCH USE ONLY, NOT FOR CLINICAL USE.",
+    no_args_is_help=True,
+    add_completion=False,
+)
+kafka_app = typer.Typer(help="A local single-node Apache Kafka (KRaft) resolved from Maven Central.", no_args_is_help=True)
+topics_app = typer.Typer(help="Kafka topics twiwatch uses.", no_args_is_help=True)
+app.add_typer(kafka_app, name="kafka")
+app.add_typer(topics_app, name="topics")
+
+
+def _local_kafka():
+    from stream.kafka_local import LocalKafka
+
+    s = settings()
+    return LocalKafka(s.cache_dir, s.kafka_version, s.kafka_port, s.max_message_bytes)
+
+
+@kafka_app.command("up")
+def kafka_up(timeout: float = typer.Option(120, help="seconds to wait for the broker to answer")) -> None:
+    """Resolve (first time), format and start the broker; wait until it answers."""
+    from stream.kafka_local import up
+
+    console.print(up(_local_kafka(), timeout_s=timeout))
+
+
+@kafka_app.command("down")
+def kafka_down() -> None:
+    """Stop the broker cleanly."""
+    from stream.kafka_local import down
+
+    console.print(down(_local_kafka()))
+
+
+@kafka_app.command("status")
+def kafka_status() -> None:
+    """Exit 0 when the broker answers, 1 otherwise."""
+    from stream.kafka_local import status
+
+    ok, line = status(_local_kafka())
+    console.print(line)
+    raise typer.Exit(0 if ok else 1)
+
+
+@kafka_app.command("wipe")
+def kafka_wipe() -> None:
+    """Delete the local broker's data (it must be down)."""
+    from stream.kafka_local import wipe
+
+    wipe(_local_kafka())
+    console.print("local Kafka data deleted")
+
+
+@topics_app.command("create")
+def topics_create() -> None:
+    """Create the topics (partitions, replication and the size limit from config)."""
+    from stream.topics import ensure_topics
+
+    created = ensure_topics(settings())
+    console.print(f"created: {', '.join(created) if created else 'nothing (all exist)'}")
+
+
+@topics_app.command("list")
+def topics_list() -> None:
+    """The topics and what each carries."""
+    from stream.topics import topic_specs
+
+    for spec in topic_specs(settings()):
+        console.print(f"[bold]{spec.name}[/bold]  {spec.purpose}")
+
+
+@app.command()
+def worker(loglevel: str = typer.Option("info", help="faust log level")) -> None:
+    """Run the faust-streaming worker (decode -> per-patient analysis -> DiagnosticReport)."""
+    from stream.topics import ensure_topics
+    from stream.worker import run_worker
+
+    s = settings()
+    ensure_topics(s)
+    sys.argv = [sys.argv[0], "worker"]  # faust's Worker parses argv; ours are already consumed
+    run_worker(s, loglevel=loglevel)
+
+
+@app.command()
+def mllp(
+    host: Optional[str] = typer.Option(None, help="listen address (default TWIWATCH_MLLP_HOST)"),
+    port: Optional[int] = typer.Option(None, help="listen port (default TWIWATCH_MLLP_PORT)"),
+) -> None:
+    """Receive HL7 v2 over MLLP and write it to Kafka; ACK AA only once the broker has it."""
+    from stream.mllp_main import serve_bridge
+
+    serve_bridge(settings(), host=host, port=port)
+
+
+@app.command()
+def replay(
+    source: Path = typer.Argument(None, help="folder of WFDB recordings (LUDB / PTB-XL layout); default: samples/"),
+    format: str = typer.Option("mixed", "--format", help="hl7 | fhir | mixed"),
+    rate: float = typer.Option(2.0, help="messages per second (0 = as fast as possible)"),
+    patients: Optional[int] = typer.Option(None, help="spread over N synthetic patients instead of the real ids"),
+    loop: bool = typer.Option(False, help="start again at the end (stop with Ctrl-C)"),
+    count: Optional[int] = typer.Option(None, help="stop after this many messages"),
+    prefer_500hz: bool = typer.Option(False, help="PTB-XL: use the 500 Hz records where present"),
+) -> None:
+    """Stream real ECG recordings into Kafka as if from bedside monitors (HL7) and ECG carts (FHIR)."""
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    from stream.producer import make_producer
+    from stream.replay import FORMATS, default_source, load_recordings, messages, send_all
+    from stream.topics import ensure_topics
+
+    if format not in FORMATS:
+        raise typer.BadParameter(f"--format must be one of {', '.join(FORMATS)}")
+    s = settings()
+    ensure_topics(s)
+    recordings = load_recordings(source or default_source(), prefer_500hz)
+    total = count or (None if loop else len(recordings))
+    if patients:
+        console.print(f"[yellow]synthetic load: {patients} synthetic patient ids (synthetic-N), not the recordings' own[/yellow]")
+    producer = make_producer(s, client_id="twiwatch-replay")
+    with Progress(TextColumn("[bold]replay"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+                  TextColumn("{task.description}"), console=console) as progress:
+        task = progress.add_task("", total=total)
+
+        def on_sent(item):
+            progress.update(task, advance=1, description=f"{item.fmt} {item.record_name}")
+
+        try:
+            result = send_all(producer, messages(recordings, format, s, patients=patients, loop=loop, count=count),
+                              s, rate=rate or None, on_sent=on_sent)
+        except KeyboardInterrupt:
+            result = {"stopped": True}
+        finally:
+            producer.close()
+    console.print(f"replay done: {result}")
+
+
+@app.command()
+def e2e(
+    messages_: int = typer.Option(40, "--messages", help="valid ECG messages to send (half HL7, half FHIR)"),
+    json_path: Path = typer.Option(..., "--json", help="where to write the summary"),
+    source: Optional[Path] = typer.Option(None, help="recordings folder (default samples/)"),
+    timeout: float = typer.Option(300, help="seconds to wait for all outputs"),
+) -> None:
+    """Start a worker, replay real ECGs plus the bad-input corpus, and summarise what came out."""
+    from stream.e2e import run_e2e, write_summary
+    from stream.replay import default_source
+
+    result = run_e2e(settings(), messages_, source or default_source(), timeout_s=timeout,
+                     log=lambda m: console.print(m))
+    summary, details = result.summary, result.details
+    write_summary(summary, json_path)
+    console.print_json(json.dumps(summary))
+    console.print(f"details: {json.dumps(details)}")
+    ok = (summary["reports"] == summary["sent_valid"] and summary["research_flagged"] == summary["reports"]
+          and summary["fhir_valid"] == summary["reports"] and summary["deadletter"] == summary["sent_invalid"]
+          and summary["duplicates"] == 0)
+    raise typer.Exit(0 if ok else 1)
+
+
+reports_app = typer.Typer(help="Look at the research-only DiagnosticReports on the reports topic.", no_args_is_help=True)
+app.add_typer(reports_app, name="reports")
+
+
+@reports_app.command("watch")
+def reports_watch(
+    until_idle: Optional[float] = typer.Option(None, help="stop after this many seconds without a new report"),
+    from_beginning: bool = typer.Option(False, help="show the reports already on the topic too"),
+) -> None:
+    """Print each report as it arrives: triage, TWI groups, novelty (patients shown only as their keyed hash)."""
+    from stream.watch import watch_reports
+
+    watch_reports(settings(), until_idle=until_idle, from_beginning=from_beginning, console=Console())
+
+
+@app.command()
+def analyze(
+    record: Path = typer.Argument(..., help="WFDB record path without extension"),
+    json_path: Optional[Path] = typer.Option(None, "--json", help="write the analysis here (default: stdout)"),
+) -> None:
+    """Analyse one WFDB record with the TWI engine and print the per-lead measures and calls."""
+    from engine.analyze import analyze as run
+
+    from integrations.wfdb_io import read_wfdb
+
+    result = run(read_wfdb(record)).to_dict()
+    text = json.dumps(result, indent=2, default=str)
+    if json_path:
+        json_path.write_text(text + "\n")
+        console.print(f"wrote {json_path}")
+    else:
+        print(text)
+
+
+def main() -> None:
+    logging.basicConfig(level=settings().log_level, format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    app()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,138 @@
+"""`twiwatch e2e`: the whole path on the running Kafka, measured.
+
+Isolated per run: topics and the worker's consumer group carry a run prefix, so an e2e run neither sees nor
+disturbs a demo (or an earlier run) on the same broker.
+"""
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+
+from integrations.identity import patient_key
+from stream.config import Settings
+from stream.outputs import Collected, collect, summarise, wait_for
+from stream.producer import make_producer
+from stream.badinput import BadCase, corpus
+from stream.replay import Outgoing, load_recordings, messages, send_all
+from stream.topics import ensure_topics
+
+
+def isolated_settings(base: Settings, run_id: str) -> Settings:
+    prefix = f"e2e-{run_id}."
+    return base.model_copy(update={
+        "topic_hl7_raw": prefix + base.topic_hl7_raw,
+        "topic_fhir_raw": prefix + base.topic_fhir_raw,
+        "topic_reports": prefix + base.topic_reports,
+        "topic_deadletter": prefix + base.topic_deadletter,
+        "app_id": f"twiwatch-e2e-{run_id}",
+        "data_dir": base.cache_dir / "e2e" / run_id,
+    })
+
+
+def settings_env(s: Settings) -> dict[str, str]:
+    """The settings as TWIWATCH_* variables, for a worker subprocess."""
+    env = dict(os.environ)
+    for name, value in s.model_dump().items():
+        if hasattr(value, "get_secret_value"):
+            value = value.get_secret_value()
+        env[f"TWIWATCH_{name.upper()}"] = str(value)
+    return env
+
+
+def start_worker(s: Settings, log_path: Path) -> subprocess.Popen:
+    log_path.parent.mkdir(parents=True, exist_ok=True)
+    log = open(log_path, "ab")
+    return subprocess.Popen(
+        [sys.executable, "-m", "stream.cli", "worker"], env=settings_env(s), stdout=log, stderr=subprocess.STDOUT,
+        stdin=subprocess.DEVNULL, start_new_session=True,
+    )
+
+
+def wait_healthy(s: Settings, proc: subprocess.Popen, timeout_s: float = 120) -> None:
+    """Block until the worker's /healthz says ready (partitions assigned, state restored)."""
+    url = f"http://127.0.0.1:{s.worker_web_port}/healthz"
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"worker exited with code {proc.returncode} before it was ready")
+        try:
+            with urllib.request.urlopen(url, timeout=2) as resp:
+                if resp.status == 200:
+                    return
+        except (urllib.error.URLError, OSError):
+            pass
+        time.sleep(0.5)
+    raise TimeoutError(f"worker not ready after {timeout_s:.0f} s ({url})")
+
+
+def stop_worker(proc: subprocess.Popen, timeout_s: float = 30) -> None:
+    if proc.poll() is None:
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(timeout_s)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+
+@dataclass
+class E2EResult:
+    summary: dict  # exactly the keys issue 2 names
+    details: dict
+    settings: Settings
+    sent: list[Outgoing]  # the valid messages, in send order
+    bad: list[BadCase]
+    collected: Collected
+
+
+def run_e2e(base: Settings, n_messages: int, source: Path, timeout_s: float = 300, log=print,
+            isolate: bool = True) -> E2EResult:
+    run_id = uuid.uuid4().hex[:8]
+    s = isolated_settings(base, run_id) if isolate else base
+    ensure_topics(s)
+    worker = start_worker(s, s.cache_dir / "e2e" / f"worker-{run_id}.log")
+    log(f"e2e run {run_id}: worker pid {worker.pid}, topics prefixed e2e-{run_id}.")
+    wait_healthy(s, worker)
+    try:
+        recordings = load_recordings(source)
+        producer = make_producer(s, client_id=f"twiwatch-e2e-{run_id}")
+        try:
+            good = list(messages(recordings, "mixed", s, count=n_messages, run_id=run_id))
+            bad = corpus(recordings[0].load(), f"{run_id}-bad", s.max_message_bytes, s.fhir_version)
+            # Interleave the bad among the good: a bad message must never hold up the ones behind it.
+            bad_out = [Outgoing(s.topic_hl7_raw if b.fmt == "hl7" else s.topic_fhir_raw,
+                                patient_key(f"bad-{i}", s.patient_hash_secret.get_secret_value()).encode(),
+                                b.value, b.fmt, b.name, b.name) for i, b in enumerate(bad)]
+            stream_items, step = [], max(1, len(good) // max(1, len(bad_out)))
+            for i, item in enumerate(good):
+                stream_items.append(item)
+                if i % step == 0 and bad_out:
+                    stream_items.append(bad_out.pop(0))
+            stream_items.extend(bad_out)
+            send_all(producer, stream_items, s)
+        finally:
+            producer.close()
+        sent_valid, sent_invalid = len(good), len(bad)
+        log(f"sent {sent_valid} valid and {sent_invalid} invalid messages; waiting for the worker")
+        got = wait_for(s, sent_valid, sent_invalid, timeout_s)
+        if worker.poll() is not None:
+            log(f"worker exited early with code {worker.returncode}")
+        time.sleep(2.0)  # let anything in flight land before the final count (duplicates show up late)
+        got = collect(s)
+        summary, details = summarise(got, s, sent_valid, sent_invalid)
+        return E2EResult(summary, details, s, good, bad, got)
+    finally:
+        stop_worker(worker)
+
+
+def write_summary(summary: dict, path: Path) -> None:
+    path.write_text(json.dumps(summary, indent=2) + "\n")

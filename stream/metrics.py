@@ -1,0 +1,18 @@
+"""Prometheus metrics shared by the long-running processes (worker, MLLP bridge). Labels never carry patient data."""
+from prometheus_client import Counter, Histogram
+
+MESSAGES_IN = Counter("twiwatch_messages_in_total", "raw messages consumed", ["topic"])
+DEADLETTERS = Counter("twiwatch_deadletters_total", "messages sent to the dead-letter topic", ["stage", "code"])
+REPORTS = Counter("twiwatch_reports_total", "report versions produced", ["status", "triage"])
+ANALYSIS_SECONDS = Histogram(
+    "twiwatch_analysis_seconds", "engine analysis time per ECG",
+    buckets=(0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1, 2, 5),
+)
+DECODE_SECONDS = Histogram(
+    "twiwatch_decode_seconds", "decode time per message", ["format"],
+    buckets=(0.001, 0.0025, 0.005, 0.01, 0.02, 0.05, 0.1, 0.5, 1),
+)
+INPUT_TO_REPORT_SECONDS = Histogram(
+    "twiwatch_input_to_report_seconds", "source message timestamp to report produced",
+    buckets=(0.05, 0.1, 0.25, 0.5, 1, 2, 5, 10, 30, 60),
+)

@@ -1,0 +1,64 @@
+"""Every Kafka topic twiwatch uses, declared once, created by the app (`twiwatch topics create`, the worker, tests)."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from kafka import KafkaAdminClient
+from kafka.admin import NewTopic
+from kafka.errors import TopicAlreadyExistsError
+
+from stream.config import Settings
+
+# Envelope headroom: headers and the dead-letter metadata ride on top of a message at the limit.
+HEADROOM = 64 * 1024
+
+
+@dataclass(frozen=True)
+class TopicSpec:
+    name: str
+    purpose: str
+    compacted: bool = False
+    log_append_time: bool = False
+
+
+def topic_specs(s: Settings) -> list[TopicSpec]:
+    return [
+        TopicSpec(s.topic_hl7_raw, "HL7 v2 ORU^R01 waveform messages, raw bytes, keyed by hashed patient"),
+        TopicSpec(s.topic_fhir_raw, "FHIR Observation (SampledData) JSON, raw bytes"),
+        TopicSpec(by_patient_topic(s), "decoded ECG records re-keyed by hashed patient (internal)"),
+        # LogAppendTime: the broker stamps reports, so latency is measured against the broker's clock.
+        TopicSpec(s.topic_reports, "FHIR Bundles with the research-only DiagnosticReport, keyed by report id",
+                  log_append_time=True),
+        TopicSpec(s.topic_deadletter, "messages that failed, original bytes + reason headers"),
+    ]
+
+
+def by_patient_topic(s: Settings) -> str:
+    return f"{s.app_id}.ecg.by-patient"
+
+
+def topic_config(s: Settings, spec: TopicSpec) -> dict[str, str]:
+    cfg = {"max.message.bytes": str(s.max_message_bytes + HEADROOM)}
+    if spec.compacted:
+        cfg["cleanup.policy"] = "compact"
+    if spec.log_append_time:
+        cfg["message.timestamp.type"] = "LogAppendTime"
+    return cfg
+
+
+def ensure_topics(s: Settings, extra: list[TopicSpec] | None = None) -> list[str]:
+    """Create missing topics with the configured partitions/replication and size limit. Returns those created."""
+    admin = KafkaAdminClient(bootstrap_servers=s.bootstrap, client_id="twiwatch-admin")
+    try:
+        existing = set(admin.list_topics())
+        wanted = [t for t in topic_specs(s) + (extra or []) if t.name not in existing]
+        created = []
+        for spec in wanted:
+            try:
+                admin.create_topics([NewTopic(spec.name, s.partitions, s.replication, topic_configs=topic_config(s, spec))])
+                created.append(spec.name)
+            except TopicAlreadyExistsError:
+                pass
+        return created
+    finally:
+        admin.close()

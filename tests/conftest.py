@@ -1,0 +1,49 @@
+"""Shared fixtures: the real local Kafka broker, isolated topic names per test, the shipped real recordings."""
+from __future__ import annotations
+
+import uuid
+from pathlib import Path
+
+import pytest
+
+from stream.config import Settings
+
+ROOT = Path(__file__).resolve().parent.parent
+SAMPLES = ROOT / "samples"
+
+
+@pytest.fixture(scope="session")
+def kafka_bootstrap() -> str:
+    """Start the local broker if it is not running (scripts/test.sh starts it first; this keeps `pytest` alone working)."""
+    from stream.kafka_local import LocalKafka, status, up
+
+    s = Settings()
+    k = LocalKafka(s.cache_dir, s.kafka_version, s.kafka_port, s.max_message_bytes)
+    ok, _ = status(k)
+    if not ok:
+        up(k, timeout_s=180)
+    return s.bootstrap
+
+
+@pytest.fixture
+def isolated(kafka_bootstrap) -> Settings:
+    """Settings whose topics and app id are unique to this test, so tests never see each other's messages."""
+    run = uuid.uuid4().hex[:8]
+    base = Settings()
+    return base.model_copy(update={
+        "topic_hl7_raw": f"t-{run}.{base.topic_hl7_raw}",
+        "topic_fhir_raw": f"t-{run}.{base.topic_fhir_raw}",
+        "topic_reports": f"t-{run}.{base.topic_reports}",
+        "topic_deadletter": f"t-{run}.{base.topic_deadletter}",
+        "app_id": f"twiwatch-test-{run}",
+        "data_dir": base.cache_dir / "test" / run,
+        "partitions": 3,
+        "worker_web_port": 16000 + int(run[:4], 16) % 2000,
+    })
+
+
+@pytest.fixture(scope="session")
+def recordings():
+    from integrations.datasets import find_recordings
+
+    return find_recordings(SAMPLES)
