@@ -60,7 +60,7 @@ class TwiGroup:
 
 @dataclass
 class SecondaryFinding:
-    cause: str  # "lbbb" | "rbbb" | "lvh-strain" | "ventricular-pacing" | "wpw"
+    cause: str  # "lbbb" | "rbbb" | "lvh-strain" | "ventricular-pacing" | "wpw" | "ivcd" (wide QRS, other)
     present: bool
     evidence: list[str] = field(default_factory=list)
 
@@ -116,6 +116,11 @@ class Analysis:
     triage: Triage
     summary: PriorSummary
     notes: list[str] = field(default_factory=list)
+    # Added by the engine: where the analysed window starts in the record as sent (non-zero only when truncated);
+    # beat indices are into the record as sent, at its own rate.
+    analysed_from_sample: int = 0
+    qrs_duration_ms: float | None = None  # global (all-lead) QRS width on the median beat
+    pr_interval_ms: float | None = None
 
     @property
     def twi_present(self) -> bool:

@@ -14,8 +14,8 @@ from pathlib import Path
 
 SHARED = Path(sys.argv[1] if len(sys.argv) > 1 else "../shared/data")
 OUT = Path(__file__).resolve().parent.parent / "samples"
-LUDB_IDS = [1, 3, 6, 7, 10, 11, 15, 18, 21, 34, 51, 90]
-PTBXL_SERIAL = [266, 281, 273, 298, 593, 613, 941, 953, 1102, 1107, 1514, 1516, 1654, 1809, 1844, 1052, 1111]
+LUDB_IDS = [1, 3, 6, 7, 10, 11, 15, 18, 21, 34, 51, 83, 90]
+PTBXL_SERIAL = [2, 140, 266, 281, 273, 298, 593, 613, 941, 953, 1102, 1107, 1514, 1516, 1654, 1809, 1844, 1052, 1111]
 PTBXL_500 = [266, 298, 307, 468, 256, 269, 143, 461]
 LUDB_SUFFIXES = [".hea", ".dat", ".i", ".ii", ".iii", ".avr", ".avl", ".avf", ".v1", ".v2", ".v3", ".v4", ".v5", ".v6"]
 PTBXL_COLUMNS = ["ecg_id", "patient_id", "age", "sex", "recording_date", "report", "scp_codes", "strat_fold",

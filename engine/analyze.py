@@ -1,0 +1,163 @@
+"""`analyze(record, priors) -> Analysis`: the one composition of the engine's steps (GUIDE §1 order).
+
+window (last 60 s) -> derive limb leads from I+II -> pacing spikes on the raw signal -> resample to 500 Hz ->
+filters -> lead quality -> QRS -> delineation -> measures -> TWI criteria -> novelty -> secondary causes -> triage.
+All indices reported are samples of the record as sent, at its own rate.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from engine import __version__
+from engine import criteria, measure, novelty, quality, secondary
+from engine.beats import delineate_record, r_peaks
+from engine.filters import detection_filter, measurement_filter
+from engine.pacing import MIN_FS_FOR_SPIKES, blank_spikes, detect_spikes
+from engine.record import STANDARD_LEADS, EcgRecord, derive_limb_leads, last_window
+from engine.resample import to_analysis_rate, to_own_rate
+from engine.result import SUMMARY_SCHEMA_VERSION, Analysis, Beat, LeadResult, PriorSummary, Triage
+from engine.triage import triage
+
+VENTRICULAR_SPIKE_S = 0.08  # a spike this close before QRS onset paced the ventricle
+ANY_SPIKE_S = 0.30  # ... this close: some chamber was paced
+
+
+def analyze(record: EcgRecord, priors: list[PriorSummary] | None = None) -> Analysis:
+    priors = list(priors or [])
+    full_n = record.n_samples
+    rec, truncated = last_window(record)
+    start = full_n - rec.n_samples
+    rec = derive_limb_leads(rec)
+    names = rec.standard_leads
+    idx = [rec.leads.index(n) for n in names]
+    raw = np.asarray(rec.signal[idx], dtype=np.float64)
+    flagged = rec.flagged[idx] if rec.flagged is not None else None
+    fs = float(rec.fs)
+    notes: list[str] = []
+    if truncated:
+        notes.append(f"strip of {record.duration_s:.1f} s: analysed the last {rec.duration_s:.0f} s (from sample {start})")
+    if rec.derived_leads:
+        notes.append("limb leads derived from I and II: " + ", ".join(sorted(rec.derived_leads, key=STANDARD_LEADS.index)))
+    if flagged is not None and flagged.any():
+        raw = _fill_flagged(raw, flagged)
+
+    spikes = detect_spikes(raw, fs)
+    clean = blank_spikes(raw, spikes, fs)
+    x, fsa = to_analysis_rate(clean, fs)
+    x_meas = measurement_filter(x, fsa)
+    x_det = detection_filter(x, fsa)
+    lq = quality.screen_leads(raw, fs, x_meas, fsa, flagged, names)
+    usable = np.array([q.ok for q in lq])
+    d = delineate_record(x_meas, x_det, fsa, usable)
+
+    def own(i):  # analysis-rate index -> index into the record as sent
+        return to_own_rate(i, fsa, fs, rec.n_samples) + start
+
+    if d is None:
+        leads = {n: LeadResult(lead=n, quality="not-analysable" if not q.ok else "ok", quality_reasons=q.reasons,
+                               derived=n in rec.derived_leads) for n, q in zip(names, lq)}
+        tri = Triage("indeterminate", ["no QRS complex detected"])
+        return _finish(record, rec, leads, fsa, truncated, start, None, None, "undetermined", [], "none", [], tri,
+                       notes, None, None)
+
+    quality.beat_noise(d.epochs.data, d.template, d.conforming, d.epochs.valid, lq)
+    tm = d.tm
+    ms = measure.lead_measures(d.template_iso_ref, tm.qrs_onset, tm.qrs_offset, tm.t.onset, tm.t.peak, tm.t.offset,
+                               tm.t.sign, tm.p.onset, tm.p.amplitude, fsa)
+    measures = dict(zip(names, ms))
+    ok = {n: q.ok for n, q in zip(names, lq)}
+    ok_measures = {n: m for n, m in measures.items() if ok[n]}
+    qrs_ms = round((tm.qrs_offset - tm.qrs_onset) * 1000.0 / fsa, 1)
+    prs = [m.pr_ms for m in ok_measures.values() if m.pr_ms is not None and 60 <= m.pr_ms <= 350]
+    p_leads = len(prs)
+    p_present = p_leads >= min(2, max(1, len(ok_measures)))
+    pr_ms = round(float(np.median(prs)), 1) if p_present else None
+
+    onsets_own = own(d.qrs_onset)
+    v_frac, a_frac = _spike_fractions(spikes + start, onsets_own, fs)
+    rhythm = measure.rhythm_measures(d.fiducials, fsa, p_present, paced=bool(a_frac is not None and a_frac >= 0.5))
+
+    groups, verdicts = criteria.find_groups(ok_measures, ok)
+    record_novelty = novelty.assign_novelty(groups, priors)
+    lateral_twi = [n for n in ("I", "aVL", "V5", "V6") if n in verdicts and verdicts[n].depth_mv > criteria.TWI_DEPTH_MV
+                   and ok.get(n)]
+    tref = {n: d.template_iso_ref[i] for i, n in enumerate(names) if ok[n]}
+    sec = [
+        secondary.check_pacing(v_frac, int(spikes.size), qrs_ms),
+        secondary.check_lbbb(ok_measures, qrs_ms),
+        secondary.check_rbbb(tref, qrs_ms, tm.qrs_onset, tm.qrs_offset, fsa),
+        secondary.check_lvh_strain(ok_measures, rec.sex, lateral_twi),
+        secondary.check_wpw(tref, ok_measures, pr_ms, qrs_ms, tm.qrs_onset, fsa),
+    ]
+    sec.append(secondary.check_ivcd(qrs_ms, sec))
+    caveats = [v.why for v in verdicts.values() if v.why and v.depth_mv > criteria.TWI_DEPTH_MV and "aVR" not in v.why]
+    caveats += [f"{n}: not analysable ({'; '.join(q.reasons)})" for n, q in zip(names, lq) if not q.ok]
+    if rec.absent_leads:
+        caveats.append("absent leads: " + ", ".join(rec.absent_leads))
+    tri = triage(groups, sec, ok_measures, qrs_ms, int(usable.sum()), record_novelty, caveats)
+
+    rp, t_on, t_pk, t_off = (_own_or_none(a, own) for a in (r_peaks(d), d.t_onset, d.t_peak, d.t_offset))
+    q_off = own(d.qrs_offset).tolist()
+    q_on = onsets_own.tolist()
+    leads = {}
+    for i, n in enumerate(names):
+        q, m = lq[i], measures[n]
+        beats = [Beat(qrs_onset=q_on[b], r_peak=rp[i][b], qrs_offset=q_off[b], t_onset=t_on[i][b],
+                      t_peak=t_pk[i][b], t_offset=t_off[i][b]) for b in range(d.fiducials.size)]
+        lr = LeadResult(lead=n, quality="ok" if q.ok else "not-analysable", quality_reasons=q.reasons,
+                        derived=n in rec.derived_leads, snr_db=q.snr_db, qrs_duration_ms=qrs_ms, beats=beats)
+        if q.ok:
+            lr.t_polarity, lr.t_amplitude_mv, lr.t_symmetry = m.polarity, m.t_amp, m.symmetry
+            lr.t_peak_ms, lr.t_offset_ms, lr.st_j60_mv = m.t_peak_ms, m.t_offset_ms, m.st_j60
+            lr.r_amplitude_mv, lr.s_amplitude_mv = m.r_amp, m.s_amp
+            lr.pr_interval_ms, lr.qrs_mostly_positive = m.pr_ms, m.qrs_mostly_positive
+        leads[n] = lr
+    notes += rhythm.evidence
+    return _finish(record, rec, leads, fsa, truncated, start, rhythm.heart_rate_bpm, rhythm.rr_cv, rhythm.rhythm,
+                   groups, record_novelty, sec, tri, notes, qrs_ms, pr_ms)
+
+
+def _own_or_none(a: np.ndarray, own) -> list[list[int | None]]:
+    """(leads, beats) analysis-rate indices (-1 = absent) -> nested lists of own-rate indices or None."""
+    mapped = own(np.maximum(a, 0))
+    return np.where(a < 0, None, mapped).tolist()
+
+
+def _fill_flagged(raw: np.ndarray, flagged: np.ndarray) -> np.ndarray:
+    """Flagged samples (may be NaN or rail values) replaced by linear interpolation so filters do not ring."""
+    out = raw.copy()
+    t = np.arange(raw.shape[1])
+    for i in np.flatnonzero(flagged.any(axis=1)):
+        good = ~flagged[i] & np.isfinite(raw[i])
+        out[i] = np.interp(t, t[good], raw[i, good]) if good.any() else 0.0
+    return out
+
+
+def _spike_fractions(spikes: np.ndarray, onsets: np.ndarray, fs: float) -> tuple[float | None, float | None]:
+    """Fractions of QRS complexes led by a spike within VENTRICULAR_SPIKE_S / ANY_SPIKE_S (None below 400 Hz)."""
+    if fs < MIN_FS_FOR_SPIKES:
+        return None, None
+    if onsets.size == 0 or spikes.size == 0:
+        return 0.0, 0.0
+    lead = onsets[:, None] - spikes[None, :]  # >0: spike before onset
+    near = lambda s: ((lead >= -0.02 * fs) & (lead <= s * fs)).any(axis=1).mean()  # noqa: E731
+    return float(near(VENTRICULAR_SPIKE_S)), float(near(ANY_SPIKE_S))
+
+
+def _finish(record: EcgRecord, rec: EcgRecord, leads: dict[str, LeadResult], fsa: float, truncated: bool, start: int,
+            hr, cv, rhythm: str, groups, record_novelty: str, sec, tri: Triage, notes: list[str], qrs_ms, pr_ms) -> Analysis:
+    summary = PriorSummary(
+        schema_version=SUMMARY_SCHEMA_VERSION,
+        source_id=record.source_id,
+        acquired_at=record.acquired_at.isoformat() if record.acquired_at else None,
+        lead_t={n: {"polarity": lr.t_polarity, "amplitude_mv": lr.t_amplitude_mv, "quality": lr.quality}
+                for n, lr in leads.items()},
+        twi_groups=[list(g.leads) for g in groups],
+    )
+    return Analysis(
+        engine_version=__version__, fs=float(record.fs), duration_s=round(record.duration_s, 3), truncated=truncated,
+        heart_rate_bpm=hr, rr_irregularity=cv, rhythm=rhythm, leads=leads, absent_leads=list(rec.absent_leads),
+        derived_leads=sorted(rec.derived_leads, key=STANDARD_LEADS.index), twi=groups, novelty=record_novelty,
+        secondary=sec, triage=tri, summary=summary, notes=notes, analysed_from_sample=start,
+        qrs_duration_ms=qrs_ms, pr_interval_ms=pr_ms,
+    )

@@ -1,0 +1,130 @@
+"""Per-lead measurements on the median beat, and per-record rhythm measures.
+
+Thresholds (documented here because clinicians read the polarity):
+* flat      : |T| < 0.05 mV (half a millimetre at 10 mm/mV) on the dominant lobe;
+* biphasic  : both an upright and an inverted lobe inside the T wave reach 0.05 mV and the smaller is at least half
+              the larger (a small terminal wiggle is not a biphasic T);
+* otherwise : the sign of the dominant lobe (the T peak chosen relative to the isoelectric PR level).
+Symmetry is the steepest slope of the first limb (onset -> peak) over the steepest slope of the second limb
+(peak -> offset) of the sign-flipped T: for an inverted T that is descent/ascent. ~1 is symmetric; secondary
+(strain, bundle branch) inversions descend slowly and return fast, giving < ~0.7.
+QRS "mostly positive": the R amplitude exceeds the S depth (net positive main deflection).
+S amplitude is reported as a depth (>= 0 mV): the lowest point after the R peak inside the QRS, or the deepest
+point of a QS complex (no R, or an "R" under 0.1 mV / a quarter of the negative deflection).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from engine.filters import moving_average
+
+FLAT_MV = 0.05
+BIPHASIC_MIN_LOBE_MV = 0.05
+BIPHASIC_LOBE_RATIO = 0.5
+P_PRESENT_MV = 0.05
+IRREGULAR_SUCCESSIVE = 0.10  # median |successive RR difference| / median RR above this: irregular
+
+
+@dataclass
+class LeadMeasure:
+    t_amp: float
+    t_pos: float  # largest upright value inside the T wave (mV, >= 0 if any)
+    t_neg: float  # lowest value inside the T wave
+    polarity: str
+    symmetry: float | None
+    t_peak_ms: float  # from QRS onset
+    t_offset_ms: float
+    st_j60: float
+    r_amp: float
+    s_amp: float
+    qrs_mostly_positive: bool
+    p_amp: float
+    pr_ms: float | None
+
+
+def classify_polarity(amp: float, pos: float, neg: float) -> str:
+    if abs(amp) < FLAT_MV and max(pos, -neg) < FLAT_MV:
+        return "flat"
+    small, large = min(pos, -neg), max(pos, -neg)
+    if small >= BIPHASIC_MIN_LOBE_MV and small >= BIPHASIC_LOBE_RATIO * large:
+        return "biphasic"
+    if abs(amp) < FLAT_MV:
+        return "flat"
+    return "positive" if amp > 0 else "negative"
+
+
+def lead_measures(tref: np.ndarray, qrs_on: int, qrs_off: int, t_on: np.ndarray, t_peak: np.ndarray,
+                  t_off: np.ndarray, t_sign: np.ndarray, p_on: np.ndarray, p_amp: np.ndarray,
+                  fs: float) -> list[LeadMeasure]:
+    """tref: (leads, window) median beat minus its isoelectric level; marks are window indices per lead."""
+    ys = moving_average(tref, int(round(0.02 * fs)))
+    dy = np.gradient(ys, axis=1) * fs  # mV/s
+    w = tref.shape[1]
+    out = []
+    ms = 1000.0 / fs
+    j60 = min(w - 1, qrs_off + int(round(0.06 * fs)))
+    for i in range(tref.shape[0]):  # 12 leads: per-lead scalar bookkeeping, the arrays are tiny
+        on, pk, off = int(t_on[i]), int(t_peak[i]), int(t_off[i])
+        on, off = min(on, pk), max(off, pk)
+        seg = ys[i, on:off + 1]
+        pos, neg = float(max(seg.max(), 0.0)), float(min(seg.min(), 0.0))
+        amp = float(ys[i, pk])
+        sign = t_sign[i]
+        z = dy[i] * sign
+        first = float(z[on:pk + 1].max()) if pk > on else 0.0
+        second = float((-z[pk:off + 1]).max()) if off > pk else 0.0
+        symmetry = round(first / second, 2) if first > 0 and second > 0 else None
+        qrs = tref[i, qrs_on:qrs_off + 1]
+        r = float(max(qrs.max(), 0.0))
+        r_at, n_at = int(qrs.argmax()), int(qrs.argmin())
+        deepest = float(max(-qrs[n_at], 0.0))
+        # the deepest point is the S wave when it follows the R, or when there is no real R (QS complex: the
+        # "R" is then only the J point or a notch); a deep point before a real R is a Q wave, not an S
+        if n_at > r_at or r < max(0.1, 0.25 * deepest):
+            s = deepest
+        else:
+            s = float(max(-qrs[r_at:].min(), 0.0))
+        pa = float(p_amp[i])
+        pr = (qrs_on - int(p_on[i])) * ms if abs(pa) >= P_PRESENT_MV else None
+        out.append(LeadMeasure(
+            t_amp=round(amp, 3), t_pos=round(pos, 3), t_neg=round(neg, 3),
+            polarity=classify_polarity(amp, pos, neg), symmetry=symmetry,
+            t_peak_ms=round((pk - qrs_on) * ms, 1), t_offset_ms=round((off - qrs_on) * ms, 1),
+            st_j60=round(float(tref[i, j60]), 3), r_amp=round(r, 3), s_amp=round(s, 3),
+            qrs_mostly_positive=bool(r > s), p_amp=round(pa, 3), pr_ms=None if pr is None else round(pr, 1)))
+    return out
+
+
+@dataclass
+class RhythmMeasure:
+    heart_rate_bpm: float | None
+    rr_cv: float | None
+    rhythm: str
+    evidence: list[str]
+
+
+def rhythm_measures(fiducials: np.ndarray, fs: float, p_present: bool, paced: bool) -> RhythmMeasure:
+    """sinus: regular (median successive RR change < 10%), 40-150 bpm... with a P wave on the median beat;
+    irregular: not regular; paced: pacing spikes lead most QRS complexes; otherwise undetermined."""
+    if fiducials.size < 2:
+        return RhythmMeasure(None, None, "paced" if paced else "undetermined", ["fewer than two QRS complexes"])
+    rr = np.diff(fiducials) / fs
+    med = float(np.median(rr))
+    hr = 60.0 / med
+    cv = float(np.std(rr) / np.mean(rr)) if rr.size >= 2 else 0.0
+    succ = float(np.median(np.abs(np.diff(rr))) / med) if rr.size >= 3 else 0.0
+    ev = [f"heart rate {hr:.0f} bpm", f"RR coefficient of variation {cv:.2f}"]
+    if paced:
+        rhythm = "paced"
+    elif succ > IRREGULAR_SUCCESSIVE:
+        rhythm = "irregular"
+        ev.append(f"median successive RR change {100 * succ:.0f}%")
+    elif p_present and 30 <= hr <= 180:
+        rhythm = "sinus"
+        ev.append("P wave before each QRS on the median beat")
+    else:
+        rhythm = "undetermined"
+        ev.append("regular without a consistent P wave" if not p_present else "rate outside 30-180 bpm")
+    return RhythmMeasure(round(hr, 1), round(cv, 3), rhythm, ev)
