@@ -36,7 +36,10 @@ class Settings(BaseSettings):
     app_id: str = Field("twiwatch-worker", description="faust app id (consumer group and table changelog prefix)")
     worker_web_port: int = Field(6066, description="worker health/metrics HTTP port")
     data_dir: Path = Field(PROJECT_ROOT / ".cache" / "worker", description="faust table state (rocksdb/memory)")
-    exactly_once: bool = Field(True, description="faust processing_guarantee=exactly_once (Kafka transactions)")
+    exactly_once: bool = Field(
+        False, description="faust processing_guarantee=exactly_once; off by default (see stream/worker.py)",
+    )
+    worker_session_timeout_s: float = Field(10.0, description="Kafka group session timeout of the worker")
     priors_kept: int = Field(5, ge=1, description="prior-ECG summaries kept per patient")
 
     # Identity
@@ -56,7 +59,8 @@ class Settings(BaseSettings):
     mllp_web_port: int = Field(6067, description="MLLP bridge health/metrics HTTP port")
 
     # HL7 vendor specifics (GUIDE §2: vendors differ in attribute codes and scale factors)
-    hl7_samp_rate_codes: str = Field("0,67980", description="OBX-3 codes accepted for MDC_ATTR_SAMP_RATE")
+    # Real PCD-01 senders use code 0 with the mnemonic (GUIDE §2); the mnemonic always matches. Add vendor codes here.
+    hl7_samp_rate_codes: str = Field("0", description="OBX-3 codes accepted for MDC_ATTR_SAMP_RATE (comma list)")
     hl7_counts_scale_mv: float = Field(0.001, description="mV per raw count when OBX-6 gives no unit")
 
     log_level: str = "INFO"

@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -35,7 +36,14 @@ def isolated_settings(base: Settings, run_id: str) -> Settings:
         "topic_deadletter": prefix + base.topic_deadletter,
         "app_id": f"twiwatch-e2e-{run_id}",
         "data_dir": base.cache_dir / "e2e" / run_id,
+        "worker_web_port": free_port(),
     })
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
 
 
 def settings_env(s: Settings) -> dict[str, str]:
@@ -66,7 +74,8 @@ def wait_healthy(s: Settings, proc: subprocess.Popen, timeout_s: float = 120) ->
             raise RuntimeError(f"worker exited with code {proc.returncode} before it was ready")
         try:
             with urllib.request.urlopen(url, timeout=2) as resp:
-                if resp.status == 200:
+                # The app id guards against another worker that happens to hold the port.
+                if resp.status == 200 and json.loads(resp.read()).get("app") == s.app_id:
                     return
         except (urllib.error.URLError, OSError):
             pass

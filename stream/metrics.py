@@ -3,6 +3,9 @@ from prometheus_client import Counter, Histogram
 
 MESSAGES_IN = Counter("twiwatch_messages_in_total", "raw messages consumed", ["topic"])
 DEADLETTERS = Counter("twiwatch_deadletters_total", "messages sent to the dead-letter topic", ["stage", "code"])
+REDELIVERIES_SKIPPED = Counter(
+    "twiwatch_redeliveries_skipped_total", "redelivered ECGs whose report was already written",
+)
 REPORTS = Counter("twiwatch_reports_total", "report versions produced", ["status", "triage"])
 ANALYSIS_SECONDS = Histogram(
     "twiwatch_analysis_seconds", "engine analysis time per ECG",

@@ -57,6 +57,11 @@ def _priors_for(record: EcgRecord, state: dict[str, Any] | None) -> list[PriorSu
     return sorted(out, key=lambda p: p.acquired_at or "")
 
 
+def already_reported(state: dict[str, Any] | None, source_id: str) -> bool:
+    """True when this ECG's report was already written (the table records an ECG only after that)."""
+    return any(d["source_id"] == source_id for d in (state or {}).get("ecgs", []))
+
+
 def _updated_state(state: dict[str, Any] | None, summary: PriorSummary, keep: int) -> dict[str, Any]:
     ecgs = [d for d in (state or {}).get("ecgs", []) if d["source_id"] != summary.source_id]
     ecgs.append(summary.to_dict())
@@ -68,7 +73,8 @@ def analyse_record(
     record: EcgRecord, state: dict[str, Any] | None, source: dict[str, Any], s: Settings,
 ) -> ReportOut:
     started = time.perf_counter()
-    analysis = analyze(record, _priors_for(record, state))
+    priors = _priors_for(record, state)
+    analysis = analyze(record, priors)
     metrics.ANALYSIS_SECONDS.observe(time.perf_counter() - started)
     rid = report_id(record.source_id)
     version, status = 1, "preliminary"
@@ -77,7 +83,7 @@ def analyse_record(
     bundle = build_report_bundle(
         analysis, record, report_id=rid, version=version, status=status, fhir_version=s.fhir_version,
         identifier_system=s.fhir_identifier_system, software_version=SOFTWARE_VERSION, model_versions={},
-        reasoning=None, issued=issued,
+        reasoning=None, issued=issued, prior_acquired_at=priors[-1].acquired_at if priors else None,
     )
     value = bundle_bytes(bundle)
     headers = [

@@ -4,9 +4,13 @@ Stage 1 (`decode`): both raw topics -> decode + validate -> re-key by hashed pat
 failures -> dead-letter topic with the reason. Stage 2 (`analyse`): by-patient topic -> per-patient priors table
 (changelog-backed, survives restarts) -> engine -> FHIR Bundle -> reports topic.
 
-Delivery: faust commits an offset only after the producer has flushed what the event sent (at-least-once), or inside
-a Kafka transaction with processing_guarantee=exactly_once. A patient's ECGs share a partition, and an agent handles
-a partition's events in order, so each patient's ECGs are analysed in order.
+Delivery: at-least-once. faust commits an offset only after the producer has flushed what the event sent; the analyse
+stage writes a report, waits for the broker's ack, and only then records the ECG in the patient's table, so a
+redelivered message that is already in the table is skipped. What remains is a narrow window (killed after the
+report's ack, before the table's changelog write) in which a redelivery writes a byte-identical copy of the report;
+consumers are idempotent on (identifier, versionId). faust's `exactly_once` (TWIWATCH_EXACTLY_ONCE) is available but
+off by default: under SIGKILL in tests/test_pipeline_kafka.py it still exposed second copies to read_committed
+consumers. A patient's ECGs share a partition and an agent handles a partition in order, so they are analysed in order.
 """
 from __future__ import annotations
 
@@ -22,7 +26,7 @@ from integrations.identity import patient_key
 from stream import envelope, metrics
 from stream.config import Settings
 from stream.deadletter import deadletter_record
-from stream.pipeline import analyse_record, decode_message
+from stream.pipeline import analyse_record, already_reported, decode_message
 from stream.topics import HEADROOM, by_patient_topic
 
 log = logging.getLogger("twiwatch.worker")
@@ -48,6 +52,9 @@ def build_app(s: Settings) -> faust.App:
         web_bind="127.0.0.1",
         broker_commit_every=100,
         broker_commit_interval=1.0,
+        # A killed worker's partitions move to its replacement after this, not after the 60 s default.
+        broker_session_timeout=s.worker_session_timeout_s,
+        broker_heartbeat_interval=min(3.0, s.worker_session_timeout_s / 3),
         stream_wait_empty=False,
     )
     raw = app.topic(s.topic_hl7_raw, s.topic_fhir_raw, key_serializer="raw", value_serializer="raw",
@@ -56,8 +63,8 @@ def build_app(s: Settings) -> faust.App:
                            partitions=s.partitions, internal=True)
     reports = app.topic(s.topic_reports, key_serializer="raw", value_serializer="raw")
     deadletters = app.topic(s.topic_deadletter, key_serializer="raw", value_serializer="raw")
-    # Keys are the hashed patient (bytes, faust's default raw key serializer); values JSON.
-    priors = app.Table("priors", default=None, partitions=s.partitions)
+    # Keys: the hashed patient as str (the changelog serialises keys as JSON, so bytes would not read back).
+    priors = app.Table("priors", default=None, partitions=s.partitions, key_type=str)
     secret = s.patient_hash_secret.get_secret_value()
 
     async def send_deadletter(raw_bytes: bytes, exc: BaseException, stage: str, msg) -> None:
@@ -101,16 +108,24 @@ def build_app(s: Settings) -> faust.App:
             msg = event.message
             try:
                 record, source = envelope.unpack(event.value)
-                out = analyse_record(record, priors.get(msg.key), source, s)
+                patient = msg.key.decode()
+                state = priors.get(patient)
+                if already_reported(state, record.source_id):
+                    metrics.REDELIVERIES_SKIPPED.inc()
+                    continue
+                out = analyse_record(record, state, source, s)
             except Exception as exc:
                 log.error("analysis fault: %s", "".join(traceback.format_exception_only(exc)).strip())
                 await send_deadletter(event.value, exc, "analyse", msg)
                 continue
-            await reports.send(key=out.report_id.encode(), value=out.value, headers=out.headers)
-            priors[msg.key] = out.priors
+            delivery = await reports.send(key=out.report_id.encode(), value=out.value, headers=out.headers)
+            # The table records an ECG only once its report is on the broker (acks=all), so a redelivered
+            # message that finds itself in the table is skipped without risk of losing its report.
+            await delivery
+            priors[patient] = out.priors
             metrics.REPORTS.labels(out.status, out.triage).inc()
             metrics.INPUT_TO_REPORT_SECONDS.observe(max(0.0, time.time() - source["timestamp_ms"] / 1000))
-            log.info("report %s v%d %s patient=%s", out.report_id, out.version, out.triage, msg.key.decode())
+            log.info("report %s v%d %s patient=%s", out.report_id, out.version, out.triage, patient)
 
     @app.page("/healthz")
     async def healthz(web, request):

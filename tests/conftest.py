@@ -7,6 +7,7 @@ from pathlib import Path
 import pytest
 
 from stream.config import Settings
+from stream.e2e import free_port
 
 ROOT = Path(__file__).resolve().parent.parent
 SAMPLES = ROOT / "samples"
@@ -38,7 +39,7 @@ def isolated(kafka_bootstrap) -> Settings:
         "app_id": f"twiwatch-test-{run}",
         "data_dir": base.cache_dir / "test" / run,
         "partitions": 3,
-        "worker_web_port": 16000 + int(run[:4], 16) % 2000,
+        "worker_web_port": free_port(),
     })
 
 

@@ -1,0 +1,45 @@
+"""Quick timing check of the HL7 codec: `python -m integrations.hl7.bench [WFDB record path]`.
+
+Prints best-of-N encode/decode times for a 12-lead message (no assertions: timings belong in docs, not tests).
+"""
+from __future__ import annotations
+
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+from engine.record import make_record
+from integrations.hl7.decode import decode_oru, parse_header
+from integrations.hl7.encode import encode_oru
+
+DEFAULT = Path(__file__).resolve().parents[2] / "samples" / "ludb" / "data" / "1"
+
+
+def best_ms(fn, repeat: int = 20) -> float:
+    fn()
+    best = float("inf")
+    for _ in range(repeat):
+        t = time.perf_counter()
+        fn()
+        best = min(best, time.perf_counter() - t)
+    return best * 1000
+
+
+def main(path: str | None = None) -> None:
+    import wfdb
+
+    rec = wfdb.rdrecord(str(path or DEFAULT))
+    record = make_record(rec.p_signal.T, rec.sig_name, float(rec.fs), "bench", patient_id="bench")
+    for unit in ("uV", "mV"):
+        msg = encode_oru(record, control_id="BENCH", unit=unit)
+        out = decode_oru(msg)
+        assert np.abs(out.signal - record.signal).max() <= 0.0005 + 1e-6
+        print(f"{len(record.leads)} leads x {record.n_samples} samples @ {record.fs:g} Hz, unit {unit}, "
+              f"{len(msg) / 1024:.0f} KiB: encode {best_ms(lambda: encode_oru(record, control_id='B', unit=unit)):.1f} ms, "
+              f"decode {best_ms(lambda: decode_oru(msg)):.2f} ms, parse_header {best_ms(lambda: parse_header(msg)) * 1000:.0f} µs")
+
+
+if __name__ == "__main__":
+    main(sys.argv[1] if len(sys.argv) > 1 else None)

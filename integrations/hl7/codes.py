@@ -1,0 +1,155 @@
+"""MDC (ISO/IEEE 11073-10101) codes the HL7 codec reads and writes (GUIDE §2).
+
+Codes are 32-bit: partition << 16 | term code. Leads come in two families, both accepted on input:
+MDC_ECG_ELEC_POTL_* (the waveform's electric potential, what IHE PCD-01 sends) and MDC_ECG_LEAD_* (lead names).
+The encoder emits MDC_ECG_ELEC_POTL_* only.
+"""
+from __future__ import annotations
+
+from engine.record import STANDARD_LEADS
+
+CODING_SYSTEM = "MDC"
+
+# canonical lead -> (MDC_ECG_ELEC_POTL_* code, MDC_ECG_LEAD_* code); table of GUIDE §2.
+LEAD_CODES: dict[str, tuple[int, int]] = {
+    "I": (131329, 131073),
+    "II": (131330, 131074),
+    "III": (131389, 131133),
+    "aVR": (131390, 131134),
+    "aVL": (131391, 131135),
+    "aVF": (131392, 131136),
+    "V1": (131331, 131075),
+    "V2": (131332, 131076),
+    "V3": (131333, 131077),
+    "V4": (131334, 131078),
+    "V5": (131335, 131079),
+    "V6": (131336, 131080),
+}
+assert tuple(LEAD_CODES) == STANDARD_LEADS
+
+ECG_ELEC_POTL_BASE = (131328, "MDC_ECG_ELEC_POTL")  # multi-lead ECG; used as OBR-4
+
+
+def mnemonic_suffix(lead: str) -> str:
+    """MDC reference ids spell augmented leads upper-case: MDC_ECG_ELEC_POTL_AVR."""
+    return lead.upper()
+
+
+def elec_potl(lead: str) -> tuple[int, str]:
+    """(code, mnemonic) the encoder writes in OBX-3 for a standard lead."""
+    return LEAD_CODES[lead][0], f"MDC_ECG_ELEC_POTL_{mnemonic_suffix(lead)}"
+
+
+_LEAD_BY_CODE: dict[int, str] = {}
+_LEAD_BY_NAME: dict[str, str] = {}
+for _lead, (_potl, _name_code) in LEAD_CODES.items():
+    _LEAD_BY_CODE[_potl] = _lead
+    _LEAD_BY_CODE[_name_code] = _lead
+    _sfx = mnemonic_suffix(_lead)
+    _LEAD_BY_NAME[f"MDC_ECG_ELEC_POTL_{_sfx}"] = _lead
+    _LEAD_BY_NAME[f"MDC_ECG_LEAD_{_sfx}"] = _lead
+    _LEAD_BY_NAME[_sfx] = _lead  # plain "I", "aVR" (matched upper-cased, so "AVR"/"avr" too)
+    _LEAD_BY_NAME[f"LEAD {_sfx}"] = _lead
+
+
+class LeadConflict(ValueError):
+    """OBX-3's code and its text name different leads."""
+
+
+def lead_from_code(identifier: str, text: str) -> str | None:
+    """Canonical lead for an OBX-3 (identifier, text), or None when neither names a standard lead.
+
+    The numeric code wins only if the text agrees or names nothing: a disagreement is a sender bug that would
+    put one lead's samples under another's name, so it is refused (LeadConflict).
+    """
+    by_code = None
+    ident = identifier.strip()
+    if ident.isdigit():
+        by_code = _LEAD_BY_CODE.get(int(ident))
+    else:  # some senders put the mnemonic or the lead name in OBX-3.1
+        by_code = _LEAD_BY_NAME.get(ident.upper())
+    by_text = _LEAD_BY_NAME.get(text.strip().upper()) if text.strip() else None
+    if by_code and by_text and by_code != by_text:
+        raise LeadConflict(f"OBX-3 code {ident} is lead {by_code} but its text names lead {by_text}")
+    return by_code or by_text
+
+
+def is_ecg_code(identifier: str, text: str) -> bool:
+    """True for anything in the ECG potential/lead families, known to us or not (used to word errors)."""
+    ident = identifier.strip()
+    if ident.isdigit() and 131072 <= int(ident) <= 131583:
+        return True
+    return text.strip().upper().startswith(("MDC_ECG_ELEC_POTL", "MDC_ECG_LEAD"))
+
+
+# --- units (partition 4, MDC_DIM_*); SI prefixes are offsets on the base unit code (milli +18, micro +19) ---
+VOLT = 266400
+UNIT_MILLI_VOLT = (266418, "MDC_DIM_MILLI_VOLT")
+UNIT_MICRO_VOLT = (266419, "MDC_DIM_MICRO_VOLT")
+UNIT_PER_SEC = (264608, "MDC_DIM_PER_SEC")
+
+# mV per unit. Keys are OBX-6.1 codes or mnemonics, plus the UCUM spellings some senders use.
+_MV_PER_UNIT: dict[str, float] = {
+    str(VOLT): 1000.0, "MDC_DIM_VOLT": 1000.0, "V": 1000.0,
+    "266418": 1.0, "MDC_DIM_MILLI_VOLT": 1.0, "MV": 1.0,
+    "266419": 0.001, "MDC_DIM_MICRO_VOLT": 0.001, "UV": 0.001, "µV".upper(): 0.001,  # micro sign upper-cases to Μ
+    "266420": 1e-6, "MDC_DIM_NANO_VOLT": 1e-6, "NV": 1e-6,
+}
+# "No unit" means raw ADC counts; MDC_DIM_DIMLESS says the same thing explicitly.
+_COUNT_UNITS = {"", "262656", "MDC_DIM_DIMLESS", "1", "{COUNTS}", "COUNTS"}
+
+
+class UnknownUnit(ValueError):
+    pass
+
+
+def mv_per_unit(code: str, text: str, counts_scale_mv: float) -> float:
+    """Multiplier from the OBX-6 unit to mV; raw counts use the configured scale (vendors differ, GUIDE §2)."""
+    for key in (code.strip().upper(), text.strip().upper()):
+        if key in _MV_PER_UNIT:
+            return _MV_PER_UNIT[key]
+    if code.strip().upper() in _COUNT_UNITS and text.strip().upper() in _COUNT_UNITS:
+        return counts_scale_mv
+    raise UnknownUnit(f"unit {code or text!r} is not a voltage unit")
+
+
+_PER_SEC_UNITS = {"", "264608", "MDC_DIM_PER_SEC", "/S", "1/S", "HZ", "264640", "MDC_DIM_HZ", "S-1"}
+
+
+def is_per_second(code: str, text: str) -> bool:
+    return code.strip().upper() in _PER_SEC_UNITS and text.strip().upper() in _PER_SEC_UNITS
+
+
+# --- attributes carried in child OBXs ---
+SAMP_RATE_MNEMONIC = "MDC_ATTR_SAMP_RATE"
+DATA_RANGE_MNEMONIC = "MDC_ATTR_DATA_RANGE"
+# Real PCD-01 messages send 0 with the mnemonic (GUIDE §2). No numeric code is assumed by default: in
+# ISO/IEEE 11073-10101:2004 partition 1 term 2444 (67980) is MDC_ATTR_TIME_PD_OP_HRS, not a sample rate, so a
+# vendor's numeric code is configured (TWIWATCH_HL7_SAMP_RATE_CODES), and a present mnemonic always decides.
+DEFAULT_SAMP_RATE_CODES: tuple[int, ...] = (0,)
+
+
+def is_samp_rate(identifier: str, text: str, codes: tuple[int, ...] | frozenset[int]) -> bool:
+    """Match the sample-rate attribute by mnemonic, else by configured code.
+
+    When OBX-3 carries a mnemonic, it decides: code 0 is shared by every attribute a sender could not code
+    (data range, resolution ...), so the code alone is trusted only when no mnemonic came.
+    """
+    ident, name = identifier.strip(), text.strip().upper()
+    if ident.upper() == SAMP_RATE_MNEMONIC or name == SAMP_RATE_MNEMONIC:
+        return True
+    if name:
+        return False
+    return ident.lstrip("-").isdigit() and int(ident) in codes
+
+
+def is_data_range(identifier: str, text: str) -> bool:
+    return DATA_RANGE_MNEMONIC in (identifier.strip().upper(), text.strip().upper())
+
+
+__all__ = [
+    "CODING_SYSTEM", "LEAD_CODES", "ECG_ELEC_POTL_BASE", "elec_potl", "lead_from_code", "is_ecg_code",
+    "LeadConflict", "UNIT_MILLI_VOLT", "UNIT_MICRO_VOLT", "UNIT_PER_SEC", "mv_per_unit", "UnknownUnit",
+    "is_per_second", "SAMP_RATE_MNEMONIC", "DATA_RANGE_MNEMONIC", "DEFAULT_SAMP_RATE_CODES", "is_samp_rate",
+    "is_data_range",
+]

@@ -1,0 +1,402 @@
+"""MLLP framing and the asyncio MLLP → Kafka bridge (GUIDE §2, §10).
+
+The bridge answers AA only after the produce callback confirmed the original bytes are durably in Kafka
+(the caller's producer uses acks=all). Everything it refuses goes to the dead-letter callback first:
+AR for what it refuses outright (over the size limit, not HL7, unreadable MSH, unsupported type, broker down),
+AE for content the decoder cannot use. Frames are read in bounded memory: an oversized frame is hashed and
+discarded as it streams in, keeping only its first 1 MiB for the dead letter.
+"""
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import contextlib
+import hashlib
+import inspect
+import logging
+import time
+from collections.abc import Awaitable, Callable, Iterable
+from dataclasses import dataclass
+from functools import partial
+from typing import Any, Protocol
+
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+
+from engine.errors import InvalidRecord
+from engine.record import EcgRecord
+from integrations.errors import DecodeError
+from integrations.hl7 import codes
+from integrations.hl7.ack import make_ack
+from integrations.hl7.decode import DEFAULT_COUNTS_SCALE_MV, decode_oru, parse_header
+
+log = logging.getLogger("twiwatch.mllp")
+
+SB, EB, CR = b"\x0b", b"\x1c", b"\x0d"
+DEFAULT_MAX_MESSAGE_BYTES = 16 * 1024 * 1024
+KEEP_WHEN_TOO_LARGE = 1024 * 1024
+_READ_CHUNK = 64 * 1024
+
+
+def frame(message: bytes) -> bytes:
+    """Wrap one HL7 message in an MLLP block: <SB> message <EB><CR>."""
+    return SB + message + EB + CR
+
+
+def unframe(block: bytes) -> bytes:
+    """The message inside one complete MLLP block (tolerates a missing trailing CR)."""
+    start = block.find(SB)
+    end = block.rfind(EB)
+    if start == -1 or end == -1 or end < start:
+        raise ValueError("not an MLLP block")
+    return block[start + 1 : end]
+
+
+@dataclass(frozen=True)
+class Frame:
+    payload: bytes
+
+
+@dataclass(frozen=True)
+class Oversize:
+    """A frame over the limit: only its first bytes, its full size and SHA-256 are kept."""
+    prefix: bytes
+    size: int
+    sha256: str
+
+
+class FrameReader:
+    """Incremental MLLP deframer with bounded memory. Bytes outside <SB>…<EB> are discarded.
+
+    A frame ends at <EB>; the <CR> that should follow is then outside any frame and dropped like other
+    stray bytes, so a sender that omits it still works.
+    """
+
+    def __init__(self, max_bytes: int, keep_prefix: int = KEEP_WHEN_TOO_LARGE) -> None:
+        self.max_bytes = max_bytes
+        self.keep_prefix = keep_prefix
+        self.discarded = 0  # stray bytes outside frames (other than the CR after EB)
+        self._in_frame = False
+        self._expect_cr = False
+        self._buf = bytearray()
+        self._hash: Any = None  # set while an oversized frame streams through
+        self._size = 0
+
+    @property
+    def in_frame(self) -> bool:
+        return self._in_frame
+
+    def feed(self, chunk: bytes) -> list[Frame | Oversize]:
+        events: list[Frame | Oversize] = []
+        pos, n = 0, len(chunk)
+        while pos < n:
+            if not self._in_frame:
+                if self._expect_cr:
+                    self._expect_cr = False
+                    if chunk[pos:pos + 1] == CR:
+                        pos += 1
+                        continue
+                start = chunk.find(SB, pos)
+                self.discarded += (n if start == -1 else start) - pos
+                if start == -1:
+                    break
+                self._in_frame, self._buf, self._hash, self._size = True, bytearray(), None, 0
+                pos = start + 1
+                continue
+            end = chunk.find(EB, pos)
+            self._take(chunk[pos:n if end == -1 else end])
+            if end == -1:
+                break
+            events.append(self._finish())
+            self._expect_cr = True
+            pos = end + 1
+        return events
+
+    def _take(self, data: bytes) -> None:
+        if not data:
+            return
+        if self._hash is not None:
+            self._hash.update(data)
+            self._size += len(data)
+            if len(self._buf) < self.keep_prefix:
+                self._buf += data[: self.keep_prefix - len(self._buf)]
+            return
+        if len(self._buf) + len(data) <= self.max_bytes:
+            self._buf += data
+            return
+        # Over the limit: from now on hash and count, keep only the prefix.
+        self._hash = hashlib.sha256(self._buf)
+        self._hash.update(data)
+        self._size = len(self._buf) + len(data)
+        head = bytes(self._buf[: self.keep_prefix])
+        self._buf = bytearray(head + data[: max(0, self.keep_prefix - len(head))])
+
+    def _finish(self) -> Frame | Oversize:
+        self._in_frame = False
+        buf, self._buf = bytes(self._buf), bytearray()
+        if self._hash is not None:
+            event: Frame | Oversize = Oversize(buf, self._size, self._hash.hexdigest())
+            self._hash = None
+            return event
+        return Frame(buf)
+
+
+class DeadLetterFn(Protocol):
+    def __call__(self, raw: bytes, reason: str, error_class: str, *, code: str,
+                 original_size: int, original_sha256: str) -> Any: ...
+
+
+ProduceFn = Callable[[bytes, "bytes | None"], Any]
+
+
+class _Metrics:
+    def __init__(self, registry: CollectorRegistry) -> None:
+        self.received = Counter("twiwatch_mllp_messages_received", "MLLP frames received", registry=registry)
+        self.acks = Counter("twiwatch_mllp_acks", "ACKs sent, by MSA-1 code", ["code"], registry=registry)
+        self.rejects = Counter("twiwatch_mllp_rejects", "NAKs by decoder code", ["code"], registry=registry)
+        self.latency = Histogram(
+            "twiwatch_mllp_ack_latency_seconds", "frame received → ACK written", registry=registry,
+            buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30),
+        )
+        self.connections = Gauge("twiwatch_mllp_connections", "open MLLP connections", registry=registry)
+        self.bytes = Counter("twiwatch_mllp_bytes_received", "bytes inside MLLP frames", registry=registry)
+
+
+class MllpBridge:
+    """MLLP server that writes valid ORU^R01 messages, byte for byte, to Kafka before it ACKs them.
+
+    produce(raw, key): writes `raw` with `key` to the raw topic and returns once durable — either a plain
+        callable (run in the worker pool; may return a concurrent/kafka-python future, which is then waited on)
+        or an async function. Raising (or a failed future) means "not durable": the sender gets AR.
+    deadletter(raw, reason, error_class, *, code, original_size, original_sha256): records a refused message
+        (raw is the first 1 MiB when over the limit). Same calling rules as produce. If it fails, the sender gets
+        AR (retry later) rather than an AE whose reason nobody could read back.
+    key_for(record): Kafka key for a decoded record (a keyed hash of the patient id, never the id itself).
+    web_port: HTTP port for /healthz and /metrics (0 = any free port, None = no HTTP).
+    """
+
+    def __init__(
+        self,
+        host: str,
+        port: int,
+        produce: ProduceFn,
+        deadletter: DeadLetterFn,
+        key_for: Callable[[EcgRecord], bytes],
+        *,
+        max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES,
+        samp_rate_codes: Iterable[int | str] = codes.DEFAULT_SAMP_RATE_CODES,
+        counts_scale_mv: float = DEFAULT_COUNTS_SCALE_MV,
+        produce_timeout_s: float = 30.0,
+        web_host: str | None = None,
+        web_port: int | None = None,
+        workers: int | None = None,
+        registry: CollectorRegistry | None = None,
+    ) -> None:
+        self.host, self._port = host, port
+        self._produce, self._deadletter, self._key_for = produce, deadletter, key_for
+        self.max_message_bytes = max_message_bytes
+        self._decode = partial(decode_oru, samp_rate_codes=tuple(samp_rate_codes), counts_scale_mv=counts_scale_mv)
+        self.produce_timeout_s = produce_timeout_s
+        self.web_host, self._web_port = web_host or host, web_port
+        self.registry = registry or CollectorRegistry()
+        self.metrics = _Metrics(self.registry)
+        self._pool = concurrent.futures.ThreadPoolExecutor(max_workers=workers, thread_name_prefix="mllp")
+        self._server: asyncio.base_events.Server | None = None
+        self._runner: Any = None
+        self._conns: set[asyncio.Task] = set()
+        self.last_broker_error: float | None = None
+
+    # --- lifecycle ---
+    @property
+    def port(self) -> int:
+        """The bound MLLP port (the real one when started with port 0)."""
+        return self._port
+
+    @property
+    def web_port(self) -> int | None:
+        return self._web_port
+
+    async def start(self) -> None:
+        self._server = await asyncio.start_server(self._on_connection, self.host, self._port)
+        self._port = self._server.sockets[0].getsockname()[1]
+        if self._web_port is not None:
+            await self._start_web()
+        log.info("MLLP bridge listening on %s:%s", self.host, self.port)
+
+    async def stop(self) -> None:
+        if self._server is not None:
+            self._server.close()
+        for task in list(self._conns):
+            task.cancel()
+        if self._conns:
+            await asyncio.gather(*self._conns, return_exceptions=True)
+        if self._server is not None:
+            await self._server.wait_closed()
+        if self._runner is not None:
+            await self._runner.cleanup()
+            self._runner = None
+        self._pool.shutdown(wait=False, cancel_futures=True)
+
+    async def serve_forever(self) -> None:
+        await self.start()
+        try:
+            await asyncio.Event().wait()
+        finally:
+            await self.stop()
+
+    # --- connections ---
+    async def _on_connection(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        task = asyncio.current_task()
+        assert task is not None
+        self._conns.add(task)
+        self.metrics.connections.inc()
+        frames = FrameReader(self.max_message_bytes)
+        try:
+            while True:
+                chunk = await reader.read(_READ_CHUNK)
+                if not chunk:
+                    break
+                # One connection's messages are handled strictly in order; reading pauses meanwhile (back-pressure).
+                for event in frames.feed(chunk):
+                    started = time.perf_counter()
+                    ack, code = await self.handle(event)
+                    writer.write(frame(ack))
+                    await writer.drain()
+                    self.metrics.acks.labels(code).inc()
+                    self.metrics.latency.observe(time.perf_counter() - started)
+            if frames.in_frame:
+                log.warning("connection closed inside an MLLP frame; the partial message is dropped (sender got no ACK)")
+        except (ConnectionError, asyncio.IncompleteReadError):
+            pass
+        except asyncio.CancelledError:
+            pass
+        finally:
+            self.metrics.connections.dec()
+            self._conns.discard(task)
+            writer.close()
+            with contextlib.suppress(Exception):
+                await writer.wait_closed()
+
+    async def handle(self, event: Frame | Oversize) -> tuple[bytes, str]:
+        """The ACK bytes (unframed) and MSA-1 code for one received frame."""
+        self.metrics.received.inc()
+        if isinstance(event, Oversize):
+            self.metrics.bytes.inc(event.size)
+            header = _header_or_none(event.prefix)
+            error = DecodeError(
+                f"message too large: {event.size} bytes exceeds the {self.max_message_bytes}-byte limit",
+                "too-large", "AR")
+            return await self._reject(event.prefix, header, error, event.size, event.sha256)
+        raw = event.payload
+        self.metrics.bytes.inc(len(raw))
+        header = _header_or_none(raw)
+        try:
+            record = await asyncio.get_running_loop().run_in_executor(self._pool, self._decode, raw)
+        except DecodeError as e:
+            return await self._reject(raw, header, e)
+        except InvalidRecord as e:
+            return await self._reject(raw, header, DecodeError(e.reason, e.code, "AE"))
+        except Exception:
+            log.exception("decoder failed unexpectedly")
+            return await self._reject(raw, header, DecodeError("internal error while decoding", "internal", "AE"))
+        try:
+            key = self._key_for(record)
+            await asyncio.wait_for(self._call(self._produce, raw, key), self.produce_timeout_s)
+        except Exception as e:
+            self.last_broker_error = time.time()
+            reason = _broker_reason(e)
+            log.warning("produce failed, answering AR: %s", reason)
+            self.metrics.rejects.labels("broker").inc()
+            return make_ack(header, "AR", reason, error_code=207), "AR"
+        return make_ack(header, "AA"), "AA"
+
+    async def _reject(self, raw: bytes, header: dict | None, error: DecodeError,
+                      size: int | None = None, sha256: str | None = None) -> tuple[bytes, str]:
+        self.metrics.rejects.labels(error.code).inc()
+        try:
+            await asyncio.wait_for(
+                self._call(self._deadletter, raw, error.reason, type(error).__name__, code=error.code,
+                           original_size=size if size is not None else len(raw),
+                           original_sha256=sha256 or hashlib.sha256(raw).hexdigest()),
+                self.produce_timeout_s,
+            )
+        except Exception as e:
+            self.last_broker_error = time.time()
+            reason = _broker_reason(e, f"refused ({error.code}) but could not be dead-lettered")
+            log.warning("dead-letter write failed, answering AR: %s", reason)
+            return make_ack(header, "AR", reason, error_code=207), "AR"
+        log.info("refused message (%s %s): %s", error.ack_code, error.code, error.reason)
+        return make_ack(header, error.ack_code, error.reason, decode_code=error.code), error.ack_code
+
+    async def _call(self, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
+        """Run a caller callback without blocking the loop, then wait for whatever future it returned."""
+        loop = asyncio.get_running_loop()
+        if inspect.iscoroutinefunction(fn):
+            result = await fn(*args, **kwargs)
+        else:
+            result = await loop.run_in_executor(self._pool, partial(fn, *args, **kwargs))
+        return await _settle(result, loop, self._pool, self.produce_timeout_s)
+
+    # --- HTTP: /healthz, /metrics ---
+    async def _start_web(self) -> None:
+        from aiohttp import web
+
+        async def healthz(_request: web.Request) -> web.Response:
+            serving = self._server is not None and self._server.is_serving()
+            recent = self.last_broker_error is not None and time.time() - self.last_broker_error < 60
+            body = {"status": "ok" if serving else "down", "listening": serving,
+                    "mllp_port": self.port, "broker_error_last_60s": recent}
+            return web.json_response(body, status=200 if serving else 503)
+
+        async def metrics(_request: web.Request) -> web.Response:
+            return web.Response(body=generate_latest(self.registry), headers={"Content-Type": CONTENT_TYPE_LATEST})
+
+        app = web.Application()
+        app.router.add_get("/healthz", healthz)
+        app.router.add_get("/metrics", metrics)
+        self._runner = web.AppRunner(app, access_log=None)
+        await self._runner.setup()
+        await web.TCPSite(self._runner, self.web_host, self._web_port).start()
+        self._web_port = self._runner.addresses[0][1]
+
+
+async def _settle(result: Any, loop: asyncio.AbstractEventLoop, pool: concurrent.futures.Executor,
+                  timeout_s: float) -> Any:
+    if inspect.isawaitable(result):
+        return await result
+    if isinstance(result, concurrent.futures.Future):
+        return await asyncio.wrap_future(result)
+    # kafka-python's FutureRecordMetadata: .get(timeout) blocks until the broker acknowledged (or raises).
+    if hasattr(result, "get") and hasattr(result, "add_errback"):
+        return await loop.run_in_executor(pool, partial(result.get, timeout=timeout_s))
+    return result
+
+
+def _header_or_none(raw: bytes) -> dict | None:
+    try:
+        return parse_header(raw)
+    except DecodeError:
+        return None
+
+
+def _broker_reason(e: BaseException, what: str = "") -> str:
+    """'broker unavailable: [what: ]cause' — the first 80 characters land in MSA-3, so the cause comes last."""
+    head = "broker unavailable: " + (what + ": " if what else "")
+    if isinstance(e, asyncio.TimeoutError | TimeoutError):
+        return head + "Kafka did not confirm the write in time"
+    detail = " ".join(str(e).split())[:120]
+    return head + type(e).__name__ + (f" ({detail})" if detail else "")
+
+
+def run_mllp_bridge(
+    host: str,
+    port: int,
+    produce: ProduceFn,
+    max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES,
+    *,
+    deadletter: DeadLetterFn,
+    key_for: Callable[[EcgRecord], bytes],
+    **options: Any,
+) -> Awaitable[None]:
+    """Coroutine that runs an MllpBridge until cancelled (options: see MllpBridge)."""
+    bridge = MllpBridge(host, port, produce, deadletter, key_for, max_message_bytes=max_message_bytes, **options)
+    return bridge.serve_forever()
