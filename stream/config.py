@@ -8,7 +8,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field, SecretStr
+from pydantic import Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
@@ -19,7 +19,7 @@ class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="TWIWATCH_", extra="ignore")
 
     # Kafka
-    bootstrap: str = Field("127.0.0.1:9092", description="Kafka bootstrap servers")
+    bootstrap: str = Field("", description="Kafka bootstrap servers (default: the local broker, 127.0.0.1:<kafka_port>)")
     kafka_port: int = Field(9092, description="port of the local broker started by `twiwatch kafka up`")
     kafka_version: str = Field("4.1.1", description="Apache Kafka broker version resolved from Maven Central")
     cache_dir: Path = Field(PROJECT_ROOT / ".cache", description="where the local broker's jars and logs live")
@@ -64,6 +64,12 @@ class Settings(BaseSettings):
     hl7_counts_scale_mv: float = Field(0.001, description="mV per raw count when OBX-6 gives no unit")
 
     log_level: str = "INFO"
+
+    @model_validator(mode="after")
+    def _local_bootstrap(self) -> "Settings":
+        if not self.bootstrap:
+            self.bootstrap = f"127.0.0.1:{self.kafka_port}"
+        return self
 
 
 @lru_cache(maxsize=1)
