@@ -210,6 +210,7 @@ def analyze(
 
 def main() -> None:
     logging.basicConfig(level=settings().log_level, format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    logging.getLogger("kafka").setLevel(logging.WARNING)  # kafka-python's connection chatter hides our own lines
     app()
 
 

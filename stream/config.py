@@ -42,6 +42,12 @@ class Settings(BaseSettings):
     worker_session_timeout_s: float = Field(10.0, description="Kafka group session timeout of the worker")
     priors_kept: int = Field(5, ge=1, description="prior-ECG summaries kept per patient")
 
+    # ECG-R1 reasoning (issue 4): an OpenAI-compatible endpoint; empty = no reasoning, reports go out preliminary
+    reasoner_url: str = Field("", description="base URL of the ECG-R1 server (e.g. http://127.0.0.1:8011)")
+    reasoner_model: str = Field("ECG-R1-8B-RL", description="model name sent to the reasoner")
+    reasoner_timeout_s: float = Field(120.0, gt=0, description="a reasoning request is abandoned after this")
+    reasoner_concurrency: int = Field(4, ge=1, description="reasoning requests in flight at once (the queue bound)")
+
     # Identity
     patient_hash_secret: SecretStr = Field(
         SecretStr("twiwatch-dev-secret-change-me"),

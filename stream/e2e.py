@@ -34,6 +34,7 @@ def isolated_settings(base: Settings, run_id: str) -> Settings:
         "topic_fhir_raw": prefix + base.topic_fhir_raw,
         "topic_reports": prefix + base.topic_reports,
         "topic_deadletter": prefix + base.topic_deadletter,
+        "topic_reasoning": prefix + base.topic_reasoning,
         "app_id": f"twiwatch-e2e-{run_id}",
         "data_dir": base.cache_dir / "e2e" / run_id,
         "worker_web_port": free_port(),

@@ -19,3 +19,11 @@ INPUT_TO_REPORT_SECONDS = Histogram(
     "twiwatch_input_to_report_seconds", "source message timestamp to report produced",
     buckets=(0.05, 0.1, 0.25, 0.5, 1, 2, 5, 10, 30, 60),
 )
+REASONING = Counter("twiwatch_reasoning_total", "reasoning requests finished", ["status", "code"])
+REASONING_SECONDS = Histogram(
+    "twiwatch_reasoning_seconds", "reasoner latency", buckets=(0.1, 0.5, 1, 2, 5, 10, 30, 60, 120, 300),
+)
+REASONER_CLAIMS = Counter(
+    "twiwatch_reasoner_claims_total", "reasoner claims by cross-check verdict (contradicted = hallucination guard)",
+    ["kind", "verdict"],
+)

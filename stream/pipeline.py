@@ -13,7 +13,7 @@ from typing import Any
 from engine import __version__ as ENGINE_VERSION
 from engine.analyze import analyze
 from engine.record import EcgRecord
-from engine.result import PriorSummary
+from engine.result import Analysis, PriorSummary
 from integrations.fhir.observation import decode_observation
 from integrations.fhir.report import build_report_bundle, bundle_bytes
 from integrations.hl7.decode import decode_oru
@@ -42,8 +42,20 @@ class ReportOut:
     status: str
     value: bytes
     headers: list[tuple[str, bytes]]
-    priors: dict[str, Any]
+    priors: dict[str, Any]  # the patient's updated table entry
     triage: str
+    reasoning_priority: int | None = None  # set when this report waits for the reasoner (lower = sooner)
+    priors_used: list[dict[str, Any]] | None = None  # what the analysis compared against (for the reasoned version)
+
+
+# Only new TWIs go to the reasoner; ischaemic-pattern first, secondary causes last.
+_REASONING_PRIORITY = {"ischemic-pattern": 0, "indeterminate": 1}
+
+
+def reasoning_priority(analysis: Analysis) -> int | None:
+    if analysis.novelty != "new" or not analysis.twi:
+        return None
+    return _REASONING_PRIORITY.get(analysis.triage.cls, 2)
 
 
 def _priors_for(record: EcgRecord, state: dict[str, Any] | None) -> list[PriorSummary]:
@@ -69,23 +81,16 @@ def _updated_state(state: dict[str, Any] | None, summary: PriorSummary, keep: in
     return {"schema_version": 1, "ecgs": ecgs[-keep:]}
 
 
-def analyse_record(
-    record: EcgRecord, state: dict[str, Any] | None, source: dict[str, Any], s: Settings,
-) -> ReportOut:
-    started = time.perf_counter()
-    priors = _priors_for(record, state)
-    analysis = analyze(record, priors)
-    metrics.ANALYSIS_SECONDS.observe(time.perf_counter() - started)
+def _report(
+    analysis: Analysis, record: EcgRecord, priors: list[PriorSummary], source: dict[str, Any], s: Settings, *,
+    version: int, status: str, issued: datetime, reasoning: dict[str, Any] | None,
+) -> tuple[str, bytes, list[tuple[str, bytes]]]:
     rid = report_id(record.source_id)
-    version, status = 1, "preliminary"
-    # issued is the source message's broker time, not "now": a redelivered message then yields the same bytes.
-    issued = datetime.fromtimestamp(source["timestamp_ms"] / 1000, tz=timezone.utc)
     bundle = build_report_bundle(
         analysis, record, report_id=rid, version=version, status=status, fhir_version=s.fhir_version,
         identifier_system=s.fhir_identifier_system, software_version=SOFTWARE_VERSION, model_versions={},
-        reasoning=None, issued=issued, prior_acquired_at=priors[-1].acquired_at if priors else None,
+        reasoning=reasoning, issued=issued, prior_acquired_at=priors[-1].acquired_at if priors else None,
     )
-    value = bundle_bytes(bundle)
     headers = [
         ("twiwatch.report-id", rid.encode()),
         ("twiwatch.version", str(version).encode()),
@@ -94,5 +99,39 @@ def analyse_record(
         ("twiwatch.source-timestamp", str(source["timestamp_ms"]).encode()),
         ("twiwatch.research-only", b"true"),
     ]
-    return ReportOut(rid, version, status, value, headers, _updated_state(state, analysis.summary, s.priors_kept),
-                     analysis.triage.cls)
+    return rid, bundle_bytes(bundle), headers
+
+
+def analyse_record(
+    record: EcgRecord, state: dict[str, Any] | None, source: dict[str, Any], s: Settings,
+    reasoning_enabled: bool = False,
+) -> ReportOut:
+    """Version 1 of the report: `partial` when a reasoning request will follow, else `preliminary` (GUIDE §3)."""
+    started = time.perf_counter()
+    priors = _priors_for(record, state)
+    analysis = analyze(record, priors)
+    metrics.ANALYSIS_SECONDS.observe(time.perf_counter() - started)
+    priority = reasoning_priority(analysis) if reasoning_enabled else None
+    status = "partial" if priority is not None else "preliminary"
+    # issued is the source message's broker time, not "now": a redelivered message then yields the same bytes.
+    issued = datetime.fromtimestamp(source["timestamp_ms"] / 1000, tz=timezone.utc)
+    rid, value, headers = _report(analysis, record, priors, source, s, version=1, status=status, issued=issued,
+                                  reasoning=None)
+    return ReportOut(rid, 1, status, value, headers, _updated_state(state, analysis.summary, s.priors_kept),
+                     analysis.triage.cls, priority, [p.to_dict() for p in priors])
+
+
+def reanalyse(record: EcgRecord, priors_used: list[dict[str, Any]]) -> tuple[Analysis, list[PriorSummary]]:
+    """The same analysis version 1 reported (the engine is deterministic), for the reasoner and version 2."""
+    priors = [PriorSummary.from_dict(d) for d in priors_used]
+    return analyze(record, priors), priors
+
+
+def reasoned_report(
+    record: EcgRecord, analysis: Analysis, priors: list[PriorSummary], source: dict[str, Any],
+    reasoning: dict[str, Any], s: Settings,
+) -> ReportOut:
+    """Version 2: the same report with the reasoning added (or marked abandoned, with why), status preliminary."""
+    rid, value, headers = _report(analysis, record, priors, source, s, version=2, status="preliminary",
+                                  issued=datetime.now(timezone.utc), reasoning=reasoning)
+    return ReportOut(rid, 2, "preliminary", value, headers, {}, analysis.triage.cls)

@@ -30,6 +30,7 @@ def topic_specs(s: Settings) -> list[TopicSpec]:
         TopicSpec(s.topic_reports, "FHIR Bundles with the research-only DiagnosticReport, keyed by report id",
                   log_append_time=True),
         TopicSpec(s.topic_deadletter, "messages that failed, original bytes + reason headers"),
+        TopicSpec(s.topic_reasoning, "flagged new TWIs waiting for ECG-R1 (record + what version 1 compared against)"),
     ]
 
 

@@ -14,6 +14,7 @@ consumers. A patient's ECGs share a partition and an agent handles a partition i
 """
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 import traceback
@@ -26,7 +27,9 @@ from integrations.identity import patient_key
 from stream import envelope, metrics
 from stream.config import Settings
 from stream.deadletter import deadletter_record
-from stream.pipeline import analyse_record, already_reported, decode_message
+from engine.reasoner.orchestrate import areason_and_check, to_report_dict
+from stream.pipeline import analyse_record, already_reported, decode_message, reanalyse, reasoned_report
+from stream.reasoning import make_reasoner, observe_reasoning
 from stream.topics import HEADROOM, by_patient_topic
 
 log = logging.getLogger("twiwatch.worker")
@@ -65,6 +68,11 @@ def build_app(s: Settings) -> faust.App:
     deadletters = app.topic(s.topic_deadletter, key_serializer="raw", value_serializer="raw")
     # Keys: the hashed patient as str (the changelog serialises keys as JSON, so bytes would not read back).
     priors = app.Table("priors", default=None, partitions=s.partitions, key_type=str)
+    # Report ids whose reasoned version is written; keyed from the same patient partition as the request.
+    reasoned = app.Table("reasoned", default=None, partitions=s.partitions, key_type=str)
+    reasoning_requests = app.topic(s.topic_reasoning, key_serializer="raw", value_serializer="raw",
+                                   partitions=s.partitions, internal=True)
+    reasoner = make_reasoner(s)
     secret = s.patient_hash_secret.get_secret_value()
 
     async def send_deadletter(raw_bytes: bytes, exc: BaseException, stage: str, msg) -> None:
@@ -113,7 +121,7 @@ def build_app(s: Settings) -> faust.App:
                 if already_reported(state, record.source_id):
                     metrics.REDELIVERIES_SKIPPED.inc()
                     continue
-                out = analyse_record(record, state, source, s)
+                out = analyse_record(record, state, source, s, reasoning_enabled=reasoner is not None)
             except Exception as exc:
                 log.error("analysis fault: %s", "".join(traceback.format_exception_only(exc)).strip())
                 await send_deadletter(event.value, exc, "analyse", msg)
@@ -122,10 +130,45 @@ def build_app(s: Settings) -> faust.App:
             # The table records an ECG only once its report is on the broker (acks=all), so a redelivered
             # message that finds itself in the table is skipped without risk of losing its report.
             await delivery
+            if out.reasoning_priority is not None:
+                request = {**source, "report_id": out.report_id, "priority": out.reasoning_priority,
+                           "priors_used": out.priors_used}
+                await (await reasoning_requests.send(key=msg.key, value=envelope.pack(record, request)))
             priors[patient] = out.priors
             metrics.REPORTS.labels(out.status, out.triage).inc()
             metrics.INPUT_TO_REPORT_SECONDS.observe(max(0.0, time.time() - source["timestamp_ms"] / 1000))
             log.info("report %s v%d %s patient=%s", out.report_id, out.version, out.triage, patient)
+
+    @app.agent(reasoning_requests)
+    async def reason(stream):
+        """Version 2 of flagged reports. Requests are taken in small batches, run concurrently (bounded), highest
+        priority first; a timeout or outage yields an 'abandoned' version, never a lost or blocked report."""
+        async for events in stream.take_events(s.reasoner_concurrency, within=0.05):
+            jobs = []
+            for event in events:
+                try:
+                    record, request = envelope.unpack(event.value)
+                except Exception as exc:
+                    await send_deadletter(event.value, exc, "reason", event.message)
+                    continue
+                if reasoned.get(request["report_id"]):
+                    metrics.REDELIVERIES_SKIPPED.inc()
+                    continue
+                jobs.append((request["priority"], record, request, event))
+            jobs.sort(key=lambda job: job[0])
+            results = await asyncio.gather(*(reason_one(record, request) for _, record, request, _ in jobs))
+            for (_, record, request, event), out in zip(jobs, results):
+                delivery = await reports.send(key=out.report_id.encode(), value=out.value, headers=out.headers)
+                await delivery
+                reasoned[out.report_id] = True
+                metrics.REPORTS.labels(out.status, out.triage).inc()
+
+    async def reason_one(record, request):
+        analysis, used = reanalyse(record, request["priors_used"])
+        result = await areason_and_check(record, analysis, reasoner, s.reasoner_timeout_s)
+        observe_reasoning(result)
+        log.info("reasoning %s for report %s (%s)", result.status, request["report_id"], result.code or "ok")
+        return reasoned_report(record, analysis, used, request, to_report_dict(result), s)
 
     @app.page("/healthz")
     async def healthz(web, request):

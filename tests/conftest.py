@@ -36,6 +36,7 @@ def isolated(kafka_bootstrap) -> Settings:
         "topic_fhir_raw": f"t-{run}.{base.topic_fhir_raw}",
         "topic_reports": f"t-{run}.{base.topic_reports}",
         "topic_deadletter": f"t-{run}.{base.topic_deadletter}",
+        "topic_reasoning": f"t-{run}.{base.topic_reasoning}",
         "app_id": f"twiwatch-test-{run}",
         "data_dir": base.cache_dir / "test" / run,
         "partitions": 3,
