@@ -8,12 +8,22 @@ TW=.venv/bin/twiwatch
 $TW kafka up
 $TW topics create
 mkdir -p .cache/demo
-$TW worker > .cache/demo/worker.log 2>&1 &
+# A STAND-IN for ECG-R1 (the 8B model needs a GPU): it replays ECG-R1-format outputs so that flagged reports show
+# the partial -> preliminary lifecycle. Its answers are canned, not a reading of the ECG, and the reports say so.
+.venv/bin/python -m engine.reasoner.standin_server --port "${STANDIN_PORT:-8011}" --output lateral-twi --latency 1.5 \
+  > .cache/demo/standin.log 2>&1 &
+STANDIN=$!
+TWIWATCH_REASONER_URL="http://127.0.0.1:${STANDIN_PORT:-8011}" $TW worker > .cache/demo/worker.log 2>&1 &
 WORKER=$!
 $TW mllp > .cache/demo/mllp.log 2>&1 &
 MLLP=$!
-trap 'kill $WORKER $MLLP 2>/dev/null; wait $WORKER $MLLP 2>/dev/null; echo "demo stopped (Kafka still up: twiwatch kafka down)"' EXIT
+trap 'kill $WORKER $MLLP $STANDIN 2>/dev/null; wait $WORKER $MLLP $STANDIN 2>/dev/null; echo "demo stopped (Kafka still up: twiwatch kafka down)"' EXIT
 echo "worker pid $WORKER (log .cache/demo/worker.log, metrics http://127.0.0.1:6066/metrics)"
 echo "MLLP bridge pid $MLLP on 127.0.0.1:2575 (log .cache/demo/mllp.log, metrics http://127.0.0.1:6067/metrics)"
-$TW replay samples --format mixed --rate "${RATE:-4}"
-$TW reports watch --until-idle 20
+echo "ECG-R1 STAND-IN (canned outputs, not the model) pid $STANDIN on 127.0.0.1:${STANDIN_PORT:-8011}"
+for _ in $(seq 60); do curl -sf http://127.0.0.1:6066/healthz >/dev/null && break; sleep 1; done
+START=$(date +%s%3N)
+$TW replay samples --format mixed --rate "${RATE:-4}" 2> .cache/demo/replay.log &
+REPLAY=$!
+$TW reports watch --since-ms "$START" --until-idle 25
+wait $REPLAY

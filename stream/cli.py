@@ -181,12 +181,12 @@ app.add_typer(reports_app, name="reports")
 @reports_app.command("watch")
 def reports_watch(
     until_idle: Optional[float] = typer.Option(None, help="stop after this many seconds without a new report"),
-    from_beginning: bool = typer.Option(False, help="show the reports already on the topic too"),
+    since_ms: Optional[int] = typer.Option(None, help="start at this broker time (ms since epoch); default: now"),
 ) -> None:
-    """Print each report as it arrives: triage, TWI groups, novelty (patients shown only as their keyed hash)."""
+    """Print each report version as it arrives: status, TWI groups, novelty, triage (no patient identifiers)."""
     from stream.watch import watch_reports
 
-    watch_reports(settings(), until_idle=until_idle, from_beginning=from_beginning, console=Console())
+    watch_reports(settings(), until_idle=until_idle, since_ms=since_ms, console=Console())
 
 
 @app.command()
