@@ -157,13 +157,14 @@ def e2e(
     json_path: Path = typer.Option(..., "--json", help="where to write the summary"),
     source: Optional[Path] = typer.Option(None, help="recordings folder (default samples/)"),
     timeout: float = typer.Option(300, help="seconds to wait for all outputs"),
+    rate: float = typer.Option(0, help="messages per second (0 = all at once: latency then includes queueing)"),
 ) -> None:
     """Start a worker, replay real ECGs plus the bad-input corpus, and summarise what came out."""
     from stream.e2e import run_e2e, write_summary
     from stream.replay import default_source
 
     result = run_e2e(settings(), messages_, source or default_source(), timeout_s=timeout,
-                     log=lambda m: console.print(m))
+                     log=lambda m: console.print(m), rate=rate or None)
     summary, details = result.summary, result.details
     write_summary(summary, json_path)
     console.print_json(json.dumps(summary))

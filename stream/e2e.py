@@ -105,7 +105,7 @@ class E2EResult:
 
 
 def run_e2e(base: Settings, n_messages: int, source: Path, timeout_s: float = 300, log=print,
-            isolate: bool = True) -> E2EResult:
+            isolate: bool = True, rate: float | None = None) -> E2EResult:
     run_id = uuid.uuid4().hex[:8]
     s = isolated_settings(base, run_id) if isolate else base
     ensure_topics(s)
@@ -128,7 +128,7 @@ def run_e2e(base: Settings, n_messages: int, source: Path, timeout_s: float = 30
                 if i % step == 0 and bad_out:
                     stream_items.append(bad_out.pop(0))
             stream_items.extend(bad_out)
-            send_all(producer, stream_items, s)
+            send_all(producer, stream_items, s, rate=rate)
         finally:
             producer.close()
         sent_valid, sent_invalid = len(good), len(bad)
