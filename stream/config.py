@@ -42,6 +42,13 @@ class Settings(BaseSettings):
     worker_session_timeout_s: float = Field(10.0, description="Kafka group session timeout of the worker")
     priors_kept: int = Field(5, ge=1, description="prior-ECG summaries kept per patient")
 
+    # Encoder + triage head (issue 4): an exported model's manifest; empty = no encoder scores in reports
+    encoder_manifest: str = Field("", description="path of the exported encoder's manifest JSON (or its .onnx)")
+    encoder_runtime: str = Field("", description="force a runtime: tensorrt | ort-cuda | torch-cuda | ort-cpu")
+    encoder_cache_dir: Path = Field(PROJECT_ROOT / ".cache" / "tensorrt", description="TensorRT engine cache")
+    encoder_max_batch: int = Field(16, ge=1, le=64, description="micro-batch: most ECGs per analyse batch")
+    encoder_max_wait_ms: float = Field(20.0, ge=0, description="micro-batch: longest wait to fill a batch")
+
     # ECG-R1 reasoning (issue 4): an OpenAI-compatible endpoint; empty = no reasoning, reports go out preliminary
     reasoner_url: str = Field("", description="base URL of the ECG-R1 server (e.g. http://127.0.0.1:8011)")
     reasoner_model: str = Field("ECG-R1-8B-RL", description="model name sent to the reasoner")

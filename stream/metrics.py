@@ -27,3 +27,5 @@ REASONER_CLAIMS = Counter(
     "twiwatch_reasoner_claims_total", "reasoner claims by cross-check verdict (contradicted = hallucination guard)",
     ["kind", "verdict"],
 )
+ENCODER_BATCH = Histogram("twiwatch_encoder_batch_size", "ECGs per encoder batch", buckets=(1, 2, 4, 8, 16, 32, 64))
+HEAD_DISAGREEMENTS = Counter("twiwatch_head_disagreements_total", "triage head disagreed with the measured criteria")

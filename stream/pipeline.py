@@ -84,12 +84,14 @@ def _updated_state(state: dict[str, Any] | None, summary: PriorSummary, keep: in
 def _report(
     analysis: Analysis, record: EcgRecord, priors: list[PriorSummary], source: dict[str, Any], s: Settings, *,
     version: int, status: str, issued: datetime, reasoning: dict[str, Any] | None,
+    head: dict[str, Any] | None = None, model_versions: dict[str, str] | None = None,
 ) -> tuple[str, bytes, list[tuple[str, bytes]]]:
     rid = report_id(record.source_id)
     bundle = build_report_bundle(
         analysis, record, report_id=rid, version=version, status=status, fhir_version=s.fhir_version,
-        identifier_system=s.fhir_identifier_system, software_version=SOFTWARE_VERSION, model_versions={},
-        reasoning=reasoning, issued=issued, prior_acquired_at=priors[-1].acquired_at if priors else None,
+        identifier_system=s.fhir_identifier_system, software_version=SOFTWARE_VERSION,
+        model_versions=model_versions or {}, reasoning=reasoning, issued=issued,
+        prior_acquired_at=priors[-1].acquired_at if priors else None, head=head,
     )
     headers = [
         ("twiwatch.report-id", rid.encode()),
@@ -102,23 +104,44 @@ def _report(
     return rid, bundle_bytes(bundle), headers
 
 
-def analyse_record(
-    record: EcgRecord, state: dict[str, Any] | None, source: dict[str, Any], s: Settings,
-    reasoning_enabled: bool = False,
-) -> ReportOut:
-    """Version 1 of the report: `partial` when a reasoning request will follow, else `preliminary` (GUIDE §3)."""
+@dataclass
+class Analysed:
+    """One ECG analysed against its patient's priors; the report is built once the encoder scores (if any) exist."""
+
+    record: EcgRecord
+    source: dict[str, Any]
+    analysis: Analysis
+    priors: list[PriorSummary]
+    new_state: dict[str, Any]
+
+
+def analyse_only(record: EcgRecord, state: dict[str, Any] | None, source: dict[str, Any], s: Settings) -> Analysed:
     started = time.perf_counter()
     priors = _priors_for(record, state)
     analysis = analyze(record, priors)
     metrics.ANALYSIS_SECONDS.observe(time.perf_counter() - started)
-    priority = reasoning_priority(analysis) if reasoning_enabled else None
+    return Analysed(record, source, analysis, priors, _updated_state(state, analysis.summary, s.priors_kept))
+
+
+def first_report(a: Analysed, s: Settings, *, reasoning_enabled: bool = False,
+                 head: dict[str, Any] | None = None, model_versions: dict[str, str] | None = None) -> ReportOut:
+    """Version 1 of the report: `partial` when a reasoning request will follow, else `preliminary` (GUIDE §3)."""
+    priority = reasoning_priority(a.analysis) if reasoning_enabled else None
     status = "partial" if priority is not None else "preliminary"
     # issued is the source message's broker time, not "now": a redelivered message then yields the same bytes.
-    issued = datetime.fromtimestamp(source["timestamp_ms"] / 1000, tz=timezone.utc)
-    rid, value, headers = _report(analysis, record, priors, source, s, version=1, status=status, issued=issued,
-                                  reasoning=None)
-    return ReportOut(rid, 1, status, value, headers, _updated_state(state, analysis.summary, s.priors_kept),
-                     analysis.triage.cls, priority, [p.to_dict() for p in priors])
+    issued = datetime.fromtimestamp(a.source["timestamp_ms"] / 1000, tz=timezone.utc)
+    rid, value, headers = _report(a.analysis, a.record, a.priors, a.source, s, version=1, status=status,
+                                  issued=issued, reasoning=None, head=head, model_versions=model_versions)
+    return ReportOut(rid, 1, status, value, headers, a.new_state, a.analysis.triage.cls, priority,
+                     [p.to_dict() for p in a.priors])
+
+
+def analyse_record(
+    record: EcgRecord, state: dict[str, Any] | None, source: dict[str, Any], s: Settings,
+    reasoning_enabled: bool = False,
+) -> ReportOut:
+    """analyse_only + first_report, without the encoder (tests, tools)."""
+    return first_report(analyse_only(record, state, source, s), s, reasoning_enabled=reasoning_enabled)
 
 
 def reanalyse(record: EcgRecord, priors_used: list[dict[str, Any]]) -> tuple[Analysis, list[PriorSummary]]:

@@ -15,6 +15,7 @@ consumers. A patient's ECGs share a partition and an agent handles a partition i
 from __future__ import annotations
 
 import asyncio
+from contextlib import contextmanager
 import logging
 import time
 import traceback
@@ -28,8 +29,9 @@ from stream import envelope, metrics
 from stream.config import Settings
 from stream.deadletter import deadletter_record
 from engine.reasoner.orchestrate import areason_and_check, to_report_dict
-from stream.pipeline import analyse_record, already_reported, decode_message, reanalyse, reasoned_report
+from stream.pipeline import already_reported, analyse_only, decode_message, first_report, reanalyse, reasoned_report
 from stream.reasoning import make_reasoner, observe_reasoning
+from stream.scoring import make_scorer
 from stream.topics import HEADROOM, by_patient_topic
 
 log = logging.getLogger("twiwatch.worker")
@@ -110,34 +112,56 @@ def build_app(s: Settings) -> faust.App:
             key = patient_key(record.patient_id, secret).encode()
             await by_patient.send(key=key, value=envelope.pack(record, source))
 
+    scorer = make_scorer(s)
+
     @app.agent(by_patient)
     async def analyse(stream):
-        async for event in stream.events():
-            msg = event.message
-            try:
-                record, source = envelope.unpack(event.value)
-                patient = msg.key.decode()
-                state = priors.get(patient)
-                if already_reported(state, record.source_id):
-                    metrics.REDELIVERIES_SKIPPED.inc()
+        """Micro-batches (encoder_max_batch / encoder_max_wait_ms) across partitions. Within a batch a patient's ECGs
+        stay in order and each sees the ones before it as priors; faust acks the batch's offsets only after the
+        loop body, i.e. after every report in it is on the broker."""
+        async for events in stream.take_events(s.encoder_max_batch, within=s.encoder_max_wait_ms / 1000):
+            batch, pending_state = [], {}
+            for event in events:
+                msg = event.message
+                try:
+                    record, source = envelope.unpack(event.value)
+                    patient = msg.key.decode()
+                    state = pending_state[patient] if patient in pending_state else priors.get(patient)
+                    if already_reported(state, record.source_id):
+                        metrics.REDELIVERIES_SKIPPED.inc()
+                        continue
+                    analysed = analyse_only(record, state, source, s)
+                except Exception as exc:
+                    log.error("analysis fault: %s", "".join(traceback.format_exception_only(exc)).strip())
+                    await send_deadletter(event.value, exc, "analyse", msg)
                     continue
-                out = analyse_record(record, state, source, s, reasoning_enabled=reasoner is not None)
-            except Exception as exc:
-                log.error("analysis fault: %s", "".join(traceback.format_exception_only(exc)).strip())
-                await send_deadletter(event.value, exc, "analyse", msg)
-                continue
-            delivery = await reports.send(key=out.report_id.encode(), value=out.value, headers=out.headers)
-            # The table records an ECG only once its report is on the broker (acks=all), so a redelivered
-            # message that finds itself in the table is skipped without risk of losing its report.
-            await delivery
-            if out.reasoning_priority is not None:
-                request = {**source, "report_id": out.report_id, "priority": out.reasoning_priority,
-                           "priors_used": out.priors_used}
-                await (await reasoning_requests.send(key=msg.key, value=envelope.pack(record, request)))
+                pending_state[patient] = analysed.new_state
+                batch.append((event, patient, analysed))
+            heads = await scorer.score_async([a for _, _, a in batch]) if scorer else [None] * len(batch)
+            for (event, patient, analysed), head in zip(batch, heads):
+                await emit_first_report(stream, event, patient, analysed, head)
+
+    async def emit_first_report(stream, event, patient, analysed, head) -> None:
+        try:
+            out = first_report(analysed, s, reasoning_enabled=reasoner is not None, head=head,
+                               model_versions=scorer.versions if scorer else None)
+        except Exception as exc:
+            log.error("report fault: %s", "".join(traceback.format_exception_only(exc)).strip())
+            await send_deadletter(event.value, exc, "report", event.message)
+            return
+        delivery = await reports.send(key=out.report_id.encode(), value=out.value, headers=out.headers)
+        # The table records an ECG only once its report is on the broker (acks=all), so a redelivered
+        # message that finds itself in the table is skipped without risk of losing its report.
+        await delivery
+        if out.reasoning_priority is not None:
+            request = {**analysed.source, "report_id": out.report_id, "priority": out.reasoning_priority,
+                       "priors_used": out.priors_used}
+            await (await reasoning_requests.send(key=event.message.key, value=envelope.pack(analysed.record, request)))
+        with event_context(stream, event):
             priors[patient] = out.priors
-            metrics.REPORTS.labels(out.status, out.triage).inc()
-            metrics.INPUT_TO_REPORT_SECONDS.observe(max(0.0, time.time() - source["timestamp_ms"] / 1000))
-            log.info("report %s v%d %s patient=%s", out.report_id, out.version, out.triage, patient)
+        metrics.REPORTS.labels(out.status, out.triage).inc()
+        metrics.INPUT_TO_REPORT_SECONDS.observe(max(0.0, time.time() - analysed.source["timestamp_ms"] / 1000))
+        log.info("report %s v%d %s patient=%s", out.report_id, out.version, out.triage, patient)
 
     @app.agent(reasoning_requests)
     async def reason(stream):
@@ -160,7 +184,8 @@ def build_app(s: Settings) -> faust.App:
             for (_, record, request, event), out in zip(jobs, results):
                 delivery = await reports.send(key=out.report_id.encode(), value=out.value, headers=out.headers)
                 await delivery
-                reasoned[out.report_id] = True
+                with event_context(stream, event):
+                    reasoned[out.report_id] = True
                 metrics.REPORTS.labels(out.status, out.triage).inc()
 
     async def reason_one(record, request):
@@ -184,6 +209,19 @@ def build_app(s: Settings) -> faust.App:
         return web.bytes(generate_latest(), content_type=CONTENT_TYPE_LATEST.split(";")[0])
 
     return app
+
+
+@contextmanager
+def event_context(stream, event):
+    """faust logs a table write to the changelog partition of the stream's *current* event. In a take_events batch
+    that must be the written ECG's event (else its state is restored to another partition's owner), and afterwards
+    the stream's own current event (the next one, already buffered in the background) must be put back."""
+    saved = stream.current_event
+    stream._set_current_event(event)
+    try:
+        yield
+    finally:
+        stream._set_current_event(saved)
 
 
 def run_worker(s: Settings, loglevel: str = "info") -> None:

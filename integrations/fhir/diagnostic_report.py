@@ -42,16 +42,17 @@ def build_diagnostic_report(
     results: list[tuple[str, str]],
     reasoning: dict[str, Any] | None,
     prior_acquired_at: Any = None,
+    head: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """`results` are (fullUrl, display) of the result Observations."""
     if status not in REPORT_STATUSES:
         raise ValueError(f"report status must be one of {REPORT_STATUSES}, not {status!r}")
-    conclusion = conclusion_text(analysis, status, reasoning, prior_acquired_at)
+    conclusion = conclusion_text(analysis, status, reasoning, prior_acquired_at, head)
     report: dict[str, Any] = {
         "resourceType": "DiagnosticReport",
         "id": ctx.rid(),
         "meta": research_meta(ctx.version),
-        "text": {"status": "generated", "div": narrative_div(analysis, conclusion, reasoning)},
+        "text": {"status": "generated", "div": narrative_div(analysis, conclusion, reasoning, head)},
         "identifier": [ctx.identifier()],
         "status": status,
         "category": [{"coding": [{"system": codes.V2_0074, "code": codes.V2_0074_EC[0],

@@ -64,8 +64,20 @@ def reasoning_lines(reasoning: dict[str, Any] | None) -> list[str]:
     return lines or [f"Reasoning by {model} returned no answer."]
 
 
+def head_lines(head: dict[str, Any] | None) -> list[str]:
+    """The encoder triage head's scores (a research model, secondary to the measured criteria). Keys read: model,
+    twi_present, ischemic_vs_secondary, disagreement (a sentence, or None when it agrees or abstains)."""
+    if not head:
+        return []
+    lines = [f"{head.get('model', 'encoder head')}: TWI present p={float(head['twi_present']):.2f}, "
+             f"ischemic vs secondary p={float(head['ischemic_vs_secondary']):.2f} (research model, unvalidated)."]
+    lines.append(head["disagreement"] if head.get("disagreement") else "Agrees with the measured criteria or abstains.")
+    return lines
+
+
 def conclusion_text(
-    analysis: Analysis, status: str, reasoning: dict[str, Any] | None, prior_acquired_at: Any = None
+    analysis: Analysis, status: str, reasoning: dict[str, Any] | None, prior_acquired_at: Any = None,
+    head: dict[str, Any] | None = None,
 ) -> str:
     parts = [codes.DISCLAIMER]
     if analysis.twi:
@@ -80,6 +92,8 @@ def conclusion_text(
         parts.append(f"Absent leads, criteria not applied there: {', '.join(analysis.absent_leads)}.")
     if analysis.truncated:
         parts.append("Strip longer than 60 s: only its last 60 s were analysed.")
+    if head and head.get("disagreement"):
+        parts.append(f"Encoder triage head disagrees with the criteria: {head['disagreement']}.")
     if status == "partial":
         parts.append("Reasoning review pending.")
     elif reasoning:
@@ -97,7 +111,8 @@ def _fmt(value: Any, decimals: int) -> str:
     return "" if value is None else f"{float(value):.{decimals}f}"
 
 
-def narrative_div(analysis: Analysis, conclusion: str, reasoning: dict[str, Any] | None) -> str:
+def narrative_div(analysis: Analysis, conclusion: str, reasoning: dict[str, Any] | None,
+                  head: dict[str, Any] | None = None) -> str:
     """XHTML narrative: disclaimer first, then the conclusion, per-lead measures and the evidence verbatim."""
     out = [f'<div xmlns="http://www.w3.org/1999/xhtml"><p><b>{_e(codes.DISCLAIMER)}</b></p>']
     out.append(f"<p>{_e(conclusion[len(codes.DISCLAIMER):].strip())}</p>")
@@ -127,6 +142,7 @@ def narrative_div(analysis: Analysis, conclusion: str, reasoning: dict[str, Any]
         facts.append("derived leads (from I and II): " + ", ".join(analysis.derived_leads))
     out.append(f"<p>{_e('; '.join(facts))}.</p>")
     out.append(_list("Notes", analysis.notes))
+    out.append(_list("Encoder triage head", head_lines(head)))
     out.append(_list("Reasoning", reasoning_lines(reasoning)))
     out.append("</div>")
     return "".join(out)

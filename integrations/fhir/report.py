@@ -59,11 +59,13 @@ def build_report_bundle(
     model_card: str = DEFAULT_MODEL_CARD,
     prior_acquired_at: str | datetime | None = None,
     validate: bool = True,
+    head: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """One version of the report as a Bundle dict, valid under `fhir_version` (checked unless validate=False).
 
     `reasoning` (optional) is read for: model, version, status ("abandoned"/"failed"/"timeout" = not available),
     answer (str or list of str), cross_check (list of str). `prior_acquired_at` names the prior ECG in "new vs prior".
+    `head` (optional): the encoder triage head's scores and disagreement sentence (narrative.head_lines).
     """
     check_version(fhir_version)
     if status not in REPORT_STATUSES:
@@ -91,7 +93,7 @@ def build_report_bundle(
     observations = lead_obs + [impression]
     results = [(url, obs["code"]["text"]) for url, obs in observations]
     report = (ctx.url("DiagnosticReport"), build_diagnostic_report(
-        ctx, analysis, status=status, results=results, reasoning=reasoning, prior_acquired_at=prior_acquired_at))
+        ctx, analysis, status=status, results=results, reasoning=reasoning, prior_acquired_at=prior_acquired_at, head=head))
 
     software = build_software_device(fhir_version, software_version=software_version, model_versions=model_versions,
                                      organization=organization, model_card=model_card)
