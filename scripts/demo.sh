@@ -13,7 +13,8 @@ mkdir -p .cache/demo
 .venv/bin/python -m engine.reasoner.standin_server --port "${STANDIN_PORT:-8011}" --output lateral-twi --latency 1.5 \
   > .cache/demo/standin.log 2>&1 &
 STANDIN=$!
-TWIWATCH_REASONER_URL="http://127.0.0.1:${STANDIN_PORT:-8011}" $TW worker > .cache/demo/worker.log 2>&1 &
+TWIWATCH_REASONER_URL="http://127.0.0.1:${STANDIN_PORT:-8011}" TWIWATCH_ENCODER_MANIFEST=models/triage-s50/encoder.json \
+  $TW worker > .cache/demo/worker.log 2>&1 &
 WORKER=$!
 $TW mllp > .cache/demo/mllp.log 2>&1 &
 MLLP=$!

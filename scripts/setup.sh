@@ -11,7 +11,7 @@ if [ ! -f "$stamp" ]; then
   rm -rf .venv
   "$PY" -m venv .venv
   .venv/bin/pip install -q -U pip wheel
-  .venv/bin/pip install -q -e '.[test]'
+  .venv/bin/pip install -q -e '.[test,train,cpu,eval]'
   touch "$stamp"
 fi
 command -v mvn >/dev/null || { echo "Maven (mvn) is required to resolve Apache Kafka from Maven Central" >&2; exit 1; }

@@ -66,6 +66,6 @@ def make_scorer(s: Settings) -> Scorer | None:
     from engine.encoder.manifest import load_manifest
 
     manifest = load_manifest(s.encoder_manifest)
-    runtime = select_runtime(s.encoder_manifest, s.encoder_runtime or None)
+    runtime = select_runtime(s.encoder_manifest, s.encoder_runtime or None, cache_dir=s.encoder_cache_dir)
     log.info("encoder runtime %s (%s)", type(runtime).__name__, runtime.describe())
     return Scorer(runtime, manifest)

@@ -72,3 +72,38 @@ def test_reasoner_timeout_is_abandoned_not_lost(isolated):
     v2 = report_resource(versions["2"]["bundle"])
     assert v2["status"] == "preliminary"
     assert "abandoned" in (v2["conclusion"] + v2["text"]["div"]).lower()
+
+
+def test_worker_scores_with_the_shipped_encoder_in_micro_batches(isolated):
+    """The shipped small encoder + triage head (models/triage-s50, ONNX Runtime CPU) in the worker: every report
+    carries the head's scores, and the batch-size metric shows batches of more than one ECG."""
+    import urllib.request
+
+    from conftest import ROOT
+
+    s = isolated.model_copy(update={"encoder_manifest": str(ROOT / "models" / "triage-s50" / "encoder.json"),
+                                    "encoder_max_batch": 8, "encoder_max_wait_ms": 200})
+    ensure_topics(s)
+    recs = find_recordings(SAMPLES)[:12]
+    worker = start_worker(s, s.cache_dir / "test" / f"{s.app_id}.log")
+    producer = make_producer(s)
+    try:
+        wait_healthy(s, worker)
+        msgs = list(messages(recs, "mixed", s, run_id="enc"))
+        send_all(producer, msgs, s)
+        deadline = time.monotonic() + 120
+        while len(got := collect(s).reports) < len(msgs) and time.monotonic() < deadline:
+            time.sleep(0.5)
+        metrics_text = urllib.request.urlopen(f"http://127.0.0.1:{s.worker_web_port}/metrics").read().decode()
+    finally:
+        producer.close()
+        stop_worker(worker)
+    assert {r["id"] for r in got} == {report_id(m.source_id) for m in msgs}
+    for r in got:
+        div = report_resource(r["bundle"])["text"]["div"]
+        assert "Encoder triage head" in div and "TWI present p=" in div
+    count = float(next(line.split()[-1] for line in metrics_text.splitlines()
+                       if line.startswith("twiwatch_encoder_batch_size_count")))
+    total = float(next(line.split()[-1] for line in metrics_text.splitlines()
+                       if line.startswith("twiwatch_encoder_batch_size_sum")))
+    assert total == len(msgs) and count < total  # several ECGs per encoder call
