@@ -13,7 +13,7 @@ from engine import criteria, measure, novelty, quality, secondary
 from engine.beats import delineate_record, r_peaks
 from engine.filters import detection_filter, measurement_filter
 from engine.pacing import MIN_FS_FOR_SPIKES, blank_spikes, detect_spikes
-from engine.record import STANDARD_LEADS, EcgRecord, derive_limb_leads, last_window
+from engine.record import STANDARD_LEADS, EcgRecord, derive_limb_leads, fill_flagged, last_window
 from engine.resample import to_analysis_rate, to_own_rate
 from engine.result import SUMMARY_SCHEMA_VERSION, Analysis, Beat, LeadResult, PriorSummary, Triage
 from engine.triage import triage
@@ -39,7 +39,7 @@ def analyze(record: EcgRecord, priors: list[PriorSummary] | None = None) -> Anal
     if rec.derived_leads:
         notes.append("limb leads derived from I and II: " + ", ".join(sorted(rec.derived_leads, key=STANDARD_LEADS.index)))
     if flagged is not None and flagged.any():
-        raw = _fill_flagged(raw, flagged)
+        raw = fill_flagged(raw, flagged)
 
     spikes = detect_spikes(raw, fs)
     clean = blank_spikes(raw, spikes, fs)
@@ -121,16 +121,6 @@ def _own_or_none(a: np.ndarray, own) -> list[list[int | None]]:
     """(leads, beats) analysis-rate indices (-1 = absent) -> nested lists of own-rate indices or None."""
     mapped = own(np.maximum(a, 0))
     return np.where(a < 0, None, mapped).tolist()
-
-
-def _fill_flagged(raw: np.ndarray, flagged: np.ndarray) -> np.ndarray:
-    """Flagged samples (may be NaN or rail values) replaced by linear interpolation so filters do not ring."""
-    out = raw.copy()
-    t = np.arange(raw.shape[1])
-    for i in np.flatnonzero(flagged.any(axis=1)):
-        good = ~flagged[i] & np.isfinite(raw[i])
-        out[i] = np.interp(t, t[good], raw[i, good]) if good.any() else 0.0
-    return out
 
 
 def _spike_fractions(spikes: np.ndarray, onsets: np.ndarray, fs: float) -> tuple[float | None, float | None]:

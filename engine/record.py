@@ -157,3 +157,15 @@ def ordered_standard(rec: EcgRecord) -> tuple[np.ndarray, tuple[str, ...]]:
     names = rec.standard_leads
     idx = [rec.leads.index(n) for n in names]
     return rec.signal[idx], names
+
+
+def fill_flagged(x: np.ndarray, flagged: np.ndarray) -> np.ndarray:
+    """Flagged or non-finite samples replaced by linear interpolation from their lead's good samples (a lead with
+    none left becomes 0), so filters and models do not see rail values or NaN. The one copy every consumer uses."""
+    bad = flagged | ~np.isfinite(x)
+    out = x.copy()
+    t = np.arange(x.shape[1])
+    for i in np.flatnonzero(bad.any(axis=1)):  # per lead with gaps, not per sample
+        good = ~bad[i]
+        out[i] = np.interp(t, t[good], x[i, good]) if good.any() else 0.0
+    return out

@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from engine.errors import InvalidRecord
-from engine.record import MAX_FS_HZ, MIN_FS_HZ, EcgRecord, derive_limb_leads
+from engine.record import MAX_FS_HZ, MIN_FS_HZ, EcgRecord, derive_limb_leads, fill_flagged
 from engine.encoder.resampling import resample_window
 from engine.encoder.variants import MODEL_FS_HZ, MODEL_LEADS, MODEL_SAMPLES
 
@@ -62,7 +62,7 @@ def adapt(record: EcgRecord, *, fs: float = MODEL_FS_HZ, n_samples: int = MODEL_
     all_flagged: set[str] = set()
     if rec.flagged is not None and rec.flagged[rows].any():
         flags = rec.flagged[rows]
-        x = _interpolate_flagged(x, flags)
+        x = fill_flagged(x, flags)
         all_flagged = {n for n, f in zip(wanted, flags) if f.all()}  # nothing left of these: treat as absent
         notes.append(f"{int(flags.sum())} flagged samples interpolated")
     if not np.isfinite(x).all():
@@ -109,10 +109,3 @@ def adapt_batch(records: list[EcgRecord]) -> tuple[np.ndarray, np.ndarray]:
     return np.stack(sig), np.stack(masks)
 
 
-def _interpolate_flagged(x: np.ndarray, flagged: np.ndarray) -> np.ndarray:
-    out = x.copy()
-    t = np.arange(x.shape[1])
-    for i in np.flatnonzero(flagged.any(axis=1)):
-        good = ~flagged[i] & np.isfinite(x[i])
-        out[i] = np.interp(t, t[good], x[i, good]) if good.any() else 0.0
-    return out

@@ -26,7 +26,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from engine.record import EcgRecord, derive_limb_leads
+from engine.record import EcgRecord, derive_limb_leads, fill_flagged
 from engine.reasoner.errors import ReasonerInputError
 from engine.resample import to_analysis_rate
 
@@ -136,11 +136,7 @@ def _repair(chunk: np.ndarray, flags: np.ndarray | None, n_window: int, notes: l
         raise ReasonerInputError(
             f"too many flagged/invalid samples in the window ({', '.join(too_bad)}; limit "
             f"{MAX_FLAGGED_FRACTION:.0%} per lead)", "flagged-samples")
-    out = chunk.copy()
-    t = np.arange(chunk.shape[1])
-    for i in np.flatnonzero(bad.any(axis=1)):
-        good = ~bad[i]
-        out[i] = np.interp(t, t[good], chunk[i, good])
+    out = fill_flagged(chunk, bad)
     leads = [n for n, b in zip(ECGR1_LEADS, bad.any(axis=1)) if b]
     notes.append("flagged samples interpolated in " + ", ".join(leads))
     return out
