@@ -230,6 +230,37 @@ def train(
     console.print_json(json.dumps(metrics.get("test", metrics), default=str))
 
 
+evaluate_app = typer.Typer(help="Measure the engine against cardiologist annotations and dataset labels, beside "
+                           "NeuroKit2 in the same run (needs the eval extra).", no_args_is_help=True)
+app.add_typer(evaluate_app, name="evaluate")
+
+
+@evaluate_app.command("delineation")
+def evaluate_delineation(
+    ludb: Path = typer.Option(..., "--ludb", help="LUDB folder (data/ + ludb.csv, or a folder above it)"),
+    json_path: Path = typer.Option(..., "--json", help="where to write the results"),
+    split: Optional[str] = typer.Option(None, help="tune | rest | all (tune = ids ≡ 1 mod 4, used for tuning)"),
+    plots: Optional[Path] = typer.Option(None, help="folder for the PNG plots"),
+) -> None:
+    """QRS and T detection, T-peak/T-offset error and T polarity per lead, ours vs NeuroKit2, with bootstrap CIs."""
+    from evaluation.delineation import run_delineation
+
+    run_delineation(ludb, json_path, split=split, plots_dir=plots)
+
+
+@evaluate_app.command("twi")
+def evaluate_twi(
+    data: Path = typer.Option(..., "--data", help="folder with ptbxl/ and ludb/ (e.g. ../shared/data or samples/)"),
+    json_path: Path = typer.Option(..., "--json", help="where to write the results"),
+    limit: Optional[int] = typer.Option(None, help="at most this many records per part (first by id)"),
+    plots: Optional[Path] = typer.Option(None, help="folder for the PNG plots"),
+) -> None:
+    """TWI per record and per lead (PTB-XL INVT and report text, LUDB-derived) and secondary causes, with CIs."""
+    from evaluation.twi import run_twi
+
+    run_twi(data, json_path, limit=limit, plots_dir=plots)
+
+
 @app.command()
 def analyze(
     record: Path = typer.Argument(..., help="WFDB record path without extension"),
