@@ -92,6 +92,16 @@ def traced_peak(fn) -> int:
     return peak
 
 
+def _cpu_name() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
 def stats(ms: list[float]) -> dict[str, float]:
     a = np.asarray(ms)
     return {"median": float(np.median(a)), "mean": float(a.mean()), "p90": float(np.percentile(a, 90)),
@@ -105,9 +115,12 @@ def main(argv: list[str] | None = None) -> dict:
     ap.add_argument("--repeat", type=int, default=7, help="timed runs per record for ours (best counts)")
     ap.add_argument("--nk-repeat", type=int, default=2, help="timed runs per record for NeuroKit2")
     ap.add_argument("--nk-method", default="dwt", help="NeuroKit2 ecg_delineate method")
+    ap.add_argument("--limit", type=int, default=None, help="only the first N records")
+    ap.add_argument("--no-pin", action="store_true", help="do not pin this process to one CPU (tests)")
     a = ap.parse_args(argv)
     warnings.filterwarnings("ignore")
-    if hasattr(os, "sched_setaffinity"):
+    pinned = hasattr(os, "sched_setaffinity") and not a.no_pin
+    if pinned:
         os.sched_setaffinity(0, {sorted(os.sched_getaffinity(0))[0]})
 
     import neurokit2
@@ -115,7 +128,7 @@ def main(argv: list[str] | None = None) -> dict:
     from engine import __version__
     from engine.analyze import analyze
 
-    paths = find_records(a.records)
+    paths = find_records(a.records)[:a.limit]
     if not paths:
         raise SystemExit(f"no 12-lead 500 Hz 10-s records under {a.records}")
     ours_ms, nk_ms, ours_mem, nk_mem = [], [], [], []
@@ -130,17 +143,19 @@ def main(argv: list[str] | None = None) -> dict:
     o, n = stats(ours_ms), stats(nk_ms)
     result = {
         "records": len(paths), "record_kind": "12 leads, 500 Hz, 10 s",
-        "cpu": platform.processor() or platform.machine(), "python": sys.version.split()[0],
+        "cpu": _cpu_name(), "cpus": os.cpu_count(), "python": sys.version.split()[0],
         "engine": __version__, "neurokit2": neurokit2.__version__, "nk_method": a.nk_method,
-        "one_core": hasattr(os, "sched_setaffinity"),
+        "one_core": pinned,
         "ours_cpu_ms": o, "neurokit2_cpu_ms": n, "ratio_nk_over_ours_median": n["median"] / o["median"],
         "ours_peak_traced_mib": {"median": float(np.median(ours_mem)) / 2**20, "max": max(ours_mem) / 2**20},
         "neurokit2_peak_traced_mib": {"median": float(np.median(nk_mem)) / 2**20, "max": max(nk_mem) / 2**20},
         "process_peak_rss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
         "goal_ms": GOAL_MS, "goal_met": o["median"] <= GOAL_MS,
+        "load_average_1_5_15min_at_end": list(os.getloadavg()) if hasattr(os, "getloadavg") else None,
         "per_record": [{"record": p.name, "ours_ms": x, "neurokit2_ms": y} for p, x, y in zip(paths, ours_ms, nk_ms)],
     }
-    print(f"\n{len(paths)} records (12 leads, 500 Hz, 10 s), one core, CPU time per record (best of runs):")
+    print(f"\n{len(paths)} records (12 leads, 500 Hz, 10 s), {'one core' if pinned else 'not pinned'}, "
+          "CPU time per record (best of runs):")
     print(f"  ours      median {o['median']:.1f} ms  mean {o['mean']:.1f}  p90 {o['p90']:.1f}  max {o['max']:.1f}")
     print(f"  NeuroKit2 median {n['median']:.1f} ms  mean {n['mean']:.1f}  p90 {n['p90']:.1f}  max {n['max']:.1f}"
           f"  (clean+peaks+delineate[{a.nk_method}] x 12 leads)")
@@ -149,6 +164,9 @@ def main(argv: list[str] | None = None) -> dict:
           f"NeuroKit2 {result['neurokit2_peak_traced_mib']['max']:.1f} MiB (max over records); "
           f"process peak RSS {result['process_peak_rss_mib']:.0f} MiB")
     print(f"  goal <= {GOAL_MS:.0f} ms for ours: {'met' if result['goal_met'] else 'NOT met'}")
+    if result["load_average_1_5_15min_at_end"]:
+        print("  machine load average (1/5/15 min) at the end: "
+              + " / ".join(f"{v:.2f}" for v in result["load_average_1_5_15min_at_end"]))
     if a.json:
         a.json.parent.mkdir(parents=True, exist_ok=True)
         a.json.write_text(json.dumps(result, indent=1))

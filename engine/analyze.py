@@ -9,17 +9,20 @@ from __future__ import annotations
 import numpy as np
 
 from engine import __version__
-from engine import criteria, measure, novelty, quality, secondary
+from engine import criteria, measure, novelty, quality, secondary, st
 from engine.beats import delineate_record, r_peaks
 from engine.filters import detection_filter, measurement_filter
 from engine.pacing import MIN_FS_FOR_SPIKES, blank_spikes, detect_spikes
-from engine.record import STANDARD_LEADS, EcgRecord, derive_limb_leads, fill_flagged, last_window
+from engine.record import STANDARD_LEADS, EcgRecord, derive_limb_leads, last_window
 from engine.resample import to_analysis_rate, to_own_rate
 from engine.result import SUMMARY_SCHEMA_VERSION, Analysis, Beat, LeadResult, PriorSummary, Triage
 from engine.triage import triage
 
 VENTRICULAR_SPIKE_S = 0.08  # a spike this close before QRS onset paced the ventricle
 ANY_SPIKE_S = 0.30  # ... this close: some chamber was paced
+# A spike may lie a little after the detected QRS onset: the zero-phase measurement filter spreads what is left of the
+# blanked stimulus a few tens of ms backwards, so the velocity-based onset can precede the spike (PTB-XL 500 Hz paced).
+SPIKE_AFTER_ONSET_S = 0.04
 
 
 def analyze(record: EcgRecord, priors: list[PriorSummary] | None = None) -> Analysis:
@@ -39,7 +42,7 @@ def analyze(record: EcgRecord, priors: list[PriorSummary] | None = None) -> Anal
     if rec.derived_leads:
         notes.append("limb leads derived from I and II: " + ", ".join(sorted(rec.derived_leads, key=STANDARD_LEADS.index)))
     if flagged is not None and flagged.any():
-        raw = fill_flagged(raw, flagged)
+        raw = _fill_flagged(raw, flagged)
 
     spikes = detect_spikes(raw, fs)
     clean = blank_spikes(raw, spikes, fs)
@@ -79,6 +82,9 @@ def analyze(record: EcgRecord, priors: list[PriorSummary] | None = None) -> Anal
 
     groups, verdicts = criteria.find_groups(ok_measures, ok)
     record_novelty = novelty.assign_novelty(groups, priors)
+    st_ms = dict(zip(names, st.st_measures(d.template_iso_ref, tm.qrs_offset, tm.t.onset, fsa)))
+    st_groups = st.find_st_groups(st_ms, ok)
+    st_novelty = st.assign_st_novelty(st_groups, priors)
     lateral_twi = [n for n in ("I", "aVL", "V5", "V6") if n in verdicts and verdicts[n].depth_mv > criteria.TWI_DEPTH_MV
                    and ok.get(n)]
     tref = {n: d.template_iso_ref[i] for i, n in enumerate(names) if ok[n]}
@@ -94,7 +100,7 @@ def analyze(record: EcgRecord, priors: list[PriorSummary] | None = None) -> Anal
     caveats += [f"{n}: not analysable ({'; '.join(q.reasons)})" for n, q in zip(names, lq) if not q.ok]
     if rec.absent_leads:
         caveats.append("absent leads: " + ", ".join(rec.absent_leads))
-    tri = triage(groups, sec, ok_measures, qrs_ms, int(usable.sum()), record_novelty, caveats)
+    tri = triage(groups, sec, ok_measures, qrs_ms, int(usable.sum()), record_novelty, caveats, st_groups)
 
     rp, t_on, t_pk, t_off = (_own_or_none(a, own) for a in (r_peaks(d), d.t_onset, d.t_peak, d.t_offset))
     q_off = own(d.qrs_offset).tolist()
@@ -111,16 +117,28 @@ def analyze(record: EcgRecord, priors: list[PriorSummary] | None = None) -> Anal
             lr.t_peak_ms, lr.t_offset_ms, lr.st_j60_mv = m.t_peak_ms, m.t_offset_ms, m.st_j60
             lr.r_amplitude_mv, lr.s_amplitude_mv = m.r_amp, m.s_amp
             lr.pr_interval_ms, lr.qrs_mostly_positive = m.pr_ms, m.qrs_mostly_positive
+            s_m = st_ms[n]
+            lr.st_j_mv, lr.st_slope_mv_s, lr.st_shape = s_m.j_mv, s_m.slope_mv_s, s_m.shape
         leads[n] = lr
     notes += rhythm.evidence
     return _finish(record, rec, leads, fsa, truncated, start, rhythm.heart_rate_bpm, rhythm.rr_cv, rhythm.rhythm,
-                   groups, record_novelty, sec, tri, notes, qrs_ms, pr_ms)
+                   groups, record_novelty, sec, tri, notes, qrs_ms, pr_ms, st_groups, st_novelty)
 
 
 def _own_or_none(a: np.ndarray, own) -> list[list[int | None]]:
     """(leads, beats) analysis-rate indices (-1 = absent) -> nested lists of own-rate indices or None."""
     mapped = own(np.maximum(a, 0))
     return np.where(a < 0, None, mapped).tolist()
+
+
+def _fill_flagged(raw: np.ndarray, flagged: np.ndarray) -> np.ndarray:
+    """Flagged samples (may be NaN or rail values) replaced by linear interpolation so filters do not ring."""
+    out = raw.copy()
+    t = np.arange(raw.shape[1])
+    for i in np.flatnonzero(flagged.any(axis=1)):
+        good = ~flagged[i] & np.isfinite(raw[i])
+        out[i] = np.interp(t, t[good], raw[i, good]) if good.any() else 0.0
+    return out
 
 
 def _spike_fractions(spikes: np.ndarray, onsets: np.ndarray, fs: float) -> tuple[float | None, float | None]:
@@ -130,12 +148,13 @@ def _spike_fractions(spikes: np.ndarray, onsets: np.ndarray, fs: float) -> tuple
     if onsets.size == 0 or spikes.size == 0:
         return 0.0, 0.0
     lead = onsets[:, None] - spikes[None, :]  # >0: spike before onset
-    near = lambda s: ((lead >= -0.02 * fs) & (lead <= s * fs)).any(axis=1).mean()  # noqa: E731
+    near = lambda s: ((lead >= -SPIKE_AFTER_ONSET_S * fs) & (lead <= s * fs)).any(axis=1).mean()  # noqa: E731
     return float(near(VENTRICULAR_SPIKE_S)), float(near(ANY_SPIKE_S))
 
 
 def _finish(record: EcgRecord, rec: EcgRecord, leads: dict[str, LeadResult], fsa: float, truncated: bool, start: int,
-            hr, cv, rhythm: str, groups, record_novelty: str, sec, tri: Triage, notes: list[str], qrs_ms, pr_ms) -> Analysis:
+            hr, cv, rhythm: str, groups, record_novelty: str, sec, tri: Triage, notes: list[str], qrs_ms, pr_ms,
+            st_groups=None, st_novelty: str = "none") -> Analysis:
     summary = PriorSummary(
         schema_version=SUMMARY_SCHEMA_VERSION,
         source_id=record.source_id,
@@ -143,11 +162,13 @@ def _finish(record: EcgRecord, rec: EcgRecord, leads: dict[str, LeadResult], fsa
         lead_t={n: {"polarity": lr.t_polarity, "amplitude_mv": lr.t_amplitude_mv, "quality": lr.quality}
                 for n, lr in leads.items()},
         twi_groups=[list(g.leads) for g in groups],
+        lead_st={n: {"st_j_mv": lr.st_j_mv, "st_shape": lr.st_shape, "quality": lr.quality} for n, lr in leads.items()},
+        st_depression_groups=[list(g.leads) for g in (st_groups or [])],
     )
     return Analysis(
         engine_version=__version__, fs=float(record.fs), duration_s=round(record.duration_s, 3), truncated=truncated,
         heart_rate_bpm=hr, rr_irregularity=cv, rhythm=rhythm, leads=leads, absent_leads=list(rec.absent_leads),
         derived_leads=sorted(rec.derived_leads, key=STANDARD_LEADS.index), twi=groups, novelty=record_novelty,
         secondary=sec, triage=tri, summary=summary, notes=notes, analysed_from_sample=start,
-        qrs_duration_ms=qrs_ms, pr_interval_ms=pr_ms,
+        qrs_duration_ms=qrs_ms, pr_interval_ms=pr_ms, st_depression=list(st_groups or []), st_depression_novelty=st_novelty,
     )

@@ -13,7 +13,7 @@ Polarity = Literal["positive", "negative", "flat", "biphasic"]
 Novelty = Literal["new", "persistent", "unknown"]
 TriageClass = str  # "ischemic-pattern" | "secondary:<cause>" | "indeterminate" | "no-twi"
 
-SUMMARY_SCHEMA_VERSION = 1
+SUMMARY_SCHEMA_VERSION = 2  # 2: ST-depression groups and per-lead ST level/shape added
 
 
 @dataclass
@@ -47,6 +47,11 @@ class LeadResult:
     qrs_mostly_positive: bool | None = None
     snr_db: float | None = None
     beats: list[Beat] = field(default_factory=list)
+    # Added with the 4th UDMI ST-depression criterion (engine/st.py): ST level at the J point (J..J+20 ms, vs the PR
+    # level), ST slope over J..J+80 ms and its shape ("horizontal" | "downsloping" | "upsloping").
+    st_j_mv: float | None = None
+    st_slope_mv_s: float | None = None
+    st_shape: str | None = None
 
 
 @dataclass
@@ -80,6 +85,8 @@ class PriorSummary:
     acquired_at: str | None  # ISO 8601
     lead_t: dict[str, dict[str, Any]]  # lead -> {"polarity", "amplitude_mv", "quality"}
     twi_groups: list[list[str]]
+    lead_st: dict[str, dict[str, Any]] = field(default_factory=dict)  # from v2: lead -> {"st_j_mv", "st_shape", "quality"}
+    st_depression_groups: list[list[str]] = field(default_factory=list)  # from v2
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -95,6 +102,8 @@ class PriorSummary:
             acquired_at=data.get("acquired_at"),
             lead_t=data.get("lead_t", {}),
             twi_groups=data.get("twi_groups", []),
+            lead_st=data.get("lead_st", {}),
+            st_depression_groups=data.get("st_depression_groups", []),
         )
 
 
@@ -121,6 +130,10 @@ class Analysis:
     analysed_from_sample: int = 0
     qrs_duration_ms: float | None = None  # global (all-lead) QRS width on the median beat
     pr_interval_ms: float | None = None
+    # 4th UDMI "new horizontal/downsloping ST depression >= 0.05 mV in 2 contiguous leads", beside TWI (engine/st.py):
+    # groups (depths_mv = depression at the J point) and the record's novelty ("new" | "persistent" | "unknown" | "none").
+    st_depression: list[TwiGroup] = field(default_factory=list)
+    st_depression_novelty: str = "none"
 
     @property
     def twi_present(self) -> bool:

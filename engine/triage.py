@@ -5,7 +5,8 @@
                         their repolarisation is abnormal everywhere; RBBB: V1-V3 only; LVH strain: lateral leads).
 * ischemic-pattern    : some group is unexplained and its inversions are symmetric (median symmetry >= 0.7).
 * indeterminate       : unexplained but asymmetric, or too few analysable leads to judge.
-Evidence is ordered: groups (leads, depths, symmetry, novelty), then QRS width and voltages, then quality caveats.
+Evidence is ordered: groups (leads, depths, symmetry, novelty), then 4th UDMI ST-depression groups (evidence only:
+they do not change the class, which is about TWI), then QRS width and voltages, then quality caveats.
 """
 from __future__ import annotations
 
@@ -42,7 +43,8 @@ def _symmetry(group: TwiGroup, measures: dict[str, LeadMeasure]) -> float | None
 
 
 def triage(groups: list[TwiGroup], secondary: list[SecondaryFinding], measures: dict[str, LeadMeasure],
-           qrs_ms: float | None, n_analysable: int, novelty: str, caveats: list[str]) -> Triage:
+           qrs_ms: float | None, n_analysable: int, novelty: str, caveats: list[str],
+           st_groups: list[TwiGroup] | None = None) -> Triage:
     present = [f.cause for f in secondary if f.present]
     ev: list[str] = []
     unexplained: list[TwiGroup] = []
@@ -57,6 +59,10 @@ def triage(groups: list[TwiGroup], secondary: list[SecondaryFinding], measures: 
             causes.append(cause)
         else:
             unexplained.append(g)
+    for g in st_groups or []:
+        depths = ", ".join(f"{lead} -{d:.2f} mV" for lead, d in g.depths_mv.items())
+        cause = _explained_by(g, present)
+        ev.append(f"ST depression {g.name} ({depths}); novelty {g.novelty}" + (f"; explained by {cause}" if cause else ""))
     if qrs_ms is not None:
         ev.append(f"QRS {qrs_ms:.0f} ms")
     for f in secondary:
