@@ -10,7 +10,7 @@ The record is "new" if any group is new, else "persistent" if any is, else "unkn
 """
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Callable
 
 from engine.criteria import LIMB_SEQUENCE, PRECORDIAL_SEQUENCE, TWI_DEPTH_MV
 from engine.result import PriorSummary, TwiGroup
@@ -18,7 +18,7 @@ from engine.result import PriorSummary, TwiGroup
 PRIOR_TOLERANCE_MV = 0.05
 
 
-def _contiguous(a: str, b: str) -> bool:
+def contiguous(a: str, b: str) -> bool:
     for seq in (LIMB_SEQUENCE, PRECORDIAL_SEQUENCE):
         if a in seq and b in seq and abs(seq.index(a) - seq.index(b)) == 1:
             return True
@@ -36,19 +36,26 @@ def as_prior(p: PriorSummary | dict[str, Any]) -> PriorSummary:
     return p if isinstance(p, PriorSummary) else PriorSummary.from_dict(p)
 
 
+def novelty_against(leads: list[str], prior_groups: list[list[str]], prior_leads: dict[str, Any],
+                    was_abnormal: Callable[[dict[str, Any] | None], bool | None]) -> str:
+    """Shared by TWI and ST-depression groups: `persistent` when the prior had a group sharing two of these leads, or
+    two contiguous of them were abnormal then; `unknown` when the prior cannot tell for two of them; else `new`."""
+    for old in prior_groups:
+        if len(set(old) & set(leads)) >= 2:
+            return "persistent"
+    known = {lead: was_abnormal(prior_leads.get(lead)) for lead in leads}
+    if sum(v is not None for v in known.values()) < 2:
+        return "unknown"
+    before = [lead for lead, v in known.items() if v]
+    if any(contiguous(a, b) for i, a in enumerate(before) for b in before[i + 1:]):
+        return "persistent"
+    return "new"
+
+
 def group_novelty(group: TwiGroup, prior: PriorSummary | None) -> str:
     if prior is None:
         return "unknown"
-    for old in prior.twi_groups:
-        if len(set(old) & set(group.leads)) >= 2:
-            return "persistent"
-    known = {lead: _inverted_before(prior.lead_t.get(lead)) for lead in group.leads}
-    if sum(v is not None for v in known.values()) < 2:
-        return "unknown"
-    inverted = [lead for lead, v in known.items() if v]
-    if any(_contiguous(a, b) for i, a in enumerate(inverted) for b in inverted[i + 1:]):
-        return "persistent"
-    return "new"
+    return novelty_against(group.leads, prior.twi_groups, prior.lead_t, _inverted_before)
 
 
 def assign_novelty(groups: list[TwiGroup], priors: list[PriorSummary | dict[str, Any]]) -> str:

@@ -29,6 +29,7 @@ import numpy as np
 
 from engine.criteria import LIMB_SEQUENCE, PRECORDIAL_SEQUENCE, _group_name
 from engine.filters import moving_average
+from engine.novelty import novelty_against
 from engine.result import PriorSummary, TwiGroup
 
 ST_DEPRESSION_MV = 0.05
@@ -101,13 +102,6 @@ def _depressed_before(entry: dict[str, Any] | None) -> bool | None:
         float(entry["st_j_mv"]) <= -(ST_DEPRESSION_MV - PRIOR_TOLERANCE_MV)
 
 
-def _contiguous(a: str, b: str) -> bool:
-    for seq in (LIMB_SEQUENCE, PRECORDIAL_SEQUENCE):
-        if a in seq and b in seq and abs(seq.index(a) - seq.index(b)) == 1:
-            return True
-    return False
-
-
 def assign_st_novelty(groups: list[TwiGroup], priors: list[PriorSummary | dict[str, Any]]) -> str:
     """Sets each ST-depression group's novelty against the most recent prior; returns the record's
     ("new" | "persistent" | "unknown", or "none" without groups)."""
@@ -126,13 +120,4 @@ def assign_st_novelty(groups: list[TwiGroup], priors: list[PriorSummary | dict[s
 def _novelty(group: TwiGroup, prior: PriorSummary | None) -> str:
     if prior is None:
         return "unknown"
-    for old in prior.st_depression_groups:
-        if len(set(old) & set(group.leads)) >= 2:
-            return "persistent"
-    known = {lead: _depressed_before(prior.lead_st.get(lead)) for lead in group.leads}
-    if sum(v is not None for v in known.values()) < 2:
-        return "unknown"
-    was = [lead for lead, v in known.items() if v]
-    if any(_contiguous(a, b) for i, a in enumerate(was) for b in was[i + 1:]):
-        return "persistent"
-    return "new"
+    return novelty_against(group.leads, prior.st_depression_groups, prior.lead_st, _depressed_before)
