@@ -170,5 +170,6 @@ def _finish(record: EcgRecord, rec: EcgRecord, leads: dict[str, LeadResult], fsa
         heart_rate_bpm=hr, rr_irregularity=cv, rhythm=rhythm, leads=leads, absent_leads=list(rec.absent_leads),
         derived_leads=sorted(rec.derived_leads, key=STANDARD_LEADS.index), twi=groups, novelty=record_novelty,
         secondary=sec, triage=tri, summary=summary, notes=notes, analysed_from_sample=start,
-        qrs_duration_ms=qrs_ms, pr_interval_ms=pr_ms, st_depression=list(st_groups or []), st_depression_novelty=st_novelty,
+        qrs_duration_ms=qrs_ms, pr_interval_ms=pr_ms, st_depression=list(st_groups or []),
+        st_depression_novelty=st_novelty,
     )

@@ -85,7 +85,7 @@ class PriorSummary:
     acquired_at: str | None  # ISO 8601
     lead_t: dict[str, dict[str, Any]]  # lead -> {"polarity", "amplitude_mv", "quality"}
     twi_groups: list[list[str]]
-    lead_st: dict[str, dict[str, Any]] = field(default_factory=dict)  # from v2: lead -> {"st_j_mv", "st_shape", "quality"}
+    lead_st: dict[str, dict[str, Any]] = field(default_factory=dict)  # v2: lead -> {"st_j_mv", "st_shape", "quality"}
     st_depression_groups: list[list[str]] = field(default_factory=list)  # from v2
 
     def to_dict(self) -> dict[str, Any]:
@@ -131,7 +131,7 @@ class Analysis:
     qrs_duration_ms: float | None = None  # global (all-lead) QRS width on the median beat
     pr_interval_ms: float | None = None
     # 4th UDMI "new horizontal/downsloping ST depression >= 0.05 mV in 2 contiguous leads", beside TWI (engine/st.py):
-    # groups (depths_mv = depression at the J point) and the record's novelty ("new" | "persistent" | "unknown" | "none").
+    # groups (depths_mv = depression at the J point) and the record's novelty ("new"|"persistent"|"unknown"|"none").
     st_depression: list[TwiGroup] = field(default_factory=list)
     st_depression_novelty: str = "none"
 

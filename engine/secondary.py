@@ -124,7 +124,8 @@ def check_wpw(tref: dict[str, np.ndarray], m: dict[str, LeadMeasure], pr_ms: flo
         if steepest > 0 and 0 < initial < 0.3 * steepest:
             delta_leads.append(lead)
     ev.append("slurred initial upstroke (delta) in " + ", ".join(delta_leads) if delta_leads else "no delta wave")
-    return SecondaryFinding("wpw", bool(pr_ms < WPW_PR_MS and qrs_ms >= WPW_QRS_MS and len(delta_leads) >= WPW_DELTA_LEADS), ev)
+    present = pr_ms < WPW_PR_MS and qrs_ms >= WPW_QRS_MS and len(delta_leads) >= WPW_DELTA_LEADS
+    return SecondaryFinding("wpw", bool(present), ev)
 
 
 def check_ivcd(qrs_ms: float, others: list[SecondaryFinding]) -> SecondaryFinding:

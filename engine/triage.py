@@ -62,7 +62,8 @@ def triage(groups: list[TwiGroup], secondary: list[SecondaryFinding], measures: 
     for g in st_groups or []:
         depths = ", ".join(f"{lead} -{d:.2f} mV" for lead, d in g.depths_mv.items())
         cause = _explained_by(g, present)
-        ev.append(f"ST depression {g.name} ({depths}); novelty {g.novelty}" + (f"; explained by {cause}" if cause else ""))
+        ev.append(f"ST depression {g.name} ({depths}); novelty {g.novelty}"
+                  + (f"; explained by {cause}" if cause else ""))
     if qrs_ms is not None:
         ev.append(f"QRS {qrs_ms:.0f} ms")
     for f in secondary:

@@ -71,7 +71,8 @@ def score_record(ludb_dir: str, rid: int, methods: tuple[str, ...] = METHODS) ->
     results = {OURS: run_ours(rec)}
     nk, nk_shared = run_neurokit(raw, STANDARD_LEADS, fs, methods)
     results.update(nk)
-    refs = {lead: ludb.lead_reference(raw[i], waves[lead], fs) for i, lead in enumerate(STANDARD_LEADS) if waves.get(lead)}
+    refs = {lead: ludb.lead_reference(raw[i], waves[lead], fs)
+            for i, lead in enumerate(STANDARD_LEADS) if waves.get(lead)}
     ref_groups, ref_lead = ludb.reference_twi(refs)
     out: dict[str, Any] = {
         "id": rid, "split": ludb.split_of(rid), "fs": fs,
@@ -155,9 +156,11 @@ def summarize(records: list[dict], methods: list[str], n_boot: int = 2000) -> di
     for m, a in arrays.items():
         c, pol = a["c"], a["pol"]
         out["methods"][m] = {
-            "qrs": {"sensitivity": boot.ratio(c["qtp"], c["qtp"] + c["qfn"]), "ppv": boot.ratio(c["qtp"], c["qtp"] + c["qfp"]),
+            "qrs": {"sensitivity": boot.ratio(c["qtp"], c["qtp"] + c["qfn"]),
+                    "ppv": boot.ratio(c["qtp"], c["qtp"] + c["qfp"]),
                     "annotated": int(c["qtp"].sum() + c["qfn"].sum())},
-            "t_wave": {"sensitivity": boot.ratio(c["ttp"], c["ttp"] + c["tfn"]), "ppv": boot.ratio(c["ttp"], c["ttp"] + c["tfp"]),
+            "t_wave": {"sensitivity": boot.ratio(c["ttp"], c["ttp"] + c["tfn"]),
+                       "ppv": boot.ratio(c["ttp"], c["ttp"] + c["tfp"]),
                        "annotated": int(c["ttp"].sum() + c["tfn"].sum())},
             "t_peak_error_ms": error_summary(boot, a["pk"]),
             "t_offset_error_ms": error_summary(boot, a["off"]),
@@ -182,9 +185,12 @@ def summarize(records: list[dict], methods: list[str], n_boot: int = 2000) -> di
             b = arrays[m]
             out["ours_minus"][m] = {
                 "t_polarity_accuracy": boot.ratio_diff(o["pol"]["ok"], o["pol"]["n"], b["pol"]["ok"], b["pol"]["n"]),
-                "t_polarity_on_inverted": boot.ratio_diff(o["pol"]["inv_ok"], o["pol"]["inv_n"], b["pol"]["inv_ok"], b["pol"]["inv_n"]),
-                "t_sensitivity": boot.ratio_diff(o["c"]["ttp"], o["c"]["ttp"] + o["c"]["tfn"], b["c"]["ttp"], b["c"]["ttp"] + b["c"]["tfn"]),
-                "t_ppv": boot.ratio_diff(o["c"]["ttp"], o["c"]["ttp"] + o["c"]["tfp"], b["c"]["ttp"], b["c"]["ttp"] + b["c"]["tfp"]),
+                "t_polarity_on_inverted": boot.ratio_diff(o["pol"]["inv_ok"], o["pol"]["inv_n"],
+                                                          b["pol"]["inv_ok"], b["pol"]["inv_n"]),
+                "t_sensitivity": boot.ratio_diff(o["c"]["ttp"], o["c"]["ttp"] + o["c"]["tfn"],
+                                                 b["c"]["ttp"], b["c"]["ttp"] + b["c"]["tfn"]),
+                "t_ppv": boot.ratio_diff(o["c"]["ttp"], o["c"]["ttp"] + o["c"]["tfp"],
+                                         b["c"]["ttp"], b["c"]["ttp"] + b["c"]["tfp"]),
             }
     return out
 
@@ -215,17 +221,23 @@ def run_delineation(ludb_dir: Path, json_path: Path, *, records: list[int] | Non
         "ludb_dir": str(ludb_dir),
         "environment": _environment(),
         "definitions": {
-            "splits": "tune: id % 4 == 1 (the only records the engine's thresholds were tuned on); rest: id % 4 in (2, 3); "
+            "splits": "tune: id % 4 == 1 (the only records the engine's thresholds were tuned on); "
+                      "rest: id % 4 in (2, 3); "
                       "all: both. Ids divisible by 4 are held out and never read.",
-            "qrs_match": f"annotated QRS peak inside a detected QRS onset..offset or within {ludb.QRS_TOL_S * 1000:.0f} ms of it, one-to-one",
+            "qrs_match": "annotated QRS peak inside a detected QRS onset..offset or within "
+                         f"{ludb.QRS_TOL_S * 1000:.0f} ms of it, one-to-one",
             "t_match": f"detected T peak within {ludb.T_TOL_S * 1000:.0f} ms of the annotated T peak, one-to-one",
             "errors": "signed, detected minus annotated (ms), over matched T waves",
-            "span": f"first..last annotation of the lead, and within {ludb.SPAN_MARGIN_S * 1000:.0f} ms of an annotated wave",
-            "polarity_reference": "median over annotated T waves of raw signal at the annotated T peak minus the mean over "
-                                  "the annotated PR segment (P offset..QRS onset; the 20 ms before QRS onset without a P)",
-            "dead_zone": f"|reference| < {ludb.DEAD_ZONE} (signal units; relative on this LUDB copy) is 'flat' and not scored",
-            "polarity_prediction": "sign of the method's lead-level T amplitude (ours: t_amplitude_mv of the median beat; "
-                                   "NeuroKit2: median over beats of its cleaned signal at its T peak minus its PR level); "
+            "span": f"first..last annotation of the lead, and within {ludb.SPAN_MARGIN_S * 1000:.0f} ms of an "
+                    "annotated wave",
+            "polarity_reference": "median over annotated T waves of raw signal at the annotated T peak minus the "
+                                  "mean over the annotated PR segment (P offset..QRS onset; the 20 ms before QRS "
+                                  "onset without a P)",
+            "dead_zone": f"|reference| < {ludb.DEAD_ZONE} (signal units; relative on this LUDB copy) is 'flat' and "
+                         "not scored",
+            "polarity_prediction": "sign of the method's lead-level T amplitude (ours: t_amplitude_mv of the "
+                                   "median beat; NeuroKit2: median over beats of its cleaned signal at its T peak "
+                                   "minus its PR level); "
                                    "a lead without an answer counts as wrong",
         },
         "scaling": scaling_check(recs),
@@ -235,7 +247,8 @@ def run_delineation(ludb_dir: Path, json_path: Path, *, records: list[int] | Non
         sub = [r for r in recs if sp == "all" or r["split"] == sp]
         if sub:
             report["splits"][sp] = summarize(sub, names, n_boot=n_boot)
-    report["errors_sample"] = {m: [f"{r['id']}: {e}" for r in recs for e in r["methods"][m]["errors"]][:20] for m in names}
+    report["errors_sample"] = {m: [f"{r['id']}: {e}" for r in recs for e in r["methods"][m]["errors"]][:20]
+                               for m in names}
     if plots_dir is not None:
         from evaluation import plots
 

@@ -54,8 +54,8 @@ def split_of(rid: int) -> str:
 def find_ludb(root: Path) -> Path:
     """The folder holding data/ (with .hea files) and ludb.csv, at root or up to three levels below it."""
     root = Path(root)
-    for cand in [root, *sorted(p for p in root.glob("*") if p.is_dir()), *sorted(p for p in root.glob("*/*") if p.is_dir()),
-                 *sorted(p for p in root.glob("*/*/*") if p.is_dir())]:
+    below = [sorted(p for p in root.glob(pattern) if p.is_dir()) for pattern in ("*", "*/*", "*/*/*")]
+    for cand in [root, *below[0], *below[1], *below[2]]:
         if (cand / "data").is_dir() and any((cand / "data").glob("*.hea")):
             return cand
     raise FileNotFoundError(f"no LUDB folder (data/*.hea) under {root}")
@@ -175,7 +175,8 @@ def match(det: np.ndarray, ref: np.ndarray, tol: float, on: np.ndarray | None = 
 
 
 def beat_isoelectric(x: np.ndarray, qrs: Wave, ps: list[Wave], fs: float) -> float:
-    """Mean of x over the annotated PR segment of the beat whose QRS is `qrs` (fallback: ISO_FALLBACK_S before onset)."""
+    """Mean of x over the annotated PR segment of the beat whose QRS is `qrs` (fallback: the ISO_FALLBACK_S before
+    its onset)."""
     pp = [p for p in ps if qrs.on - 0.4 * fs < p.off <= qrs.on]
     if pp:
         seg = x[pp[-1].off:qrs.on + 1]
@@ -238,7 +239,8 @@ def reference_twi(refs: dict[str, LeadReference]) -> tuple[list[list[str]], dict
             continue
         amp = ref.t_amp
         measures[lead] = LeadMeasure(
-            t_amp=amp, t_pos=max(amp, 0.0), t_neg=min(amp, 0.0), polarity=classify_polarity(amp, max(amp, 0.0), min(amp, 0.0)),
+            t_amp=amp, t_pos=max(amp, 0.0), t_neg=min(amp, 0.0),
+            polarity=classify_polarity(amp, max(amp, 0.0), min(amp, 0.0)),
             symmetry=None, t_peak_ms=0.0, t_offset_ms=0.0, st_j60=0.0, r_amp=ref.r_amp, s_amp=ref.s_amp or 0.0,
             qrs_mostly_positive=bool(ref.r_amp > (ref.s_amp or 0.0)), p_amp=0.0, pr_ms=None)
         ok[lead] = True

@@ -1,7 +1,8 @@
 """Markdown tables of the evaluation JSON files (what docs/EVALUATION.md quotes), so the document is regenerated from
 the numbers the commands wrote rather than retyped.
 
-    .venv/bin/python -m evaluation markdown --delineation docs/evaluation/delineation.json --twi docs/evaluation/twi.json
+    .venv/bin/python -m evaluation markdown --delineation docs/evaluation/delineation.json \
+        --twi docs/evaluation/twi.json
 """
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from evaluation.metrics import fmt
+from evaluation.ptbxl_labels import SECONDARY_CODES
 
 
 def _row(cells: list[str]) -> str:
@@ -42,8 +44,8 @@ def delineation_tables(report: dict[str, Any]) -> str:
         for m, r in s["methods"].items():
             rows.append([f"{sp}", m, _err(r["t_peak_error_ms"]), _err(r["t_offset_error_ms"]),
                          str(r["t_offset_error_ms"]["median"]["n"])])
-    out.append("\nT-peak and T-offset error, detected minus annotated, ms: median / mean ± SD / median |error| (95 % CI "
-               "of the median |error|), over matched T waves:\n")
+    out.append("\nT-peak and T-offset error, detected minus annotated, ms: median / mean ± SD / median |error| "
+               "(95 % CI of the median |error|), over matched T waves:\n")
     out.append(_table(["split", "method", "T peak", "T offset", "matched T offsets"], rows))
     rows = []
     for sp, s in report["splits"].items():
@@ -94,7 +96,8 @@ def twi_tables(report: dict[str, Any]) -> str:
     rows = []
     for rate, s in report.get("ptbxl", {}).get("rates", {}).items():
         for cause, x in s["secondary_vs_scp"].items():
-            rows.append([f"PTB-XL {rate} Hz", cause, x["engine_finding"], f"{x['positives']}/{x['negatives']}",
+            rows.append([f"PTB-XL {rate} Hz", SECONDARY_CODES[cause], x["engine_finding"],
+                         f"{x['positives']}/{x['negatives']}",
                          fmt(x["sensitivity"]), fmt(x["specificity"]), fmt(x["ppv"])])
     for sp, s in report.get("ludb", {}).get("splits", {}).items():
         for cause, x in s["secondary_vs_ludb_labels"].items():
@@ -107,7 +110,8 @@ def twi_tables(report: dict[str, Any]) -> str:
         st = s.get("st_depression")
         if not st:
             continue
-        for ref, key in (("STD_ code (record)", "record_vs_std_code"), ("report text (record)", "record_vs_report_text"),
+        for ref, key in (("STD_ code (record)", "record_vs_std_code"),
+                         ("report text (record)", "record_vs_report_text"),
                          (f"report text (lead; {st['records_with_named_leads']} reports)", "lead_vs_report_text")):
             x = st[key]
             rows.append([f"PTB-XL {rate} Hz", ref, f"{x['positives']}/{x['negatives']}", fmt(x["sensitivity"]),
@@ -128,7 +132,8 @@ def twi_tables(report: dict[str, Any]) -> str:
     lines = []
     for rate, s in report.get("ptbxl", {}).get("rates", {}).items():
         lines.append(f"- PTB-XL {rate} Hz: {s['records']} records (folds 1-9); report languages {s['languages']}; INVT "
-                     f"{s['invt_positive']}, report text says inverted {s['text_positive']}, both {s['invt_and_text']}; "
+                     f"{s['invt_positive']}, report text says inverted {s['text_positive']}, "
+                     f"both {s['invt_and_text']}; "
                      f"reports naming the inverted leads {s['records_with_named_leads']}; median CPU ms/record " +
                      ", ".join(f"{m} {v:.1f}" for m, v in s["cpu_ms_per_record"].items()) + ".")
     out.append("\n" + "\n".join(lines))

@@ -28,7 +28,8 @@ class Bootstrap:
 
     def __post_init__(self) -> None:
         rng = np.random.default_rng(self.seed)
-        self.idx = rng.integers(0, max(1, self.n), size=(self.n_boot, self.n)) if self.n else np.zeros((self.n_boot, 0), int)
+        self.idx = (rng.integers(0, self.n, size=(self.n_boot, self.n)) if self.n
+                    else np.zeros((self.n_boot, 0), dtype=int))
 
     def _interval(self, samples: np.ndarray) -> tuple[float | None, float | None]:
         s = samples[np.isfinite(samples)]
@@ -57,7 +58,9 @@ class Bootstrap:
         value = a[0].sum() / a[1].sum() - a[2].sum() / a[3].sum()
         s = [v[self.idx].sum(axis=1) for v in a]
         with np.errstate(invalid="ignore", divide="ignore"):
-            d = np.where((s[1] > 0) & (s[3] > 0), s[0] / np.where(s[1] > 0, s[1], 1) - s[2] / np.where(s[3] > 0, s[3], 1), np.nan)
+            ra = s[0] / np.where(s[1] > 0, s[1], 1)
+            rb = s[2] / np.where(s[3] > 0, s[3], 1)
+            d = np.where((s[1] > 0) & (s[3] > 0), ra - rb, np.nan)
         lo, hi = self._interval(d)
         return {"value": float(value), "ci": [lo, hi]}
 

@@ -129,7 +129,8 @@ def run_neurokit(signal: np.ndarray, leads: tuple[str, ...], fs: float,
                     w = {k: _per_beat(v, rp, k in _BEFORE_R, n) for k, v in waves.items()}
                     marks, r_amp, s_amp = _lead_measures(c, rp, w, fs)
                 except Exception as e:  # noqa: BLE001
-                    marks, r_amp, s_amp = LeadMarks(rp, rp, rp, np.full(rp.size, -1), np.full(rp.size, -1), None), None, None
+                    none = np.full(rp.size, -1)
+                    marks, r_amp, s_amp = LeadMarks(rp, rp, rp, none, none, None), None, None
                     errors[m].append(f"{lead}: {m}: {type(e).__name__}: {e}"[:200])
                 per[m][lead] = marks
                 amps[m][lead] = (marks.t_amp, r_amp, s_amp)

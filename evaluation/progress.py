@@ -20,7 +20,8 @@ def parallel_map(fn: Callable[..., Any], args: Sequence[tuple], *, workers: int 
                  label: str = "records") -> list[Any]:
     """[fn(*a) for a in args], results in input order; workers=1 runs in this process."""
     from rich.console import Console
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+    from rich.progress import (BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn,
+                               TimeRemainingColumn)
 
     workers = default_workers() if workers is None else max(1, workers)
     results: list[Any] = [None] * len(args)

@@ -48,29 +48,31 @@ _ALL_BUT_AVR = tuple(x for x in STANDARD_LEADS if x != "aVR")
 _GROUP = (r"(?<![a-z])(?:(?P<grp>" + "|".join(sorted(_GROUPS, key=len, reverse=True)) + r")\s+leads?"
           r"|(?P<these>these\s+leads)|(?P<all>throughout)"
           r"|(?P<chest_de>brustwand(?:ableitungen)?|brustwandableitung)"
-          r"|(?P<limb_de>extremitÄtenableitungen|extremitaetenableitungen|extremitätenableitungen))(?![a-z])")
+          r"|(?P<limb_de>extremitaetenableitungen|extremitätenableitungen))(?![a-z])")
 _TOKEN = re.compile(rf"(?P<group>{_GROUP})|(?P<leads>{_LIST})|(?P<word>[a-zäöüß]+)|(?P<stop>[.;:]\s|[.;:]$)")
 
 _SUBJECTS = {"t": "t", "st": "st", "p": "p", "q": "q", "qs": "q", "r": "r", "qrs": "qrs", "u": "u"}
 _INVERTED = {"inverted", "inversion", "inversions", "invert", "inverting", "neg", "negativ", "negative", "negatives",
              "negativer", "negativen", "negativem", "negativierung", "negativierungen", "negativiert", "negativ"}
 _DEPRESSED = {"depressed", "depression", "depressions", "senkung", "senkungen", "gesenkt"}
-_OTHER = {"flat", "flattened", "flattening", "low", "flach", "flache", "flaches", "flacher", "abgeflacht", "abflachung",
-          "biphasic", "biphasisch", "biphasisches", "biphasische", "elevated", "elevation", "hebung", "hebungen", "high", "tall", "peaked", "positive", "positiv", "upright",
-          "prominent", "tiny", "notched"}
+_OTHER = {"flat", "flattened", "flattening", "low", "flach", "flache", "flaches", "flacher", "abgeflacht",
+          "abflachung", "biphasic", "biphasisch", "biphasisches", "biphasische", "elevated", "elevation", "hebung",
+          "hebungen", "high", "tall", "peaked", "positive", "positiv", "upright", "prominent", "tiny", "notched"}
 _NEGATION = {"no", "not", "kein", "keine", "keinen", "ohne", "without", "nicht"}
 _SLIGHT = {"slight", "slightly", "leicht", "minimal", "diskret"}
 _DE_ABBREV = ("neg", "path", "indiff", "intraventr", "insbes", "unbest", "bzw", "ca", "sek", "pos", "li", "re", "gr")
-_DE_MARKERS = {"sinusrhythmus", "sinusbradykardie", "sinustachykardie", "lagetyp", "linkstyp", "rechtstyp", "steiltyp",
-               "indifferenztyp", "ekg", "und", "mit", "kein", "keine", "veraenderungen", "verÄnderungen", "pathologisches",
-               "normales", "vorhofflimmern", "senkung", "hebung", "wahrscheinlich", "infarkt", "bei", "nicht", "der",
-               "die", "das", "linksschenkelblock", "rechtsschenkelblock", "Überdrehter", "überdrehter", "lagetyp",
-               "sinusrhythmus", "periphere", "niederspannung", "unauffÄllig", "vermutlich", "abgeflacht", "flach"}
-_SV_MARKERS = {"sinusrytm", "sinustakykardi", "sinusbradykardi", "vÄnster", "vänster", "kammarhypertrofi", "fÖrÄndring",
-               "förändring", "sÅsom", "såsom", "skÄnkelblock", "misstÄnkt", "el", "axel", "hÖgersidigt", "myokardskada",
-               "fÖrmak", "och", "samt", "vid", "ej", "inget", "belastning", "ischemi", "ospecifik", "avvikande"}
-_EN_MARKERS = {"atrial", "fibrillation", "trace", "requested", "otherwise", "pathology", "rhythm", "waves", "wave", "segments", "segment", "are", "the", "and", "with", "of", "is", "this", "may",
-               "be", "due", "consistent", "suggest", "possible", "leads", "normal", "sinus", "ecg", "probably"}
+# language markers, matched on the lower-cased report (PTB-XL writes some umlauts as capitals: lower() folds them)
+_DE_MARKERS = {"sinusrhythmus", "sinusbradykardie", "sinustachykardie", "lagetyp", "linkstyp", "rechtstyp",
+               "steiltyp", "indifferenztyp", "ekg", "und", "mit", "kein", "keine", "veraenderungen", "veränderungen",
+               "pathologisches", "normales", "vorhofflimmern", "senkung", "hebung", "wahrscheinlich", "infarkt",
+               "bei", "nicht", "der", "die", "das", "linksschenkelblock", "rechtsschenkelblock", "überdrehter",
+               "periphere", "niederspannung", "unauffällig", "vermutlich", "abgeflacht", "flach"}
+_SV_MARKERS = {"sinusrytm", "sinustakykardi", "sinusbradykardi", "vänster", "kammarhypertrofi", "förändring",
+               "såsom", "skänkelblock", "misstänkt", "el", "axel", "högersidigt", "myokardskada", "förmak", "och",
+               "samt", "vid", "ej", "inget", "belastning", "ischemi", "ospecifik", "avvikande"}
+_EN_MARKERS = {"atrial", "fibrillation", "trace", "requested", "otherwise", "pathology", "rhythm", "waves", "wave",
+               "segments", "segment", "are", "the", "and", "with", "of", "is", "this", "may", "be", "due",
+               "consistent", "suggest", "possible", "leads", "normal", "sinus", "ecg", "probably"}
 
 
 def _expand_v(item: str) -> list[int]:

@@ -39,6 +39,23 @@ from evaluation.neurokit_baseline import METHODS, run_neurokit
 SCORED_LEADS = tuple(x for x in STANDARD_LEADS if x != "aVR")
 ENGINE_CAUSE = {"lbbb": "lbbb", "rbbb": "rbbb", "lvh": "lvh-strain", "pacing": "ventricular-pacing", "wpw": "wpw"}
 RATES = (100, 500)
+WHAT = "TWI (record and lead level) and secondary causes vs PTB-XL labels / report text and LUDB-derived references"
+DEFINITIONS = {
+    "record_twi_prediction": "at least one GUIDE §4 group (engine.criteria: T inverted > 0.1 mV with prominent R in "
+                             ">= 2 contiguous leads)",
+    "lead_twi_prediction": f"lead T inverted deeper than {TWI_DEPTH_MV} mV on its dominant lobe (ours: negative/"
+                           "biphasic t_polarity with t_amplitude_mv < -0.1; NeuroKit2: median T-peak amplitude "
+                           "< -0.1); aVR never scored",
+    "ptbxl_invt": "SCP code INVT present (any likelihood; PTB-XL gives INVT likelihood 0 = present, unknown)",
+    "ptbxl_report_text": "report says T waves are inverted (EN/DE parser, evaluation/ptbxl_labels.py); lead level on "
+                         "records whose report names the leads",
+    "ludb_reference": "GUIDE §4 rule on annotation-derived T amplitude (annotated T peak minus PR level) and R/S; "
+                      "amplitudes relative (each lead scaled to 1.0 peak-to-peak in this copy)",
+    "secondary": "PTB-XL CLBBB/CRBBB/LVH/PACE/WPW (any likelihood); LUDB complete LBBB/RBBB, LVH, any pacing entry; "
+                 "engine findings lbbb/rbbb/lvh-strain/ventricular-pacing/wpw",
+    "st_depression": "engine only: 4th UDMI groups (engine/st.py) vs PTB-XL STD_ and vs the report text saying the ST "
+                     "segments are depressed; lead level vs the leads the text names",
+}
 
 
 def score_ptbxl(ptbxl_dir: str, row: ptbxl_labels.PtbxlRow, rate: int, methods: tuple[str, ...]) -> dict[str, Any]:
@@ -69,7 +86,8 @@ def _find_parts(data_dir: Path) -> tuple[Path | None, Path | None]:
     return ptbxl, ludb_dir
 
 
-def _lead_counts(records: list[dict], method: str, ref_leads: list[set[str]], scored: list[list[str]]) -> dict[str, np.ndarray]:
+def _lead_counts(records: list[dict], method: str, ref_leads: list[set[str]],
+                 scored: list[list[str]]) -> dict[str, np.ndarray]:
     c = {k: np.zeros(len(records)) for k in ("tp", "fp", "fn", "tn")}
     for i, r in enumerate(records):
         pred = r["methods"][method]["lead_twi"]
@@ -130,6 +148,41 @@ def _st_depression(boot: Bootstrap, n_boot: int, records: list[dict], rs: list, 
     }
 
 
+FORM_ST_T = ("NT_", "LOWT", "STD_", "STE_", "TAB_")  # PTB-XL "form" statements about ST-T (not a diagnostic class)
+
+
+def scp_classes(ptbxl_dir: Path) -> dict[str, str]:
+    """SCP code -> PTB-XL diagnostic class (NORM, MI, STTC, CD, HYP), from scp_statements.csv; the ST-T form
+    statements FORM_ST_T are put in STTC."""
+    import csv
+
+    path = Path(ptbxl_dir) / "scp_statements.csv"
+    out: dict[str, str] = {}
+    if path.exists():
+        with open(path, newline="") as f:
+            out = {row[""]: row["diagnostic_class"] for row in csv.DictReader(f) if row.get("diagnostic_class")}
+    out.update({c: "STTC" for c in FORM_ST_T})
+    return out
+
+
+def false_positive_breakdown(per_record: list[dict], rows: dict[int, ptbxl_labels.PtbxlRow],
+                             classes: dict[str, str], names: list[str]) -> dict[str, Any]:
+    """Records a method calls TWI although neither INVT nor the report text says so: how many carry another PTB-XL
+    statement of class STTC (ST/T change: NDT, NST_, ISC*, DIG, STD_, NT_, LOWT ...), MI, CD (conduction) or HYP
+    (hypertrophy), and how many carry none of those (normal or rhythm statements only)."""
+    out = {}
+    for m in names:
+        fp = [r for r in per_record if r[m] and not r["invt"] and not r["text"]
+              and not ptbxl_labels.parse_report(rows[r["ecg_id"]].report).says_inverted]
+        cls = [{classes.get(c) for c in rows[r["ecg_id"]].codes} for r in fp]
+        d = {"records": len(fp)}
+        for k in ("STTC", "MI", "CD", "HYP"):
+            d[f"with_{k}"] = sum(k in c for c in cls)
+        d["with_none_of_these"] = sum(not (c & {"STTC", "MI", "CD", "HYP"}) for c in cls)
+        out[m] = d
+    return out
+
+
 def summarize_ptbxl(records: list[dict], rows: dict[int, ptbxl_labels.PtbxlRow], names: list[str], n_boot: int) -> dict:
     boot = Bootstrap(len(records), n_boot=n_boot)
     rs = [rows[r["ecg_id"]] for r in records]
@@ -152,7 +205,8 @@ def summarize_ptbxl(records: list[dict], rows: dict[int, ptbxl_labels.PtbxlRow],
         "records_with_named_leads": len(named),
         "twi_record_vs_invt": _record_level(boot, invt, records, names),
         "twi_record_vs_report_text": _record_level(boot, text, records, names),
-        "twi_lead_vs_report_text": {m: binary_metrics(lead_boot, _lead_counts(sub, m, ref_leads, scored)) for m in names},
+        "twi_lead_vs_report_text": {m: binary_metrics(lead_boot, _lead_counts(sub, m, ref_leads, scored))
+                                    for m in names},
         "secondary_vs_scp": _secondary(boot, [x.secondary() for x in rs], records, tuple(ptbxl_labels.SECONDARY_CODES)),
         "st_depression": _st_depression(boot, n_boot, records, rs, parsed),
         "cpu_ms_per_record": {m: 1000 * float(np.median([r["methods"][m]["cpu_s"] for r in records])) for m in names},
@@ -171,8 +225,10 @@ def summarize_ludb(records: list[dict], labels: dict[int, dict[str, bool]], name
         "records": len(records),
         "reference_twi_records": int(sum(truth)),
         "twi_record_vs_ludb_derived": _record_level(boot, truth, records, names),
-        "twi_lead_vs_ludb_derived": {m: binary_metrics(boot, _lead_counts(records, m, ref_leads, scored)) for m in names},
-        "secondary_vs_ludb_labels": _secondary(boot, [labels.get(r["id"], {}) for r in records], records, ludb.SECONDARY_LABELS),
+        "twi_lead_vs_ludb_derived": {m: binary_metrics(boot, _lead_counts(records, m, ref_leads, scored))
+                                     for m in names},
+        "secondary_vs_ludb_labels": _secondary(boot, [labels.get(r["id"], {}) for r in records], records,
+                                               ludb.SECONDARY_LABELS),
     }
 
 
@@ -186,22 +242,8 @@ def run_twi(data_dir: Path, json_path: Path, *, limit: int | None = None, plots_
 
     ptbxl_dir, ludb_dir = _find_parts(Path(data_dir))
     names = [OURS] + [f"nk-{m}" for m in methods]
-    report: dict[str, Any] = {
-        "what": "TWI (record and lead level) and secondary causes vs PTB-XL labels / report text and LUDB-derived references",
-        "data_dir": str(data_dir), "environment": _environment(),
-        "definitions": {
-            "record_twi_prediction": "at least one GUIDE §4 group (engine.criteria: T inverted > 0.1 mV with prominent R in >= 2 contiguous leads)",
-            "lead_twi_prediction": f"lead T inverted deeper than {TWI_DEPTH_MV} mV on its dominant lobe (ours: negative/biphasic "
-                                   "t_polarity with t_amplitude_mv < -0.1; NeuroKit2: median T-peak amplitude < -0.1); aVR never scored",
-            "ptbxl_invt": "SCP code INVT present (any likelihood; PTB-XL gives INVT likelihood 0 = present, unknown)",
-            "ptbxl_report_text": "report says T waves are inverted (EN/DE parser, evaluation/ptbxl_labels.py); lead level on "
-                                 "records whose report names the leads",
-            "ludb_reference": "GUIDE §4 rule on annotation-derived T amplitude (annotated T peak minus PR level) and R/S; "
-                              "amplitudes relative (each lead scaled to 1.0 peak-to-peak in this copy)",
-            "secondary": "PTB-XL CLBBB/CRBBB/LVH/PACE/WPW (any likelihood); LUDB complete LBBB/RBBB, LVH, any pacing entry; "
-                         "engine findings lbbb/rbbb/lvh-strain/ventricular-pacing/wpw",
-        },
-    }
+    report: dict[str, Any] = {"what": WHAT, "data_dir": str(data_dir), "environment": _environment(),
+                              "definitions": DEFINITIONS}
     if ptbxl_dir is not None:
         rows = ptbxl_labels.load_rows(ptbxl_dir)
         by_id = {r.ecg_id: r for r in rows}
@@ -218,6 +260,8 @@ def run_twi(data_dir: Path, json_path: Path, *, limit: int | None = None, plots_
             s["per_record"] = [{"ecg_id": r["ecg_id"], "invt": by_id[r["ecg_id"]].invt,
                                 "text": sorted(ptbxl_labels.parse_report(by_id[r["ecg_id"]].report).leads),
                                 **{m: r["methods"][m]["twi_groups"] for m in names}} for r in recs]
+            s["twi_without_invt_or_text"] = false_positive_breakdown(s["per_record"], by_id, scp_classes(ptbxl_dir),
+                                                                     names)
             report["ptbxl"]["rates"][str(rate)] = s
     if ludb_dir is not None:
         ids = ludb.record_ids(ludb_dir)
@@ -256,7 +300,8 @@ def _plot(report: dict[str, Any], names: list[str], path: Path) -> str:
 
     plt = _plt()
     panels = _panels(report)
-    fig, axes = plt.subplots(1, max(1, len(panels)), figsize=(4.2 * max(1, len(panels)), 3.8), squeeze=False, sharey=True)
+    k_panels = max(1, len(panels))
+    fig, axes = plt.subplots(1, k_panels, figsize=(4.2 * k_panels, 3.8), squeeze=False, sharey=True)
     for ax, (title, d) in zip(axes[0], panels):
         x = np.arange(len(names))
         for k, metric in enumerate(("sensitivity", "specificity")):
@@ -265,8 +310,8 @@ def _plot(report: dict[str, Any], names: list[str], path: Path) -> str:
             vals = np.array([np.nan if a is None else 100 * a for a in v])
             lo = np.array([np.nan if c[0] is None else 100 * c[0] for c in ci])
             hi = np.array([np.nan if c[1] is None else 100 * c[1] for c in ci])
-            ax.bar(x + (k - 0.5) * 0.38, vals, 0.38, yerr=np.vstack([np.nan_to_num(vals - lo), np.nan_to_num(hi - vals)]),
-                   capsize=2, label=metric)
+            err = np.vstack([np.nan_to_num(vals - lo), np.nan_to_num(hi - vals)])
+            ax.bar(x + (k - 0.5) * 0.38, vals, 0.38, yerr=err, capsize=2, label=metric)
         ax.set_xticks(x, names, rotation=30, fontsize=8)
         ax.set_title(title, fontsize=8)
         ax.set_ylim(0, 105)
@@ -310,20 +355,23 @@ def print_twi_summary(report: dict[str, Any]) -> None:
     for rate, s in report.get("ptbxl", {}).get("rates", {}).items():
         for cause, x in s["secondary_vs_scp"].items():
             t2.add_row(f"PTB-XL {rate} Hz", ptbxl_labels.SECONDARY_CODES[cause], x["engine_finding"],
-                       f"{x['positives']}/{x['negatives']}", fmt(x["sensitivity"]), fmt(x["specificity"]), fmt(x["ppv"]))
+                       f"{x['positives']}/{x['negatives']}", fmt(x["sensitivity"]), fmt(x["specificity"]),
+                       fmt(x["ppv"]))
     for sp, s in report.get("ludb", {}).get("splits", {}).items():
         for cause, x in s["secondary_vs_ludb_labels"].items():
             t2.add_row(f"LUDB {sp}", cause, x["engine_finding"], f"{x['positives']}/{x['negatives']}",
                        fmt(x["sensitivity"]), fmt(x["specificity"]), fmt(x["ppv"]))
     con.print(t2)
-    t3 = Table(title="4th UDMI ST depression (engine only): horizontal/downsloping >= 0.05 mV at J in >= 2 contiguous leads")
+    t3 = Table(title="4th UDMI ST depression (engine only): horizontal/downsloping >= 0.05 mV at J in >= 2 "
+                     "contiguous leads")
     for col in ("data", "reference", "pos/neg", "sensitivity", "specificity", "PPV"):
         t3.add_column(col)
     for rate, s in report.get("ptbxl", {}).get("rates", {}).items():
         st_ = s.get("st_depression")
         if not st_:
             continue
-        for ref, key in (("STD_ code (record)", "record_vs_std_code"), ("report text (record)", "record_vs_report_text"),
+        for ref, key in (("STD_ code (record)", "record_vs_std_code"),
+                         ("report text (record)", "record_vs_report_text"),
                          (f"report text (lead; {st_['records_with_named_leads']} rec)", "lead_vs_report_text")):
             x = st_[key]
             t3.add_row(f"PTB-XL {rate} Hz", ref, f"{x['positives']}/{x['negatives']}", fmt(x["sensitivity"]),
