@@ -253,12 +253,17 @@ def run_delineation(ludb_dir: Path, json_path: Path, *, records: list[int] | Non
         from evaluation import plots
 
         report["plots"] = plots.delineation_plots(recs, report, names, Path(plots_dir))
-    json_path = Path(json_path)
-    json_path.parent.mkdir(parents=True, exist_ok=True)
-    json_path.write_text(json.dumps(report, indent=1, default=_json_default))
+    write_report(report, json_path)
     if progress:
         print_delineation_summary(report)
     return report
+
+
+def write_report(report: dict[str, Any], json_path: Path) -> None:
+    """The evaluation JSON (both commands), numpy values made plain."""
+    json_path = Path(json_path)
+    json_path.parent.mkdir(parents=True, exist_ok=True)
+    json_path.write_text(json.dumps(report, indent=1, default=_json_default))
 
 
 def _json_default(o):

@@ -40,10 +40,7 @@ def bland_altman(records: list[dict], names: list[str], path: Path, split: str =
         ax.grid(alpha=0.3)
     axes[0][0].set_ylabel("detected - annotated T offset (ms)")
     fig.suptitle(f"Bland-Altman of T offset vs LUDB annotations ({split} records; y clipped to +-250 ms)", fontsize=10)
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return str(path)
+    return _save(plt, fig, path)
 
 
 def confusion(summary: dict[str, Any], names: list[str], path: Path, title: str) -> str:
@@ -65,10 +62,7 @@ def confusion(summary: dict[str, Any], names: list[str], path: Path, title: str)
         ax.set_xlabel("predicted")
     axes[0][0].set_ylabel("reference (LUDB-derived)")
     fig.suptitle(title, fontsize=10)
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return str(path)
+    return _save(plt, fig, path)
 
 
 def per_lead_accuracy(summary: dict[str, Any], names: list[str], path: Path, title: str) -> str:
@@ -90,10 +84,7 @@ def per_lead_accuracy(summary: dict[str, Any], names: list[str], path: Path, tit
     ax.legend(fontsize=8, ncol=len(names), loc="lower left")
     ax.grid(axis="y", alpha=0.3)
     ax.set_title(title, fontsize=10)
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return str(path)
+    return _save(plt, fig, path)
 
 
 def delineation_plots(records: list[dict], report: dict[str, Any], names: list[str], out: Path) -> dict[str, str]:
@@ -109,3 +100,10 @@ def delineation_plots(records: list[dict], report: dict[str, Any], names: list[s
         "per_lead_accuracy": per_lead_accuracy(s, names, out / "ludb_polarity_per_lead.png",
                                                f"T-polarity accuracy per lead, LUDB {split} ({n} records), 95 % CI"),
     }
+
+
+def _save(plt, fig, path: Path) -> str:
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return str(path)

@@ -22,7 +22,6 @@ PTB-XL is run at 100 Hz for every record of folds 1-9 and again at 500 Hz where 
 """
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
 
@@ -31,7 +30,7 @@ import numpy as np
 from engine.criteria import TWI_DEPTH_MV
 from engine.record import STANDARD_LEADS, ordered_standard
 from evaluation import ludb, ptbxl_labels
-from evaluation.delineation import SPLITS, _environment, _json_default, evaluate_records
+from evaluation.delineation import SPLITS, _environment, evaluate_records, write_report
 from evaluation.methods import OURS, run_ours
 from evaluation.metrics import Bootstrap, binary_counts, binary_metrics, fmt
 from evaluation.neurokit_baseline import METHODS, run_neurokit
@@ -276,9 +275,7 @@ def run_twi(data_dir: Path, json_path: Path, *, limit: int | None = None, plots_
                 report["ludb"]["splits"][sp] = summarize_ludb(sub, labels, names, n_boot)
     if plots_dir is not None:
         report["plots"] = {"twi_record_level": _plot(report, names, Path(plots_dir) / "twi_record_level.png")}
-    json_path = Path(json_path)
-    json_path.parent.mkdir(parents=True, exist_ok=True)
-    json_path.write_text(json.dumps(report, indent=1, default=_json_default))
+    write_report(report, json_path)
     if progress:
         print_twi_summary(report)
     return report

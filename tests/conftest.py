@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from stream.config import Settings
-from stream.e2e import free_port
+from stream.e2e import isolated_settings
 
 ROOT = Path(__file__).resolve().parent.parent
 SAMPLES = ROOT / "samples"
@@ -29,19 +29,8 @@ def kafka_bootstrap() -> str:
 @pytest.fixture
 def isolated(kafka_bootstrap) -> Settings:
     """Settings whose topics and app id are unique to this test, so tests never see each other's messages."""
-    run = uuid.uuid4().hex[:8]
-    base = Settings()
-    return base.model_copy(update={
-        "topic_hl7_raw": f"t-{run}.{base.topic_hl7_raw}",
-        "topic_fhir_raw": f"t-{run}.{base.topic_fhir_raw}",
-        "topic_reports": f"t-{run}.{base.topic_reports}",
-        "topic_deadletter": f"t-{run}.{base.topic_deadletter}",
-        "topic_reasoning": f"t-{run}.{base.topic_reasoning}",
-        "app_id": f"twiwatch-test-{run}",
-        "data_dir": base.cache_dir / "test" / run,
-        "partitions": 3,
-        "worker_web_port": free_port(),
-    })
+    isolated = isolated_settings(Settings(), "t" + uuid.uuid4().hex[:8])
+    return isolated.model_copy(update={"partitions": 3})
 
 
 @pytest.fixture(scope="session")

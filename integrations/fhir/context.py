@@ -37,6 +37,16 @@ class ReportContext:
             return {"reference": f"Patient/{self.patient_id}"}
         return {"type": "Patient", "identifier": {"value": self.patient_id}}
 
+    def stamp(self, resource: dict[str, Any]) -> dict[str, Any]:
+        """Add subject, effectiveDateTime (when known) and issued, in that order, to a report or result resource."""
+        subject = self.subject()
+        if subject is not None:
+            resource["subject"] = subject
+        if self.effective is not None:
+            resource["effectiveDateTime"] = self.effective
+        resource["issued"] = self.issued
+        return resource
+
 
 def research_meta(version: int | None = None, *, security: bool = True) -> dict[str, Any]:
     """meta with the research-only labels (GUIDE §3): AIAST + HRESCH security labels and the project tag."""

@@ -60,12 +60,7 @@ def build_diagnostic_report(
         "code": {"coding": [{"system": codes.LOINC, "code": codes.LOINC_EKG_STUDY, "display": "EKG study"}],
                  "text": "ECG T-wave analysis (research use only)"},
     }
-    subject = ctx.subject()
-    if subject is not None:
-        report["subject"] = subject
-    if ctx.effective is not None:
-        report["effectiveDateTime"] = ctx.effective
-    report["issued"] = ctx.issued
+    ctx.stamp(report)
     if results:
         report["result"] = [{"reference": url, "display": display} for url, display in results]
     report["conclusion"] = conclusion

@@ -58,13 +58,7 @@ def _common(ctx: ReportContext, code: dict[str, Any], *parts: str) -> dict[str, 
         "category": _CATEGORY_PROCEDURE,
         "code": code,
     }
-    subject = ctx.subject()
-    if subject is not None:
-        obs["subject"] = subject
-    if ctx.effective is not None:
-        obs["effectiveDateTime"] = ctx.effective
-    obs["issued"] = ctx.issued
-    return obs
+    return ctx.stamp(obs)
 
 
 def build_lead_observation(ctx: ReportContext, lr: LeadResult) -> dict[str, Any]:
