@@ -23,6 +23,11 @@ T_WAVE_REJECT_S = 0.36  # a candidate this soon after a QRS, with under half its
 ONSET_FRACTION = 0.05  # QRS onset/offset: spatial velocity falls below this share of its QRS peak...
 OFFSET_FRACTION = 0.08  # (tuned on the LUDB tune split: lead-II annotated onsets/offsets, median error ~0)
 BOUND_HOLD_S = 0.012  # ...and stays below for this long
+# A conduction delay (RBBB's R', a slurred terminal S) can follow a short lull in the velocity: an offset is only
+# taken where the velocity does not rise again above this share of the QRS peak within the next REACTIVATION_S.
+# ST-T slopes stay far below it (a T wave rises ~20x slower than a QRS).
+REACTIVATION_FRACTION = 0.15
+REACTIVATION_S = 0.04
 
 
 def energy_signal(x_det: np.ndarray, fs: float, lead_weights: np.ndarray | None = None) -> np.ndarray:
@@ -117,7 +122,10 @@ def qrs_bounds(vel: np.ndarray, fiducials: np.ndarray, fs: float) -> QrsBounds:
     hold = max(2, int(round(BOUND_HOLD_S * fs)))
     # quiet[i]: velocity stays below the threshold on [i, i + hold) (forward) or (i - hold, i] (backward)
     run_max = maximum_filter1d(v, size=hold, axis=1, origin=-(hold // 2), mode="nearest")
-    quiet_fwd = run_max < thr_off
+    react = max(2, int(round(REACTIVATION_S * fs)))
+    ahead_max = maximum_filter1d(v, size=react, axis=1, origin=-(react // 2), mode="nearest")
+    thr_react = (floor + REACTIVATION_FRACTION * (vmax - floor))[:, None]
+    quiet_fwd = (run_max < thr_off) & (ahead_max < thr_react)
     run_max_b = maximum_filter1d(v, size=hold, axis=1, origin=(hold - 1) // 2, mode="nearest")
     quiet_bwd = run_max_b < thr_on
     pos = np.arange(v.shape[1])[None, :]
