@@ -235,17 +235,35 @@ evaluate_app = typer.Typer(help="Measure the engine against cardiologist annotat
 app.add_typer(evaluate_app, name="evaluate")
 
 
+# The options below mirror `python -m evaluation` (evaluation/__main__.py); tests check that both accept the same set.
+_METHODS_HELP = "NeuroKit2 delineators, comma-separated (dwt,peak,prominence)"
+_WORKERS_HELP = "worker processes (default: CPU count, max 8)"
+
+
+def _methods(text: str) -> tuple[str, ...]:
+    return tuple(m for m in text.split(",") if m)
+
+
 @evaluate_app.command("delineation")
 def evaluate_delineation(
     ludb: Path = typer.Option(..., "--ludb", help="LUDB folder (data/ + ludb.csv, or a folder above it)"),
     json_path: Path = typer.Option(..., "--json", help="where to write the results"),
     split: Optional[str] = typer.Option(None, help="tune | rest | all (tune = ids ≡ 1 mod 4, used for tuning)"),
+    records: Optional[str] = typer.Option(None, help="comma-separated LUDB ids (never ids divisible by 4)"),
     plots: Optional[Path] = typer.Option(None, help="folder for the PNG plots"),
+    methods: str = typer.Option("dwt,peak,prominence", help=_METHODS_HELP),
+    workers: Optional[int] = typer.Option(None, help=_WORKERS_HELP),
+    n_boot: int = typer.Option(2000, "--n-boot", help="bootstrap resamples"),
+    no_progress: bool = typer.Option(False, "--no-progress", help="no progress bar and no printed summary"),
 ) -> None:
     """QRS and T detection, T-peak/T-offset error and T polarity per lead, ours vs NeuroKit2, with bootstrap CIs."""
     from evaluation.delineation import run_delineation
 
-    run_delineation(ludb, json_path, split=split, plots_dir=plots)
+    if split is not None and split not in ("tune", "rest", "all"):
+        raise typer.BadParameter("--split must be one of tune, rest, all")
+    ids = [int(x) for x in records.split(",")] if records else None
+    run_delineation(ludb, json_path, records=ids, split=split, plots_dir=plots, progress=not no_progress,
+                    methods=_methods(methods), workers=workers, n_boot=n_boot)
 
 
 @evaluate_app.command("twi")
@@ -254,11 +272,33 @@ def evaluate_twi(
     json_path: Path = typer.Option(..., "--json", help="where to write the results"),
     limit: Optional[int] = typer.Option(None, help="at most this many records per part (first by id)"),
     plots: Optional[Path] = typer.Option(None, help="folder for the PNG plots"),
+    methods: str = typer.Option("dwt,peak,prominence", help=_METHODS_HELP),
+    workers: Optional[int] = typer.Option(None, help=_WORKERS_HELP),
+    n_boot: int = typer.Option(2000, "--n-boot", help="bootstrap resamples"),
+    no_progress: bool = typer.Option(False, "--no-progress", help="no progress bar and no printed summary"),
 ) -> None:
     """TWI per record and per lead (PTB-XL INVT and report text, LUDB-derived) and secondary causes, with CIs."""
     from evaluation.twi import run_twi
 
-    run_twi(data, json_path, limit=limit, plots_dir=plots)
+    run_twi(data, json_path, limit=limit, plots_dir=plots, progress=not no_progress, methods=_methods(methods),
+            workers=workers, n_boot=n_boot)
+
+
+@evaluate_app.command("serial")
+def evaluate_serial(
+    data: Path = typer.Option(..., "--data", help="folder with ptbxl/ (e.g. ../shared/data or samples/)"),
+    json_path: Path = typer.Option(..., "--json", help="where to write the results"),
+    limit: Optional[int] = typer.Option(None, help="at most this many serial patients (first by ecg_id)"),
+    methods: str = typer.Option("dwt", help="NeuroKit2 delineators to compare (default dwt; '' for none)"),
+    workers: Optional[int] = typer.Option(None, help=_WORKERS_HELP),
+    n_boot: int = typer.Option(2000, "--n-boot", help="bootstrap resamples (over patients)"),
+    no_progress: bool = typer.Option(False, "--no-progress", help="no progress bar and no printed summary"),
+) -> None:
+    """New vs prior TWI on PTB-XL serial ECGs (folds 1-9): our novelty calls (and NeuroKit2's) vs INVT / report text."""
+    from evaluation.serial import run_serial
+
+    run_serial(data, json_path, limit=limit, progress=not no_progress, methods=_methods(methods), workers=workers,
+               n_boot=n_boot)
 
 
 @app.command()
@@ -278,6 +318,70 @@ def analyze(
         console.print(f"wrote {json_path}")
     else:
         print(text)
+
+
+# --- ECG-R1 reasoning: the serving shim (engine/reasoner/serve.py, docs/REASONER.md) ---
+reasoner_app = typer.Typer(help="ECG-R1 reasoning: the OpenAI-compatible serving shim in front of vLLM.",
+                           no_args_is_help=True)
+app.add_typer(reasoner_app, name="reasoner")
+
+
+@reasoner_app.command("serve")
+def reasoner_serve(
+    model: Optional[Path] = typer.Option(None, "--model", help="local ECG-R1 model directory "
+                                         "(default TWIWATCH_REASONER_SERVE_MODEL_PATH)"),
+    ecg_tower: Optional[Path] = typer.Option(None, "--ecg-tower", help="local ECG encoder checkpoint "
+                                             "cpt_wfep_epoch_20.pt (default TWIWATCH_REASONER_SERVE_ECG_TOWER, "
+                                             "else the model config's ecg_tower_path)"),
+    host: Optional[str] = typer.Option(None, help="listen address (default TWIWATCH_REASONER_SERVE_HOST)"),
+    port: Optional[int] = typer.Option(None, help="port (default TWIWATCH_REASONER_SERVE_PORT)"),
+    max_inflight: Optional[int] = typer.Option(None, "--max-inflight", min=1,
+                                               help="generations at once (default TWIWATCH_REASONER_SERVE_MAX_INFLIGHT)"),
+    max_queue: Optional[int] = typer.Option(None, "--max-queue", min=0,
+                                            help="requests waiting beyond those; then 429 "
+                                            "(default TWIWATCH_REASONER_SERVE_MAX_QUEUE)"),
+    served_name: Optional[str] = typer.Option(None, "--served-name",
+                                              help="model name to answer to (default TWIWATCH_REASONER_MODEL)"),
+    standin: bool = typer.Option(False, "--standin", help="serve the STAND-IN generator instead: NOT ECG-R1, it "
+                                 "replays hand-written fixture outputs (tests and demos)"),
+    standin_output: str = typer.Option("cycle", "--standin-output", help="with --standin: the fixture output id "
+                                       "to replay (engine/reasoner/standin_outputs.json), or 'cycle'"),
+    standin_delay: float = typer.Option(0.0, "--standin-delay", min=0.0,
+                                        help="with --standin: seconds each answer takes (a model's latency)"),
+) -> None:
+    """Serve ECG-R1 over HTTP (POST /v1/chat/completions with the `ecg` content part; /healthz, /metrics)."""
+    from engine.reasoner.errors import ReasonerUnavailable
+    from engine.reasoner.serve import StandinGenerator, VllmGenerator, run
+
+    s = settings()
+    model_path = model or (Path(s.reasoner_serve_model_path) if s.reasoner_serve_model_path else None)
+    if standin:
+        if model is not None or ecg_tower is not None:
+            raise typer.BadParameter("--standin runs no model: drop --model / --ecg-tower")
+        try:
+            generator = StandinGenerator(standin_output, delay_s=standin_delay)
+        except ValueError as exc:
+            raise typer.BadParameter(str(exc))
+        name = served_name  # None: the stand-in's own name, which says it is one
+    else:
+        if model_path is None:
+            raise typer.BadParameter("--model PATH (a local ECG-R1 directory) is required, or --standin")
+        tower = ecg_tower or (Path(s.reasoner_serve_ecg_tower) if s.reasoner_serve_ecg_tower else None)
+        name = served_name or s.reasoner_model
+        try:
+            generator = VllmGenerator(model_path, ecg_tower_path=tower, served_name=name)
+        except ReasonerUnavailable as exc:
+            console.print(f"[red]cannot serve ECG-R1 ({exc.code}):[/red] {exc.reason}")
+            raise typer.Exit(2)
+    from rich.markup import escape
+
+    style = "[bold red]" if standin else "[bold]"
+    code = run(generator, host=host or s.reasoner_serve_host, port=s.reasoner_serve_port if port is None else port,
+               served_name=name, max_inflight=max_inflight or s.reasoner_serve_max_inflight,
+               max_queue=s.reasoner_serve_max_queue if max_queue is None else max_queue,
+               max_request_bytes=s.max_message_bytes,
+               announce=lambda line: console.print(style + escape(line), highlight=False))
+    raise typer.Exit(code)
 
 
 def main() -> None:

@@ -54,6 +54,13 @@ class Settings(BaseSettings):
     reasoner_model: str = Field("ECG-R1-8B-RL", description="model name sent to the reasoner")
     reasoner_timeout_s: float = Field(120.0, gt=0, description="a reasoning request is abandoned after this")
     reasoner_concurrency: int = Field(4, ge=1, description="reasoning requests in flight at once (the queue bound)")
+    # The ECG-R1 serving shim (`twiwatch reasoner serve`, docs/REASONER.md); it serves under reasoner_model's name
+    reasoner_serve_model_path: str = Field("", description="local ECG-R1 model directory the shim serves")
+    reasoner_serve_ecg_tower: str = Field("", description="local ECG encoder checkpoint (cpt_wfep_epoch_20.pt)")
+    reasoner_serve_host: str = Field("127.0.0.1", description="the shim's listen address")
+    reasoner_serve_port: int = Field(8011, description="the shim's port (reasoner_url points here)")
+    reasoner_serve_max_inflight: int = Field(1, ge=1, description="generations running at once on the one GPU engine")
+    reasoner_serve_max_queue: int = Field(8, ge=0, description="requests waiting for a slot; beyond them: HTTP 429")
 
     # Identity
     patient_hash_secret: SecretStr = Field(

@@ -38,3 +38,19 @@ def recordings():
     from integrations.datasets import find_recordings
 
     return find_recordings(SAMPLES)
+
+
+@pytest.fixture
+def model_dir(tmp_path):
+    """A model directory that passes the vLLM backend's preconditions (config + encoder file; no weights)."""
+    from fake_vllm import make_model_dir
+
+    return make_model_dir(tmp_path)
+
+
+@pytest.fixture
+def fake_env(monkeypatch, model_dir):
+    """The FAKE vllm module installed (tests/fake_vllm.py): ((model dir, encoder path), plugin registrations)."""
+    from fake_vllm import install_fake_vllm
+
+    return install_fake_vllm(monkeypatch, model_dir)

@@ -51,7 +51,7 @@ def test_success_sends_the_normalised_ecg_and_reads_the_answer(server, case):
     assert res.input_notes == ["resampled 100 Hz -> 500 Hz"]
     seen = server.requests[-1]
     np.testing.assert_array_equal(seen.ecg, normalise(rec).signal)  # bit-exact over the wire
-    assert seen.texts == [ECGR1_PROMPT.replace("<ecg>", "")] and seen.system == ECGR1_SYSTEM_PROMPT
+    assert seen.prompt == ECGR1_PROMPT and seen.system == ECGR1_SYSTEM_PROMPT
     assert seen.temperature == 0 and seen.max_tokens == 2048
 
 
@@ -130,7 +130,7 @@ def test_standin_rejects_requests_the_real_endpoint_would_reject(server):
             return e.code, json.loads(e.read())
 
     status, body = post({"model": "x", "temperature": 0, "messages": [{"role": "user", "content": "hello"}]})
-    assert status == 400 and "0 ECGs" in body["error"]["message"]
+    assert status == 400 and "0 ECG parts" in body["error"]["message"]
     part = encode_ecg_part(np.zeros((12, 5000), np.float32))
     part["ecg"]["leads"] = ["I", "II", "III", "aVR", "aVL", "aVF", "V1", "V2", "V3", "V4", "V5", "V6"]
     status, body = post({"model": "x", "temperature": 0, "messages": [{"role": "user", "content": [part]}]})

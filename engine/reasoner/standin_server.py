@@ -25,7 +25,7 @@ from typing import Any
 
 import numpy as np
 
-from engine.reasoner.wire import CHAT_PATH, decode_ecg_part
+from engine.reasoner.wire import CHAT_PATH, parse_chat_request
 
 STANDIN_MODEL = "twiwatch-standin-NOT-ECG-R1 (replays hand-written fixture outputs; no model ran)"
 OUTPUTS_PATH = Path(__file__).with_name("standin_outputs.json")
@@ -35,6 +35,44 @@ MAX_REQUEST_BYTES = 16 * 1024 * 1024  # the project's one size limit (GUIDE §10
 def load_outputs(path: Path = OUTPUTS_PATH) -> dict[str, dict[str, Any]]:
     doc = json.loads(Path(path).read_text(encoding="utf-8"))
     return {o["id"]: o for o in doc["outputs"]}
+
+
+def estimate_tokens(text: str) -> int:
+    """A rough token count for replayed text (no tokenizer runs); labelled as an estimate wherever it is shown."""
+    return max(1, round(len(text.split()) * 1.3))
+
+
+@dataclass(frozen=True)
+class Replayed:
+    output_id: str
+    text: str
+    completion_tokens: int  # estimated (estimate_tokens)
+    finish_reason: str
+
+
+class Replay:
+    """The stand-in's one replay of standin_outputs.json: one output by id, or "cycle" through all in file order.
+    Thread-safe. Shared by StandinServer and the serving shim's StandinGenerator (serve.py)."""
+
+    def __init__(self, path: Path = OUTPUTS_PATH) -> None:
+        self.outputs = load_outputs(path)
+        self._cycle = itertools.cycle(list(self.outputs))
+        self._lock = threading.Lock()
+
+    def check(self, output: str) -> None:
+        if output != "cycle" and output not in self.outputs:
+            raise ValueError(f"no stand-in output {output!r}; have {', '.join(self.outputs)}")
+
+    def next(self, output: str = "cycle", *, max_tokens: int | None = None) -> Replayed:
+        """The next output. With max_tokens, a longer output is cut to fit and ends with finish_reason "length",
+        as a real server's would."""
+        with self._lock:
+            out = self.outputs[next(self._cycle) if output == "cycle" else output]
+        text, tokens, finish = out["text"], estimate_tokens(out["text"]), out.get("finish_reason", "stop")
+        if max_tokens is not None and tokens > max_tokens:
+            text = " ".join(text.split()[: max(1, int(max_tokens / 1.3))])
+            tokens, finish = min(max_tokens, estimate_tokens(text)), "length"
+        return Replayed(out["id"], text, tokens, finish)
 
 
 @dataclass(frozen=True)
@@ -47,9 +85,9 @@ class Behaviour:
 
 @dataclass
 class SeenRequest:
-    """What the stand-in received, for tests: the decoded signal and the texts around it."""
+    """What the stand-in received, for tests: the decoded signal and the prompt with `<ecg>` where it stood."""
     ecg: np.ndarray | None
-    texts: list[str]
+    prompt: str | None
     system: str | None
     temperature: Any
     max_tokens: Any
@@ -60,10 +98,10 @@ class SeenRequest:
 class StandinServer:
     def __init__(self, host: str = "127.0.0.1", port: int = 0, *, outputs_path: Path = OUTPUTS_PATH,
                  behaviour: Behaviour | None = None) -> None:
-        self.outputs = load_outputs(outputs_path)
+        self.replay = Replay(outputs_path)
+        self.outputs = self.replay.outputs
         self._behaviour = behaviour or Behaviour()
         self._check(self._behaviour)
-        self._cycle = itertools.cycle(list(self.outputs))
         self._lock = threading.Lock()
         self._stopping = threading.Event()
         self.requests: list[SeenRequest] = []
@@ -88,8 +126,7 @@ class StandinServer:
             self._behaviour = new
 
     def _check(self, b: Behaviour) -> None:
-        if b.output != "cycle" and b.output not in self.outputs:
-            raise ValueError(f"no stand-in output {b.output!r}; have {', '.join(self.outputs)}")
+        self.replay.check(b.output)
 
     def start(self) -> "StandinServer":
         self._thread = threading.Thread(target=self._httpd.serve_forever, kwargs={"poll_interval": 0.05},
@@ -113,10 +150,6 @@ class StandinServer:
     def wait(self, seconds: float) -> bool:
         """Sleep that ends early when the server stops; True if stopped."""
         return self._stopping.wait(seconds) if seconds > 0 else self._stopping.is_set()
-
-    def next_output(self, b: Behaviour) -> dict[str, Any]:
-        with self._lock:
-            return self.outputs[next(self._cycle) if b.output == "cycle" else b.output]
 
 
 class _QuietServer(ThreadingHTTPServer):
@@ -177,56 +210,32 @@ def _handler_for(server: StandinServer) -> type[BaseHTTPRequestHandler]:
                 payload = json.loads(self.rfile.read(length))
                 seen = _read_request(payload)
             except ValueError as exc:
-                server.requests.append(SeenRequest(None, [], None, None, None, None, error=str(exc)))
+                server.requests.append(SeenRequest(None, None, None, None, None, None, error=str(exc)))
                 return self._error(400, str(exc))
             server.requests.append(seen)
             if server.wait(b.latency_s):
                 return
             if b.status != 200:
                 return self._error(b.status, f"stand-in configured to fail with HTTP {b.status}")
-            out = server.next_output(b)
-            text = out["text"]
-            completion = max(1, round(len(text.split()) * 1.3))  # a rough token count, labelled as such below
+            out = server.replay.next(b.output)
+            completion = out.completion_tokens  # a rough token count, labelled as such below
             self._send(200, {
                 "id": f"chatcmpl-standin-{len(server.requests)}", "object": "chat.completion",
                 "created": int(time.time()), "model": STANDIN_MODEL,
-                "choices": [{"index": 0, "message": {"role": "assistant", "content": text},
-                             "finish_reason": out.get("finish_reason", "stop")}],
+                "choices": [{"index": 0, "message": {"role": "assistant", "content": out.text},
+                             "finish_reason": out.finish_reason}],
                 "usage": {"prompt_tokens": 101 + 64, "completion_tokens": completion,
                           "total_tokens": 165 + completion},
-                "standin": {"output_id": out["id"], "note": "replayed fixture; token counts estimated"},
+                "standin": {"output_id": out.output_id, "note": "replayed fixture; token counts estimated"},
             })
 
     return Handler
 
 
 def _read_request(payload: Any) -> SeenRequest:
-    """Check a chat request as the real endpoint would; ValueError says what is wrong."""
-    if not isinstance(payload, dict) or not isinstance(payload.get("messages"), list):
-        raise ValueError("body must be a JSON object with a messages list")
-    if payload.get("temperature") not in (0, 0.0):
-        raise ValueError(f"temperature {payload.get('temperature')!r}: ECG-R1 is run at temperature 0")
-    system, texts, ecgs = None, [], []
-    for msg in payload["messages"]:
-        content = msg.get("content") if isinstance(msg, dict) else None
-        if msg.get("role") == "system" and isinstance(content, str):
-            system = content
-            continue
-        parts = [{"type": "text", "text": content}] if isinstance(content, str) else content
-        if not isinstance(parts, list):
-            raise ValueError("message content must be a string or a list of parts")
-        for part in parts:
-            kind = part.get("type") if isinstance(part, dict) else None
-            if kind == "text":
-                texts.append(str(part.get("text", "")))
-            elif kind == "ecg":
-                ecgs.append(decode_ecg_part(part))
-            else:
-                raise ValueError(f"unsupported content part type {kind!r}")
-    if len(ecgs) != 1:
-        raise ValueError(f"{len(ecgs)} ECGs in the request; ECG-R1 takes exactly one")
-    return SeenRequest(ecgs[0], texts, system, payload.get("temperature"), payload.get("max_tokens"),
-                       payload.get("model"))
+    """Check a chat request as the serving shim does (wire.parse_chat_request); ValueError says what is wrong."""
+    req = parse_chat_request(payload)
+    return SeenRequest(req.ecg, req.prompt, req.system_prompt, req.temperature, req.max_tokens, req.model)
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -17,6 +17,8 @@ What has to be true for this to run (each is checked, and a missing one is a Rea
 
 Prompt: the `<ecg>` marker becomes the plugin's `<|ecg_start|><|ecg_pad|><|ecg_end|>` (its processor expands the
 pad to 101 tokens), wrapped in the model's own chat template with the authors' system message.
+One generation path: `VllmReasoner.generate` (blocking, one at a time per engine) is what `reason` runs in its
+worker thread and what the HTTP serving shim (serve.py, `VllmGenerator`) calls for each request.
 Timeouts: offline `LLM.generate` cannot be aborted from another thread. `reason` waits at most `timeout_s` for a
 worker thread and then raises ReasonerTimeout; the orphaned generation still runs to max_tokens (bounded, ~1-2 min
 on one GPU) and the backend refuses new work until it ends. For a latency-bound service, serve the model behind
@@ -34,7 +36,7 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from concurrent.futures import TimeoutError as FutureTimeout
 from importlib.metadata import entry_points
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 
@@ -96,6 +98,13 @@ def _configured_tower(model_path: Path) -> Path | None:
     return Path(value) if value else None
 
 
+class VllmGeneration(NamedTuple):
+    text: str
+    completion_tokens: int
+    finish_reason: str | None
+    prompt_tokens: int | None  # with the 101 ECG pad tokens, when vLLM reports it
+
+
 class VllmReasoner(Reasoner):
     def __init__(self, model_path: str | Path, *, ecg_tower_path: str | Path | None = None,
                  model_name: str = "ECG-R1-8B-RL", model_version: str | None = None,
@@ -119,7 +128,9 @@ class VllmReasoner(Reasoner):
             **(llm_kwargs or {}),
         }
         self._llm = None
+        self._sampling_params: Any = None
         self._lock = threading.Lock()
+        self._engine_lock = threading.Lock()  # offline LLM.generate is not re-entrant: one generation at a time
         self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="ecg-r1")
         self._running: Future | None = None
 
@@ -138,28 +149,39 @@ class VllmReasoner(Reasoner):
             except ImportError as exc:
                 raise ReasonerUnavailable(f"vllm or the ECG-R1 plugin failed to import: {exc}",
                                           "backend-missing") from None
-            self._sampling = vllm.SamplingParams(temperature=ECGR1_TEMPERATURE, max_tokens=self.max_tokens, n=1)
+            self._sampling_params = vllm.SamplingParams
 
-    def _prompt_text(self, prompt: str) -> str:
+    def _prompt_text(self, prompt: str, system_prompt: str | None) -> str:
         before, after = split_prompt(prompt)
         user = before + ECG_PLACEHOLDER + after
         tokenizer = self._llm.get_tokenizer()
-        messages = ([{"role": "system", "content": self.system_prompt}] if self.system_prompt else []) + [
+        messages = ([{"role": "system", "content": system_prompt}] if system_prompt else []) + [
             {"role": "user", "content": user}]
         if getattr(tokenizer, "chat_template", None):
             return tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
-        return _QWEN_FALLBACK_TEMPLATE.format(system=self.system_prompt or "", user=user)
+        return _QWEN_FALLBACK_TEMPLATE.format(system=system_prompt or "", user=user)
 
-    def _generate(self, ecg: np.ndarray, prompt: str) -> tuple[str, int, str | None]:
+    def generate(self, ecg: np.ndarray, prompt: str, *, system_prompt: str | None = None,
+                 max_tokens: int | None = None, temperature: float = ECGR1_TEMPERATURE) -> VllmGeneration:
+        """One blocking generation on a checked (12, 5000) float32 array; loads the engine on first use.
+        Defaults are this backend's (its system prompt, its max_tokens); the serving shim passes the request's."""
+        self.load()
         try:
             import torch
 
             data: Any = torch.from_numpy(ecg)
         except ImportError:
             data = ecg
-        request = {"prompt": self._prompt_text(prompt), "multi_modal_data": {"ecg": data}}
-        out = self._llm.generate([request], sampling_params=self._sampling, use_tqdm=False)[0].outputs[0]
-        return out.text, len(out.token_ids), out.finish_reason
+        sampling = self._sampling_params(temperature=temperature, n=1,
+                                         max_tokens=self.max_tokens if max_tokens is None else max_tokens)
+        system = self.system_prompt if system_prompt is None else system_prompt
+        request = {"prompt": self._prompt_text(prompt, system), "multi_modal_data": {"ecg": data}}
+        with self._engine_lock:
+            result = self._llm.generate([request], sampling_params=sampling, use_tqdm=False)[0]
+        out = result.outputs[0]
+        prompt_ids = getattr(result, "prompt_token_ids", None)
+        return VllmGeneration(out.text, len(out.token_ids), out.finish_reason,
+                              len(prompt_ids) if prompt_ids is not None else None)
 
     def reason(self, ecg: np.ndarray, prompt: str, *, timeout_s: float) -> RawReasoning:
         timeout_s = check_timeout(timeout_s)
@@ -170,10 +192,10 @@ class VllmReasoner(Reasoner):
             if self._running is not None and not self._running.done():
                 raise ReasonerUnavailable("a previous generation that timed out is still running", "busy")
             started = time.monotonic()
-            self._running = self._pool.submit(self._generate, arr, prompt)
+            self._running = self._pool.submit(self.generate, arr, prompt)
             future = self._running
         try:
-            text, tokens, finish = future.result(timeout=timeout_s)
+            text, tokens, finish, _ = future.result(timeout=timeout_s)
         except FutureTimeout:
             raise ReasonerTimeout(f"ECG-R1 did not finish within {timeout_s:g} s") from None
         except ReasonerUnavailable:
