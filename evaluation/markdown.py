@@ -2,7 +2,7 @@
 the numbers the commands wrote rather than retyped.
 
     .venv/bin/python -m evaluation markdown --delineation docs/evaluation/delineation.json \
-        --twi docs/evaluation/twi.json
+        --twi docs/evaluation/twi.json --serial docs/evaluation/serial.json
 """
 from __future__ import annotations
 
@@ -29,6 +29,14 @@ def _err(e: dict) -> str:
             f"{e['median_abs']['value']:.1f} ({e['median_abs']['ci'][0]:.1f}-{e['median_abs']['ci'][1]:.1f})")
 
 
+def _abs(e: dict) -> str:
+    if "mean_abs" not in e or e["mean_abs"]["value"] is None:  # JSON written before these were computed
+        return "n/a"
+    a, p = e["mean_abs"], e["p90_abs"]
+    return (f"{a['value']:.1f} ({a['ci'][0]:.1f}-{a['ci'][1]:.1f}) / "
+            f"{p['value']:.1f} ({p['ci'][0]:.1f}-{p['ci'][1]:.1f})")
+
+
 def delineation_tables(report: dict[str, Any]) -> str:
     out = []
     rows = []
@@ -47,6 +55,13 @@ def delineation_tables(report: dict[str, Any]) -> str:
     out.append("\nT-peak and T-offset error, detected minus annotated, ms: median / mean ± SD / median |error| "
                "(95 % CI of the median |error|), over matched T waves:\n")
     out.append(_table(["split", "method", "T peak", "T offset", "matched T offsets"], rows))
+    rows = []
+    for sp, s in report["splits"].items():
+        for m, r in s["methods"].items():
+            rows.append([sp, m] + [_abs(r[k]) for k in ("t_peak_error_ms", "t_offset_error_ms")])
+    out.append("\nThe median |error| moves in whole samples (2 ms at 500 Hz), so methods can tie on it; how far the "
+               "errors spread: mean |error| / 90th percentile of |error|, ms (95 % CIs):\n")
+    out.append(_table(["split", "method", "T peak", "T offset"], rows))
     rows = []
     for sp, s in report["splits"].items():
         for m, r in s["methods"].items():
@@ -140,10 +155,42 @@ def twi_tables(report: dict[str, Any]) -> str:
     return "\n".join(out)
 
 
-def main(delineation: Path | None, twi: Path | None) -> str:
+def serial_tables(report: dict[str, Any]) -> str:
+    """New vs prior TWI on PTB-XL serial ECGs (evaluation/serial.py): the headline table, then every call per
+    reference class."""
+    from evaluation.serial import CALLS, REF_CLASSES, SUMMARY_HEADER, summary_rows
+
+    px = report["ptbxl"]
+    out = [f"PTB-XL folds 1-9: {px['serial_patients']} patients with >= 2 ECGs, {px['serial_ecgs']} ECGs, "
+           f"{px['pairs']} consecutive pairs. 95 % bootstrap CIs resample patients.\n",
+           _table(SUMMARY_HEADER, summary_rows(report))]
+    rows = []
+    for rate, s in px["rates"].items():
+        for ref, r in s["references"].items():
+            for m, x in r["methods"].items():
+                rows.append([f"{rate} Hz", ref.replace("_", " "), m] +
+                            [" / ".join(str(x["calls"][k][c]) for c in CALLS) for k in REF_CLASSES])
+    out.append("\nAll calls, per reference class (called new / persistent / unknown / none):\n")
+    out.append(_table(["rate", "reference", "method"] + [f"reference {k}" for k in REF_CLASSES], rows))
+    lines = []
+    for rate, s in px["rates"].items():
+        g = s.get("days_between", {})
+        gap = (f"; days between prior and current: median {g['median']:.1f} (IQR {g['p25']:.1f}-{g['p75']:.1f}), "
+               f"{g['within_1_day']} within a day, {g['over_1_year']} over a year" if g.get("n") else "")
+        lines.append(f"- {rate} Hz: {s['patients']} patients, {s['pairs']} pairs, {s['ecgs']} ECGs; "
+                     f"{s.get('pairs_same_recording_time', 0)} pairs with the same recording time to the second" + gap
+                     + ".")
+    out.append("\n" + "\n".join(lines))
+    out.append(f"\n{report['neurokit']}.")
+    return "\n".join(out)
+
+
+def main(delineation: Path | None, twi: Path | None, serial: Path | None = None) -> str:
     parts = []
     if delineation:
         parts.append(delineation_tables(json.loads(Path(delineation).read_text())))
     if twi:
         parts.append(twi_tables(json.loads(Path(twi).read_text())))
+    if serial:
+        parts.append(serial_tables(json.loads(Path(serial).read_text())))
     return "\n\n".join(parts)

@@ -53,6 +53,9 @@ def test_delineation_writes_json_and_pngs(delineation):
 
     md = delineation_tables(on_disk)
     assert "| rest (" in md and "| ours |" in md.replace("| tune | ours |", "| ours |")
+    pk = on_disk["splits"]["all"]["methods"]["ours"]["t_peak_error_ms"]
+    assert pk["mean_abs"]["ci"][0] <= pk["mean_abs"]["value"] <= pk["mean_abs"]["ci"][1]
+    assert f"| all | ours | {pk['mean_abs']['value']:.1f} (" in md  # the spread table
 
 
 def test_our_t_polarity_at_least_neurokit_on_samples(delineation):
@@ -167,7 +170,9 @@ def test_error_summary_by_hand():
     assert e["mean"]["value"] == pytest.approx(4.0)
     assert e["sd"]["value"] == pytest.approx(float(np.std([-10, 10, 20, 0, 0], ddof=1)))
     assert e["median_abs"]["value"] == 10.0
-    for k in ("median", "mean", "median_abs"):
+    assert e["mean_abs"]["value"] == pytest.approx(8.0)
+    assert e["p90_abs"]["value"] == pytest.approx(float(np.percentile([10, 10, 20, 0, 0], 90)))
+    for k in ("median", "mean", "median_abs", "mean_abs", "p90_abs"):
         assert e[k]["ci"][0] <= e[k]["value"] <= e[k]["ci"][1]
 
 
