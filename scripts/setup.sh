@@ -16,4 +16,12 @@ if [ ! -f "$stamp" ]; then
 fi
 command -v mvn >/dev/null || { echo "Maven (mvn) is required to resolve Apache Kafka from Maven Central" >&2; exit 1; }
 command -v java >/dev/null || { echo "Java 17+ is required to run the Kafka broker" >&2; exit 1; }
+# helm, for the chart's tests (tests/test_helm_chart.py): built from the Go module proxy, cached in .cache/bin
+HELM_VERSION=v3.19.0
+if [ ! -x .cache/bin/helm ] || [ ! -f ".cache/bin/.helm-$HELM_VERSION" ]; then
+  command -v go >/dev/null || { echo "Go is required to build helm (go install helm.sh/helm/v3/cmd/helm)" >&2; exit 1; }
+  echo "== building helm $HELM_VERSION into .cache/bin (first run only)"
+  GOBIN="$PWD/.cache/bin" GOFLAGS=-modcacherw go install "helm.sh/helm/v3/cmd/helm@$HELM_VERSION"
+  touch ".cache/bin/.helm-$HELM_VERSION"
+fi
 echo "== setup done"
