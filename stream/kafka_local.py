@@ -135,7 +135,11 @@ def _broker_ready(bootstrap: str, timeout_s: float) -> bool:
     from kafka.errors import KafkaError
 
     deadline = time.monotonic() + timeout_s
+    port = int(bootstrap.rsplit(":", 1)[1])
     while time.monotonic() < deadline:
+        if not is_listening(port):  # a booting broker: kafka-python would log every refused connection as an ERROR
+            time.sleep(0.5)
+            continue
         try:
             admin = KafkaAdminClient(bootstrap_servers=bootstrap, request_timeout_ms=3000)
             try:
