@@ -46,6 +46,9 @@ class Settings(BaseSettings):
     encoder_manifest: str = Field("", description="path of the exported encoder's manifest JSON (or its .onnx)")
     encoder_runtime: str = Field("", description="force a runtime: tensorrt | ort-cuda | torch-cuda | ort-cpu")
     encoder_cache_dir: Path = Field(PROJECT_ROOT / ".cache" / "tensorrt", description="TensorRT engine cache")
+    encoder_precision: str = Field("", description="'' = the runtime's default (fp32); int8 (ONNX Runtime CPU, opt-in, "
+                                   "docs/BENCHMARKS.md); fp16 | bf16 (GPU runtimes)")
+    encoder_threads: int = Field(0, ge=0, description="intra-op threads for CPU runtimes; 0 = the runtime's default")
     encoder_max_batch: int = Field(16, ge=1, le=64, description="micro-batch: most ECGs per analyse batch")
     encoder_max_wait_ms: float = Field(20.0, ge=0, description="micro-batch: longest wait to fill a batch")
 

@@ -27,7 +27,9 @@ class Scorer:
     def __init__(self, runtime: EncoderRuntime, manifest: dict[str, Any]) -> None:
         self.runtime = runtime
         self.thresholds = HeadThresholds.from_manifest(manifest)
-        self.model = f"{manifest.get('variant', 'encoder')} triage head"
+        precision = runtime.describe().get("precision", "fp32")
+        # an INT8 model is another numerical model: the report says which one scored
+        self.model = f"{manifest.get('variant', 'encoder')} triage head" + ("" if precision == "fp32" else f" ({precision})")
         self.versions = {"encoder": str(manifest.get("model_sha256", "unknown"))[:12]}
         self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="encoder")
 
@@ -66,6 +68,11 @@ def make_scorer(s: Settings) -> Scorer | None:
     from engine.encoder.manifest import load_manifest
 
     manifest = load_manifest(s.encoder_manifest)
-    runtime = select_runtime(s.encoder_manifest, s.encoder_runtime or None, cache_dir=s.encoder_cache_dir)
+    options: dict[str, Any] = {"cache_dir": s.encoder_cache_dir}
+    if s.encoder_precision:
+        options["precision"] = s.encoder_precision
+    if s.encoder_threads:
+        options["threads"] = s.encoder_threads
+    runtime = select_runtime(s.encoder_manifest, s.encoder_runtime or None, **options)
     log.info("encoder runtime %s (%s)", type(runtime).__name__, runtime.describe())
     return Scorer(runtime, manifest)
