@@ -2,7 +2,8 @@
 baseline run on the same records in the same run. Research use only.
 
 Entry points (the CLI calls these): `evaluation.delineation.run_delineation`, `evaluation.twi.run_twi` and
-`evaluation.serial.run_serial`; `python -m evaluation {delineation,twi,serial,markdown} ...` runs them without the CLI.
+`evaluation.serial.run_serial`; `python -m evaluation {delineation,twi,serial,markdown} ...` and
+`twiwatch evaluate ...` run the same commands (evaluation/cli.py).
 
 Held-out data is never read: LUDB ids divisible by 4 and PTB-XL fold 10 (GUIDE §7) are skipped before any file of
 theirs is opened (`evaluation.ludb.is_held_out`, `evaluation.ptbxl_labels.HELD_OUT_FOLD`).

@@ -254,6 +254,7 @@ class PtbxlRow:
     report: str
     filename_lr: str
     filename_hr: str
+    recording_date: str = ""  # 'YYYY-MM-DD hh:mm:ss' as PTB-XL writes it ('' when absent)
 
     @property
     def invt(self) -> bool:
@@ -283,7 +284,8 @@ def load_rows(ptbxl_dir: Path) -> list[PtbxlRow]:
                 ecg_id=int(float(row["ecg_id"])), patient_id=f"ptbxl-{int(float(row['patient_id']))}",
                 sex={"0": "M", "1": "F"}.get(str(row.get("sex", "")).strip()), fold=fold,
                 codes=ast.literal_eval(row["scp_codes"]), report=row.get("report") or "",
-                filename_lr=row.get("filename_lr") or "", filename_hr=row.get("filename_hr") or ""))
+                filename_lr=row.get("filename_lr") or "", filename_hr=row.get("filename_hr") or "",
+                recording_date=row.get("recording_date") or ""))
     return sorted(out, key=lambda r: r.ecg_id)
 
 

@@ -22,7 +22,6 @@ Rates: 100 Hz for every pair; 500 Hz for the pairs whose two ECGs both have a 50
 """
 from __future__ import annotations
 
-import csv
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Sequence
@@ -75,19 +74,9 @@ class Pair:
 
 # --- pairing -----------------------------------------------------------------------------------------------------
 
-def recording_dates(ptbxl_dir: Path, rows: Sequence[PtbxlRow]) -> dict[int, str]:
-    """ecg_id -> recording_date for the given rows. load_rows does not keep the date, so the CSV is read again here;
-    fold-10 rows are skipped as they are read, exactly like load_rows, and only ids of `rows` are kept."""
-    wanted = {r.ecg_id for r in rows}
-    out: dict[int, str] = {}
-    with open(Path(ptbxl_dir) / "ptbxl_database.csv", newline="") as f:
-        for row in csv.DictReader(f):
-            if int(float(row["strat_fold"])) == ptbxl_labels.HELD_OUT_FOLD:
-                continue
-            ecg_id = int(float(row["ecg_id"]))
-            if ecg_id in wanted:
-                out[ecg_id] = row.get("recording_date") or ""
-    return out
+def recording_dates(rows: Sequence[PtbxlRow]) -> dict[int, str]:
+    """ecg_id -> recording_date for the rows that have one (load_rows reads it, and never a fold-10 row)."""
+    return {r.ecg_id: r.recording_date for r in rows if r.recording_date}
 
 
 def serial_patients(rows: Sequence[PtbxlRow], dates: dict[int, str]) -> dict[str, list[PtbxlRow]]:
@@ -263,7 +252,7 @@ def run_serial(data_dir: Path, json_path: Path, *, limit: int | None = None, pro
     ptbxl_dir = ptbxl_labels.find_ptbxl(Path(data_dir))
     rows = ptbxl_labels.load_rows(ptbxl_dir)  # fold 10 dropped as the CSV is read
     by_id = {r.ecg_id: r for r in rows}
-    dates = recording_dates(ptbxl_dir, rows)
+    dates = recording_dates(rows)
     patients = serial_patients(rows, dates)
     if limit is not None:
         patients = dict(list(patients.items())[:limit])

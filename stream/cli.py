@@ -10,6 +10,7 @@ from typing import Optional
 import typer
 from rich.console import Console
 
+from evaluation.cli import app as evaluate_app
 from stream.config import settings
 
 console = Console(stderr=True)
@@ -230,75 +231,8 @@ def train(
     console.print_json(json.dumps(metrics.get("test", metrics), default=str))
 
 
-evaluate_app = typer.Typer(help="Measure the engine against cardiologist annotations and dataset labels, beside "
-                           "NeuroKit2 in the same run (needs the eval extra).", no_args_is_help=True)
+# `twiwatch evaluate ...` is the evaluation package's own command group (also `python -m evaluation ...`)
 app.add_typer(evaluate_app, name="evaluate")
-
-
-# The options below mirror `python -m evaluation` (evaluation/__main__.py); tests check that both accept the same set.
-_METHODS_HELP = "NeuroKit2 delineators, comma-separated (dwt,peak,prominence)"
-_WORKERS_HELP = "worker processes (default: CPU count, max 8)"
-
-
-def _methods(text: str) -> tuple[str, ...]:
-    return tuple(m for m in text.split(",") if m)
-
-
-@evaluate_app.command("delineation")
-def evaluate_delineation(
-    ludb: Path = typer.Option(..., "--ludb", help="LUDB folder (data/ + ludb.csv, or a folder above it)"),
-    json_path: Path = typer.Option(..., "--json", help="where to write the results"),
-    split: Optional[str] = typer.Option(None, help="tune | rest | all (tune = ids ≡ 1 mod 4, used for tuning)"),
-    records: Optional[str] = typer.Option(None, help="comma-separated LUDB ids (never ids divisible by 4)"),
-    plots: Optional[Path] = typer.Option(None, help="folder for the PNG plots"),
-    methods: str = typer.Option("dwt,peak,prominence", help=_METHODS_HELP),
-    workers: Optional[int] = typer.Option(None, help=_WORKERS_HELP),
-    n_boot: int = typer.Option(2000, "--n-boot", help="bootstrap resamples"),
-    no_progress: bool = typer.Option(False, "--no-progress", help="no progress bar and no printed summary"),
-) -> None:
-    """QRS and T detection, T-peak/T-offset error and T polarity per lead, ours vs NeuroKit2, with bootstrap CIs."""
-    from evaluation.delineation import run_delineation
-
-    if split is not None and split not in ("tune", "rest", "all"):
-        raise typer.BadParameter("--split must be one of tune, rest, all")
-    ids = [int(x) for x in records.split(",")] if records else None
-    run_delineation(ludb, json_path, records=ids, split=split, plots_dir=plots, progress=not no_progress,
-                    methods=_methods(methods), workers=workers, n_boot=n_boot)
-
-
-@evaluate_app.command("twi")
-def evaluate_twi(
-    data: Path = typer.Option(..., "--data", help="folder with ptbxl/ and ludb/ (e.g. ../shared/data or samples/)"),
-    json_path: Path = typer.Option(..., "--json", help="where to write the results"),
-    limit: Optional[int] = typer.Option(None, help="at most this many records per part (first by id)"),
-    plots: Optional[Path] = typer.Option(None, help="folder for the PNG plots"),
-    methods: str = typer.Option("dwt,peak,prominence", help=_METHODS_HELP),
-    workers: Optional[int] = typer.Option(None, help=_WORKERS_HELP),
-    n_boot: int = typer.Option(2000, "--n-boot", help="bootstrap resamples"),
-    no_progress: bool = typer.Option(False, "--no-progress", help="no progress bar and no printed summary"),
-) -> None:
-    """TWI per record and per lead (PTB-XL INVT and report text, LUDB-derived) and secondary causes, with CIs."""
-    from evaluation.twi import run_twi
-
-    run_twi(data, json_path, limit=limit, plots_dir=plots, progress=not no_progress, methods=_methods(methods),
-            workers=workers, n_boot=n_boot)
-
-
-@evaluate_app.command("serial")
-def evaluate_serial(
-    data: Path = typer.Option(..., "--data", help="folder with ptbxl/ (e.g. ../shared/data or samples/)"),
-    json_path: Path = typer.Option(..., "--json", help="where to write the results"),
-    limit: Optional[int] = typer.Option(None, help="at most this many serial patients (first by ecg_id)"),
-    methods: str = typer.Option("dwt", help="NeuroKit2 delineators to compare (default dwt; '' for none)"),
-    workers: Optional[int] = typer.Option(None, help=_WORKERS_HELP),
-    n_boot: int = typer.Option(2000, "--n-boot", help="bootstrap resamples (over patients)"),
-    no_progress: bool = typer.Option(False, "--no-progress", help="no progress bar and no printed summary"),
-) -> None:
-    """New vs prior TWI on PTB-XL serial ECGs (folds 1-9): our novelty calls (and NeuroKit2's) vs INVT / report text."""
-    from evaluation.serial import run_serial
-
-    run_serial(data, json_path, limit=limit, progress=not no_progress, methods=_methods(methods), workers=workers,
-               n_boot=n_boot)
 
 
 @app.command()

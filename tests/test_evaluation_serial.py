@@ -115,7 +115,7 @@ def test_recording_dates_skip_fold_10(tmp_path):
     with open(tmp_path / "ptbxl_database.csv", "w", newline="") as f:
         csv.writer(f).writerows(src + [extra])
     rows = ptbxl_labels.load_rows(tmp_path)
-    dates = recording_dates(tmp_path, rows + [_row(1, "x")])  # even asked for id 1, the fold-10 row is not read
+    dates = recording_dates(rows + [_row(1, "x")])  # even asked for id 1, the fold-10 row's date was never read
     assert 1 not in dates and len(dates) == len(rows) == len(src) - 1
     assert dates[2] == "1984-11-14 12:55:37"
 
@@ -265,10 +265,12 @@ def test_500hz_pairs_and_fold_10_on_a_built_layout(tmp_path):
 # --- the two entry points -------------------------------------------------------------------------------------------
 
 def _argparse_options(cmd: str) -> set[str]:
-    from evaluation.__main__ import build_parser
+    """The options `python -m evaluation CMD` accepts, from the command that entry point runs."""
+    import typer
 
-    sub = next(a for a in build_parser()._actions if a.__class__.__name__ == "_SubParsersAction")
-    return {o for a in sub.choices[cmd]._actions for o in a.option_strings} - {"-h", "--help"}
+    from evaluation.__main__ import app
+
+    return {o for p in typer.main.get_command(app).commands[cmd].params for o in p.opts}
 
 
 def _cli_options(cmd: str) -> set[str]:

@@ -1,0 +1,97 @@
+"""The evaluation commands, defined once: `twiwatch evaluate ...` mounts this app and `python -m evaluation ...` runs
+it, so both accept the same options. Heavy imports (NeuroKit2, matplotlib, the engine) happen inside each command."""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Optional
+
+import typer
+
+app = typer.Typer(help="Measure the engine against cardiologist annotations and dataset labels, beside NeuroKit2 in "
+                  "the same run (needs the eval extra).", no_args_is_help=True)
+
+# Options shared by the commands (one OptionInfo may serve several commands).
+JSON_OPT = typer.Option(..., "--json", help="where to write the results")
+PLOTS_OPT = typer.Option(None, "--plots", help="folder for the PNG plots")
+METHODS_OPT = typer.Option("dwt,peak,prominence", "--methods",
+                           help="NeuroKit2 delineators, comma-separated (dwt,peak,prominence)")
+WORKERS_OPT = typer.Option(None, "--workers", help="worker processes (default: CPU count, max 8)")
+N_BOOT_OPT = typer.Option(2000, "--n-boot", help="bootstrap resamples")
+NO_PROGRESS_OPT = typer.Option(False, "--no-progress", help="no progress bar and no printed summary")
+SPLITS = ("tune", "rest", "all")
+
+
+def _methods(text: str) -> tuple[str, ...]:
+    return tuple(m for m in text.split(",") if m)
+
+
+@app.command("delineation")
+def delineation(
+    ludb: Path = typer.Option(..., "--ludb", help="LUDB folder (data/ + ludb.csv, or a folder above it)"),
+    json_path: Path = JSON_OPT,
+    split: Optional[str] = typer.Option(None, "--split", help="tune | rest | all (tune = ids ≡ 1 mod 4, used for "
+                                        "tuning)"),
+    records: Optional[str] = typer.Option(None, "--records", help="comma-separated LUDB ids (never ids divisible "
+                                          "by 4)"),
+    plots: Optional[Path] = PLOTS_OPT,
+    methods: str = METHODS_OPT,
+    workers: Optional[int] = WORKERS_OPT,
+    n_boot: int = N_BOOT_OPT,
+    no_progress: bool = NO_PROGRESS_OPT,
+) -> None:
+    """QRS and T detection, T-peak/T-offset error and T polarity per lead, ours vs NeuroKit2, with bootstrap CIs."""
+    from evaluation.delineation import run_delineation
+
+    if split is not None and split not in SPLITS:
+        raise typer.BadParameter("--split must be one of tune, rest, all")
+    ids = [int(x) for x in records.split(",")] if records else None
+    run_delineation(ludb, json_path, records=ids, split=split, plots_dir=plots, progress=not no_progress,
+                    methods=_methods(methods), workers=workers, n_boot=n_boot)
+
+
+@app.command("twi")
+def twi(
+    data: Path = typer.Option(..., "--data", help="folder with ptbxl/ and ludb/ (e.g. ../shared/data or samples/)"),
+    json_path: Path = JSON_OPT,
+    limit: Optional[int] = typer.Option(None, "--limit", help="at most this many records per part (first by id)"),
+    plots: Optional[Path] = PLOTS_OPT,
+    methods: str = METHODS_OPT,
+    workers: Optional[int] = WORKERS_OPT,
+    n_boot: int = N_BOOT_OPT,
+    no_progress: bool = NO_PROGRESS_OPT,
+) -> None:
+    """TWI per record and per lead (PTB-XL INVT and report text, LUDB-derived) and secondary causes, with CIs."""
+    from evaluation.twi import run_twi
+
+    run_twi(data, json_path, limit=limit, plots_dir=plots, progress=not no_progress, methods=_methods(methods),
+            workers=workers, n_boot=n_boot)
+
+
+@app.command("serial")
+def serial(
+    data: Path = typer.Option(..., "--data", help="folder with ptbxl/ (e.g. ../shared/data or samples/)"),
+    json_path: Path = JSON_OPT,
+    limit: Optional[int] = typer.Option(None, "--limit", help="at most this many serial patients (first by ecg_id)"),
+    methods: str = typer.Option("dwt", "--methods", help="NeuroKit2 delineators to compare (default dwt; '' for "
+                                "none)"),
+    workers: Optional[int] = WORKERS_OPT,
+    n_boot: int = N_BOOT_OPT,
+    no_progress: bool = NO_PROGRESS_OPT,
+) -> None:
+    """New vs prior TWI on PTB-XL serial ECGs (folds 1-9): our novelty calls (and NeuroKit2's) vs INVT / report text."""
+    from evaluation.serial import run_serial
+
+    run_serial(data, json_path, limit=limit, progress=not no_progress, methods=_methods(methods), workers=workers,
+               n_boot=n_boot)
+
+
+@app.command("markdown")
+def markdown(
+    delineation: Optional[Path] = typer.Option(None, "--delineation", help="a delineation JSON report"),
+    twi: Optional[Path] = typer.Option(None, "--twi", help="a twi JSON report"),
+    serial: Optional[Path] = typer.Option(None, "--serial", help="a serial JSON report"),
+) -> None:
+    """Markdown tables of the JSON reports (as in docs/EVALUATION.md)."""
+    from evaluation.markdown import main as tables
+
+    print(tables(delineation, twi, serial))
