@@ -1,19 +1,17 @@
-"""A STAND-IN for an ECG-R1 server, for tests and the demo. It is NOT ECG-R1 and runs no model.
+"""A STAND-IN for an ECG-R1 server that injects faults, for tests. It is NOT ECG-R1 and runs no model.
 
 It speaks the same HTTP as the real endpoint (POST /v1/chat/completions with the `ecg` content part of wire.py;
-GET /v1/models, /health), checks each request the way a careful server would (one ECG, the .npy decodes to finite
-float32 (12, 5000), 500 Hz, ECG-R1 lead order, SHA-256, temperature 0), and answers by REPLAYING hand-written
+GET /v1/models, /health), checks each request with the serving shim's parser (wire.parse_chat_request: one ECG, the
+.npy decodes to finite float32 (12, 5000), 500 Hz, ECG-R1 lead order, SHA-256), and answers by REPLAYING hand-written
 ECG-R1-format outputs from standin_outputs.json (some malformed on purpose). It ignores the signal: its answer
 is not a reading of the ECG sent. Every response's `model` field says it is a stand-in, so a report built from
 it names the stand-in, not ECG-R1, as the reasoning device.
 Behaviour is set per server (and can be changed while it runs): which output to replay (one id, or "cycle"),
-added latency, an HTTP error status, or a hang (to exercise client timeouts).
-
-    python -m engine.reasoner.standin_server --port 8011 --output lateral-twi --latency 1.5
+added latency, an HTTP error status, or a hang (to exercise client timeouts). To serve the stand-in as a process
+(the demo), use the real shim: `twiwatch reasoner serve --standin` (serve.py).
 """
 from __future__ import annotations
 
-import argparse
 import itertools
 import json
 import threading
@@ -236,26 +234,3 @@ def _read_request(payload: Any) -> SeenRequest:
     """Check a chat request as the serving shim does (wire.parse_chat_request); ValueError says what is wrong."""
     req = parse_chat_request(payload)
     return SeenRequest(req.ecg, req.prompt, req.system_prompt, req.temperature, req.max_tokens, req.model)
-
-
-def main(argv: list[str] | None = None) -> None:
-    p = argparse.ArgumentParser(description="Stand-in ECG-R1 server (NOT ECG-R1: replays fixture outputs).")
-    p.add_argument("--host", default="127.0.0.1")
-    p.add_argument("--port", type=int, default=8011)
-    p.add_argument("--output", default="cycle", help="output id from standin_outputs.json, or 'cycle'")
-    p.add_argument("--latency", type=float, default=0.0, help="seconds added to each answer")
-    p.add_argument("--status", type=int, default=200, help="answer every request with this HTTP status")
-    args = p.parse_args(argv)
-    server = StandinServer(args.host, args.port, behaviour=Behaviour(args.output, args.status, args.latency))
-    print(f"STAND-IN ECG-R1 server (not ECG-R1; replays {len(server.outputs)} fixture outputs) on {server.url}",
-          flush=True)
-    server.start()
-    try:
-        while True:
-            time.sleep(3600)
-    except KeyboardInterrupt:
-        server.stop()
-
-
-if __name__ == "__main__":
-    main()
