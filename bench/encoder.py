@@ -6,7 +6,10 @@ Inputs are the real ECGs in samples/ (integrations.datasets.find_recordings), ad
 is exported once; torch runs it through the same EncoderRuntime interface as ONNX Runtime (numpy in, numpy out), both
 with the same thread count. Rounds alternate the runtimes so that load from other processes hits both alike; each
 figure is the median over rounds, and `*_ratio` = ONNX Runtime (FP32) ECG/s / torch eager ECG/s (median of per-round
-ratios). The opt-in INT8 ONNX Runtime model is measured beside it (`ort_cpu_int8_*`), never folded into `*_ratio`.
+ratios). ONNX Runtime runs the graph a worker runs (the export's ORT-fused graph when it has one); the portable graph
+(`ort_cpu_portable_*`) and the opt-in INT8 model (`ort_cpu_int8_*`) are measured beside it, never folded into
+`*_ratio`. `*_gflops` = ECG/s x the encoder's FLOPs per ECG, read against `gemm_ceiling_gflops`: a plain FP32 GEMM's
+rate here at the model's own MLP shape, which no FP32 runtime of this model can beat.
 """
 from __future__ import annotations
 
@@ -35,6 +38,27 @@ def _ecg_per_s(rt, x: np.ndarray, seconds: float, min_iters: int) -> float:
     return n * x.shape[0] / (time.perf_counter() - t0)
 
 
+def _gemm_ceiling(cfg, threads: int, seconds: float = 1.0) -> dict[str, float]:
+    """GFLOP/s of one plain FP32 GEMM here (torch, same threads): at the encoder's own MLP shape for batch 16, and
+    large and square. The model cannot run faster than its GEMMs do, so this bounds what any FP32 runtime can reach
+    on this machine; the runtimes' `*_gflops` are read against it."""
+    import torch
+
+    shapes = {"mlp_b16": (16 * cfg.n_tokens, cfg.width, cfg.mlp), "square_1024": (1024, 1024, 1024)}
+    out = {}
+    for name, (m, k, n) in shapes.items():
+        a, b = torch.randn(m, k), torch.randn(k, n)
+        for _ in range(3):
+            a @ b
+        iters, t0 = 0, time.perf_counter()
+        while time.perf_counter() - t0 < seconds:
+            a @ b
+            iters += 1
+        out[name] = round(2.0 * m * k * n * iters / (time.perf_counter() - t0) / 1e9, 1)
+    out["threads"] = threads
+    return out
+
+
 def run(variant: str, threads: int, rounds: int, seconds: float, batches: tuple[int, ...],
         exporter: str = "auto") -> dict:
     import onnxruntime
@@ -46,6 +70,7 @@ def run(variant: str, threads: int, rounds: int, seconds: float, batches: tuple[
     from engine.encoder.runtime import build_backend, why_not
     from engine.encoder.manifest import load_manifest
     from engine.encoder.torch_model import build_model
+    from engine.encoder.variants import get_variant
     from integrations.datasets import find_recordings
 
     records = [r.load() for r in find_recordings(ROOT / "samples")]
@@ -56,7 +81,9 @@ def run(variant: str, threads: int, rounds: int, seconds: float, batches: tuple[
     env = detect_environment()
     torch.set_num_threads(threads)
     runtimes = {"torch_eager": build_backend("torch-cpu", manifest, env, threads=threads),
-                "ort_cpu": build_backend("ort-cpu", manifest, env, threads=threads),
+                "ort_cpu": build_backend("ort-cpu", manifest, env, threads=threads),  # as a worker runs it
+                # the export's portable graph on the same runtime: what the fused graph adds
+                "ort_cpu_portable": build_backend("ort-cpu", manifest, env, threads=threads, fused=False),
                 # opt-in INT8 (a different numerical model): reported beside, never in the *_ratio keys
                 "ort_cpu_int8": build_backend("ort-cpu", manifest, env, threads=threads, precision="int8",
                                               cache_dir=tmp / "ort")}
@@ -67,6 +94,7 @@ def run(variant: str, threads: int, rounds: int, seconds: float, batches: tuple[
     ref = runtimes["torch_eager"].embed(x_all[:16])[0]
     parity = {name: float(np.abs(rt.embed(x_all[:16])[0] - ref).max()) for name, rt in runtimes.items()
               if name != "ort_cpu_int8"}
+    gflop = get_variant(variant).flops_per_ecg()["total"] / 1e9
     e8 = runtimes["ort_cpu_int8"].embed(x_all[:16])[0]
     int8_cos = float(np.min(np.sum(e8 * ref, 1) / (np.linalg.norm(e8, axis=1) * np.linalg.norm(ref, axis=1))))
     out: dict = {
@@ -79,6 +107,9 @@ def run(variant: str, threads: int, rounds: int, seconds: float, batches: tuple[
         "parity_max_abs_diff_vs_torch": parity,
         "int8_min_cosine_vs_torch": int8_cos,
         "tensorrt": "measured" if trt_why is None else f"not measured: {trt_why}",
+        "ort_cpu_graph": runtimes["ort_cpu"].describe()["graph"],
+        "gflop_per_ecg": round(gflop, 4),
+        "gemm_ceiling_gflops": _gemm_ceiling(get_variant(variant), threads),
     }
     for b in batches:
         x = x_all[np.arange(b) % len(x_all)]
@@ -90,8 +121,11 @@ def run(variant: str, threads: int, rounds: int, seconds: float, batches: tuple[
                 per_round[name].append(_ecg_per_s(rt, x, seconds, 2))
         for name, values in per_round.items():
             out[f"{name}_b{b}_ecg_per_s"] = round(float(np.median(values)), 1)
+            out[f"{name}_b{b}_gflops"] = round(float(np.median(values)) * gflop, 1)
         ratios = np.array(per_round["ort_cpu"]) / np.array(per_round["torch_eager"])
         out[f"ort_cpu_b{b}_ratio"] = round(float(np.median(ratios)), 2)
+        out[f"ort_cpu_portable_b{b}_vs_torch_eager"] = round(
+            float(np.median(np.array(per_round["ort_cpu_portable"]) / np.array(per_round["torch_eager"]))), 2)
         out[f"ort_cpu_int8_b{b}_vs_torch_eager"] = round(
             float(np.median(np.array(per_round["ort_cpu_int8"]) / np.array(per_round["torch_eager"]))), 2)
         if "tensorrt" in runtimes:
@@ -125,7 +159,15 @@ def main(argv: list[str] | None = None) -> int:
         print(f"{b:>5} {res[f'torch_eager_b{b}_ecg_per_s']:>18} {res[f'ort_cpu_b{b}_ecg_per_s']:>14} "
               f"{res[f'ort_cpu_b{b}_ratio']:>6} {res[f'ort_cpu_int8_b{b}_ecg_per_s']:>15} "
               f"{res[f'ort_cpu_int8_b{b}_vs_torch_eager']:>8}")
+    print(f"ORT CPU runs the {res['ort_cpu_graph']} graph; the portable graph on ORT CPU vs torch eager: "
+          f"b1 {res['ort_cpu_portable_b1_vs_torch_eager']}, b16 {res['ort_cpu_portable_b16_vs_torch_eager']}")
     print(f"INT8 (opt-in, not the parity model): min cosine vs torch {res['int8_min_cosine_vs_torch']:.5f}")
+    ceiling = res["gemm_ceiling_gflops"]
+    need = GOAL_RATIO * res["torch_eager_b16_gflops"]
+    print(f"FP32 GEMM here: {ceiling['mlp_b16']} GFLOP/s at the model's MLP shape, {ceiling['square_1024']} at "
+          f"1024^3; at batch 16 torch eager runs {res['torch_eager_b16_gflops']} and ORT CPU "
+          f"{res['ort_cpu_b16_gflops']} GFLOP/s ({res['gflop_per_ecg']} GFLOP per ECG); {GOAL_RATIO}x torch would "
+          f"be {need:.1f} GFLOP/s = {need / ceiling['mlp_b16']:.0%} of the MLP-shape GEMM rate")
     print(f"goal {res['goal']}: {'met' if res['goal_met'] else 'NOT met'}")
     return 0
 

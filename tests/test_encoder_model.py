@@ -63,6 +63,17 @@ def test_packed_attention_is_nn_multiheadattention():
         assert torch.allclose(ours(x), ref(x, x, x, need_weights=False)[0], atol=1e-5)
 
 
+def test_the_export_form_of_attention_computes_the_packed_form():
+    torch.manual_seed(1)
+    attn = PackedSelfAttention(64, 4).eval()
+    x = torch.randn(3, 11, 64)
+    packed = torch.nn.functional.linear(x, attn.in_proj_weight, attn.in_proj_bias)
+    want = packed.view(3, 11, 3, 4, 16).permute(2, 0, 3, 1, 4)
+    with torch.no_grad():
+        got = torch.stack(attn._export_projections(x))
+    assert torch.allclose(got, want, atol=1e-6)
+
+
 def test_forward_returns_embedding_and_tokens_before_ln_post():
     model = build_model("coca-s50", head=True)
     with torch.no_grad():
@@ -149,7 +160,14 @@ def test_export_manifest_contents(exported):
     assert manifest["head"]["outputs"] == ["twi_present", "ischemic_vs_secondary"]
     assert (path.parent / manifest["weights"]["file"]).is_file()
     assert max(manifest["export_check"]["max_abs_diff"].values()) <= PARITY_TOL
+    fused = onnx_spec["ort_cpu"]  # ONNX Runtime's CPU fusions, written beside the portable graph
+    assert fused["file"] == "encoder.ort-cpu.onnx" and fused["sha256"] == sha256_file(path.parent / fused["file"])
+    assert fused["fusions"]["attention"] == 4 and fused["fusions"]["skip_layer_normalization"] >= 4
+    assert max(fused["export_check"]["max_abs_diff"].values()) <= PARITY_TOL
     import onnx
+
+    fused_ops = {n.op_type for n in onnx.load(str(path.parent / fused["file"])).graph.node}
+    assert {"Attention", "BiasGelu", "SkipLayerNormalization"} <= fused_ops and "Softmax" not in fused_ops
 
     graph = onnx.load(str(path)).graph
     assert graph.input[0].type.tensor_type.shape.dim[0].dim_param  # symbolic batch
@@ -162,6 +180,11 @@ def test_manifest_catches_a_changed_model_file(exported, tmp_path):
     (tmp_path / "encoder.json").write_text(path.with_suffix(".json").read_text())
     with pytest.raises(ManifestError, match="does not match"):
         load_manifest(copy)
+    copy.write_bytes(path.read_bytes())
+    fused = path.parent / "encoder.ort-cpu.onnx"
+    (tmp_path / fused.name).write_bytes(fused.read_bytes()[:-1])
+    with pytest.raises(ManifestError, match="encoder.ort-cpu.onnx sha256 .* does not match"):
+        load_manifest(copy)
 
 
 @pytest.mark.parametrize("batch", [1, 16])
@@ -170,9 +193,12 @@ def test_torch_and_onnxruntime_agree_on_real_ecgs(exported, real_batch, batch):
     x = real_batch[:batch]
     with torch.no_grad():
         emb, _, logits = model(torch.from_numpy(x))
-    ort_emb, ort_scores = select_runtime(path, prefer="ort-cpu").embed(x)
-    assert np.abs(ort_emb - emb.numpy()).max() <= PARITY_TOL
-    assert np.abs(ort_scores - torch.sigmoid(logits).numpy()).max() <= PARITY_TOL
+    for fused in (True, False):
+        rt = select_runtime(path, prefer="ort-cpu", fused=fused)
+        assert rt.describe()["graph"] == ("ort-cpu fused" if fused else "portable")
+        ort_emb, ort_scores = rt.embed(x)
+        assert np.abs(ort_emb - emb.numpy()).max() <= PARITY_TOL
+        assert np.abs(ort_scores - torch.sigmoid(logits).numpy()).max() <= PARITY_TOL
     t_emb, t_scores = select_runtime(path, prefer="torch-cpu").embed(x)  # the torch runtime, from saved weights
     assert np.abs(t_emb - emb.numpy()).max() <= 1e-5
 
@@ -183,6 +209,10 @@ def test_torchscript_exporter_with_tokens_agrees_too(tmp_path, real_batch):
     manifest = export_onnx("coca-s50", tmp_path / "ts.onnx", model=model, exporter="torchscript", tokens=True,
                            keep_weights=False)
     assert manifest["onnx"]["exporter"] == "torchscript" and manifest["weights"] is None
+    # Its graph does not match the attention fusion: nothing half-fused is shipped, and the manifest says why.
+    assert manifest["onnx"]["ort_cpu"]["file"] is None and "attention" in manifest["onnx"]["ort_cpu"]["why_not"]
+    assert not (tmp_path / "ts.ort-cpu.onnx").exists()
+    assert select_runtime(tmp_path / "ts.onnx", prefer="ort-cpu").describe()["graph"] == "portable"
     import onnxruntime as ort
 
     sess = ort.InferenceSession(str(tmp_path / "ts.onnx"), providers=["CPUExecutionProvider"])

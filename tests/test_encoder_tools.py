@@ -60,6 +60,10 @@ def test_training_runs_end_to_end_on_the_samples(tmp_path):
     assert manifest["head"]["thresholds"]["twi_high"] == 0.8 and manifest["weights"]
     shipped = json.loads((tmp_path / "ship" / "encoder.json").read_text())
     assert shipped["weights"] is None and (tmp_path / "ship" / "encoder.onnx").is_file()
+    from engine.encoder.manifest import load_manifest
+
+    load_manifest(tmp_path / "ship" / "encoder.json")  # both graphs shipped, hashes checked
+    assert (tmp_path / "ship" / shipped["onnx"]["ort_cpu"]["file"]).is_file()
 
 
 def test_splits_never_read_fold_10_and_are_patient_disjoint():

@@ -2,7 +2,9 @@
 
 `export_onnx("coca-s50", "models/encoder.onnx", checkpoint=None)` -> manifest dict. The torch.export-based exporter
 is used when onnxscript is installed; otherwise (e.g. a GPU box with only torch and onnx) the TorchScript exporter,
-which still ships with torch. Both give opset 18 with LayerNormalization; the manifest says which one ran.
+which still ships with torch. Both give opset 18 with LayerNormalization; the manifest says which one ran. Beside the
+portable graph (TensorRT, CUDA) goes the same model with ONNX Runtime's CPU fusions (engine.encoder.ort_graph), when
+onnxscript can make it and it agrees with torch.
 """
 from __future__ import annotations
 
@@ -10,6 +12,8 @@ import importlib.util
 import logging
 import platform
 import warnings
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
@@ -19,11 +23,13 @@ import torch
 
 from engine.encoder.checkpoint import load_model, save_weights
 from engine.encoder.manifest import MANIFEST_FORMAT, manifest_path_for, sha256_file, write_manifest
+from engine.encoder.ort_graph import ort_cpu_path, write_fused_graph
 from engine.encoder.torch_model import HEAD_OUTPUTS, ExportWrapper, TriageModel
 from engine.encoder.variants import MODEL_FS_HZ, MODEL_LEADS, MODEL_SECONDS
 
 OPSET = 18
 INPUT_NAME = "ecg"
+FUSED_TOLERANCE = 1e-4  # the FP32 parity bar the tests hold every runtime to
 MAX_BATCH = 1024  # the dynamic dimension's declared upper bound (TensorRT profiles use 1..64)
 
 
@@ -53,9 +59,11 @@ def export_onnx(model_name: str, out_path: str | Path, checkpoint: str | Path | 
     out_names = ["embedding"] + (["scores"] if model.head is not None else []) + (["tokens"] if tokens else [])
     cfg = model.cfg
     sample = torch.from_numpy(_sample_input(cfg.n_leads, cfg.n_samples))
-    used = _run_exporter(wrapper, sample, out_path, out_names, exporter, opset)
-    check = _check_with_onnxruntime(wrapper, sample, out_path, out_names)
-    digest = sha256_file(out_path)
+    with _quiet_loggers():
+        used = _run_exporter(wrapper, sample, out_path, out_names, exporter, opset)
+        check = _check_with_onnxruntime(wrapper, sample, out_path, out_names)
+        digest = sha256_file(out_path)
+        ort_cpu = _fused_graph_for_ort_cpu(wrapper, sample, out_path, out_names)
 
     manifest: dict[str, Any] = {
         "format": MANIFEST_FORMAT,
@@ -68,6 +76,7 @@ def export_onnx(model_name: str, out_path: str | Path, checkpoint: str | Path | 
             "opset": opset, "exporter": used, "dynamic_batch": True,
             "inputs": [{"name": INPUT_NAME, "shape": ["batch", cfg.n_leads, cfg.n_samples], "dtype": "float32"}],
             "outputs": [_output_spec(n, cfg) for n in out_names],
+            "ort_cpu": ort_cpu,  # the same model with ONNX Runtime's CPU fusions (engine.encoder.ort_graph)
         },
         "input": {
             "lead_order": list(MODEL_LEADS), "sampling_rate_hz": MODEL_FS_HZ, "samples": cfg.n_samples,
@@ -103,13 +112,22 @@ def _run_exporter(wrapper: torch.nn.Module, sample: torch.Tensor, out_path: Path
                   exporter: str, opset: int) -> str:
     if exporter == "auto":
         exporter = "dynamo" if importlib.util.find_spec("onnxscript") is not None else "torchscript"
-    quiet = logging.getLogger("torch.onnx")
-    level = quiet.level
-    quiet.setLevel(logging.ERROR)  # "torchvision is not installed" and similar registration chatter
+    return _export(wrapper, sample, out_path, out_names, exporter, opset)
+
+
+@contextmanager
+def _quiet_loggers(names: tuple[str, ...] = ("torch.onnx", "onnx_ir", "onnxscript")) -> Iterator[None]:
+    """The exporter and the fusion passes log every pass at INFO, "torchvision is not installed" and a warning per
+    block that a weight Split stays unfolded (ONNX Runtime folds it at load); failures still raise."""
+    loggers = [logging.getLogger(name) for name in names]
+    levels = [log.level for log in loggers]
+    for log in loggers:
+        log.setLevel(logging.ERROR)
     try:
-        return _export(wrapper, sample, out_path, out_names, exporter, opset)
+        yield
     finally:
-        quiet.setLevel(level)
+        for log, level in zip(loggers, levels):
+            log.setLevel(level)
 
 
 def _export(wrapper: torch.nn.Module, sample: torch.Tensor, out_path: Path, out_names: list[str], exporter: str,
@@ -145,6 +163,23 @@ def _check_with_onnxruntime(wrapper: torch.nn.Module, sample: torch.Tensor, out_
         want = [t.numpy() for t in wrapper(sample)]
     diffs = {n: float(np.abs(g - w).max()) for n, g, w in zip(out_names, got, want)}
     return {"checked": True, "batch": int(sample.shape[0]), "max_abs_diff": diffs}
+
+
+def _fused_graph_for_ort_cpu(wrapper: torch.nn.Module, sample: torch.Tensor, out_path: Path,
+                             out_names: list[str]) -> dict[str, Any]:
+    """Write the fused ORT CPU graph beside the model and check it against torch; drop it if it is not faithful."""
+    stale = ort_cpu_path(out_path)
+    stale.unlink(missing_ok=True)  # a re-export must never leave the previous model's fused graph listed
+    path, info = write_fused_graph(out_path)
+    if path is None:
+        return {"file": None, **info}
+    check = _check_with_onnxruntime(wrapper, sample, path, out_names)
+    worst = max(check.get("max_abs_diff", {}).values(), default=float("inf"))
+    if not check.get("checked") or worst > FUSED_TOLERANCE:
+        path.unlink()
+        return {"file": None, "why_not": f"fused graph not within {FUSED_TOLERANCE} of torch: {check}", **info}
+    return {"file": path.name, "sha256": sha256_file(path), "bytes": path.stat().st_size, **info,
+            "export_check": check}
 
 
 def _output_spec(name: str, cfg) -> dict[str, Any]:

@@ -50,18 +50,30 @@ def load_manifest(path: str | Path, *, verify: bool = True) -> dict[str, Any]:
         raise ManifestError(f"manifest {path}: format {manifest.get('format')!r}, expected {MANIFEST_FORMAT!r}")
     manifest["_dir"] = str(path.parent.resolve())
     if verify:
-        onnx_file = model_file(manifest)
-        if not onnx_file.is_file():
-            raise ManifestError(f"manifest {path}: model file {onnx_file} is missing")
-        digest = sha256_file(onnx_file)
-        if digest != manifest["onnx"]["sha256"]:
-            raise ManifestError(f"manifest {path}: {onnx_file.name} sha256 {digest[:12]}… does not match the "
-                                f"manifest's {manifest['onnx']['sha256'][:12]}… (re-export)")
+        _verify(path, model_file(manifest), manifest["onnx"]["sha256"])
+        fused = ort_cpu_file(manifest)
+        if fused is not None:
+            _verify(path, fused, manifest["onnx"]["ort_cpu"]["sha256"])
     return manifest
+
+
+def _verify(manifest_path: Path, file: Path, sha256: str) -> None:
+    if not file.is_file():
+        raise ManifestError(f"manifest {manifest_path}: model file {file} is missing")
+    digest = sha256_file(file)
+    if digest != sha256:
+        raise ManifestError(f"manifest {manifest_path}: {file.name} sha256 {digest[:12]}… does not match the "
+                            f"manifest's {sha256[:12]}… (re-export)")
 
 
 def model_file(manifest: dict[str, Any]) -> Path:
     return Path(manifest["_dir"]) / manifest["onnx"]["file"]
+
+
+def ort_cpu_file(manifest: dict[str, Any]) -> Path | None:
+    """The graph with ONNX Runtime's CPU fusions (engine.encoder.ort_graph), when the export wrote one."""
+    fused = manifest["onnx"].get("ort_cpu") or {}
+    return Path(manifest["_dir"]) / fused["file"] if fused.get("file") else None
 
 
 def weights_file(manifest: dict[str, Any]) -> Path | None:

@@ -19,6 +19,15 @@ def _row(name: str, r: dict[str, Any]) -> str:
             f"| {sens} / {spec} |")
 
 
+def _fused_line(fused: dict[str, Any] | None) -> str:
+    if not fused or not fused.get("file"):
+        why = (fused or {}).get("why_not", "not written by this export")
+        return f"ONNX Runtime CPU runs the portable graph (no fused graph: {why})."
+    names = ", ".join(f"{k} {v}" for k, v in fused["fusions"].items())
+    return (f"ONNX Runtime CPU runs `{fused['file']}`, the same model with ONNX Runtime's fusions ({names}), "
+            f"sha256 `{fused['sha256'][:16]}…`, max abs diff vs torch {fused['export_check']['max_abs_diff']}.")
+
+
 def write_model_card(path: Path, m: dict[str, Any], manifest: dict[str, Any]) -> Path:
     d, t = m["data"], m["test"]
     cfg = manifest["config"]
@@ -49,6 +58,7 @@ the head contradicts them.
 - Export: ONNX opset {manifest['onnx']['opset']} ({manifest['onnx']['exporter']} exporter), dynamic batch,
   sha256 `{manifest['onnx']['sha256'][:16]}…`; torch vs ONNX Runtime max abs diff at export
   {manifest['export_check'].get('max_abs_diff')}.
+  {_fused_line(manifest['onnx'].get('ort_cpu'))}
 
 ## Data and splits (patient-disjoint)
 - PTB-XL v1.0.3 slice (CC BY 4.0; Wagner et al., Sci Data 7:154, 2020), ecg_id 1–1999, folds 1–9 only; 500 Hz

@@ -129,7 +129,8 @@ def select_runtime(manifest_path: str | Path, prefer: str | None = None, *, env:
 
     prefer: one of BACKENDS, else automatic. options go to the back-end:
     threads (ORT CPU / torch CPU), precision ("fp32" default; "fp16" TensorRT/torch-cuda, "bf16" torch-cuda, "int8"
-    ORT CPU, opt-in), compile (torch), cache_dir (TensorRT engines, INT8 models), device_id, spin (ORT thread spinning).
+    ORT CPU, opt-in), compile (torch), cache_dir (TensorRT engines, INT8 models), device_id, spin (ORT thread spinning),
+    fused (ORT CPU: run the export's fused graph when it wrote one; default True).
     """
     manifest = load_manifest(manifest_path)
     env = env or detect_environment()
@@ -153,7 +154,7 @@ def build_backend(backend: str, manifest: dict[str, Any], env: Environment, **op
         from engine.encoder.runtime_ort import OrtRuntime
 
         return OrtRuntime(manifest, cuda=backend == "ort-cuda",
-                          **_pick(options, "threads", "device_id", "spin", "precision", "cache_dir"))
+                          **_pick(options, "threads", "device_id", "spin", "precision", "cache_dir", "fused"))
     if backend in ("torch-cpu", "torch-cuda"):
         from engine.encoder.runtime_torch import TorchRuntime
 

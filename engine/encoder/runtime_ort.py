@@ -6,24 +6,27 @@ from typing import Any
 import numpy as np
 import onnxruntime as ort
 
-from engine.encoder.manifest import model_file
+from engine.encoder.manifest import model_file, ort_cpu_file
 from engine.encoder.runtime import EncoderRuntime
 
 
 class OrtRuntime(EncoderRuntime):
     def __init__(self, manifest: dict[str, Any], *, cuda: bool = False, threads: int | None = None,
                  device_id: int = 0, spin: bool | None = None, precision: str = "fp32",
-                 cache_dir: str | None = None) -> None:
+                 cache_dir: str | None = None, fused: bool = True) -> None:
         super().__init__(manifest)
         self.name = "ort-cuda" if cuda else "ort-cpu"
         if precision not in ("fp32", "int8") or (cuda and precision != "fp32"):
             raise ValueError(f"precision {precision!r}: ONNX Runtime CPU runs fp32 or int8, CUDA fp32")
         self.precision = precision
         path = model_file(manifest)
+        self.graph = "portable"
         if precision == "int8":
             from engine.encoder.quantize import int8_model
 
-            path = int8_model(manifest, cache_dir)
+            path, self.graph = int8_model(manifest, cache_dir), "int8 (from portable)"
+        elif fused and not cuda and ort_cpu_file(manifest) is not None:
+            path, self.graph = ort_cpu_file(manifest), "ort-cpu fused"
         opts = ort.SessionOptions()
         opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL  # LayerNorm/GELU/MatMul fusions
         if threads:
@@ -47,6 +50,7 @@ class OrtRuntime(EncoderRuntime):
 
     def describe(self) -> dict[str, Any]:
         return {**super().describe(), "providers": self.session.get_providers(), "precision": self.precision,
+                "graph": self.graph,
                 "onnxruntime": ort.__version__}
 
     def close(self) -> None:

@@ -34,10 +34,22 @@ class PackedSelfAttention(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         b, t, w = x.shape
-        qkv = F.linear(x, self.in_proj_weight, self.in_proj_bias)
-        q, k, v = qkv.view(b, t, 3, self.heads, w // self.heads).permute(2, 0, 3, 1, 4).unbind(0)
+        if torch.onnx.is_in_onnx_export():
+            q, k, v = self._export_projections(x)
+        else:
+            qkv = F.linear(x, self.in_proj_weight, self.in_proj_bias)  # one packed GEMM: fastest in eager
+            q, k, v = qkv.view(b, t, 3, self.heads, w // self.heads).permute(2, 0, 3, 1, 4).unbind(0)
         y = F.scaled_dot_product_attention(q, k, v)  # (b, heads, t, head_dim)
         return self.out_proj(y.transpose(1, 2).reshape(b, t, w))
+
+    def _export_projections(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """The same q, k, v as three projections from slices of the packed weight. Only the ONNX graph uses this
+        form: it is the pattern ONNX Runtime's attention fusion recognises (engine.encoder.export writes a fused
+        graph for ORT CPU), whereas the packed form leaves a Slice/Squeeze/Transpose chain per block."""
+        b, t, w = x.shape
+        weights, biases = self.in_proj_weight.chunk(3), self.in_proj_bias.chunk(3)
+        return tuple(F.linear(x, wt, bs).reshape(b, t, self.heads, w // self.heads).transpose(1, 2)
+                     for wt, bs in zip(weights, biases))  # type: ignore[return-value]
 
 
 class Mlp(nn.Module):

@@ -230,9 +230,10 @@ def _data_summary(items: list[td.Item], labels: dict[str, np.ndarray], idx: dict
 def _ship(out_dir: Path, ship_to: Path) -> None:
     """The shippable subset: no torch weights (the manifest's weights entry is dropped to match)."""
     ship_to.mkdir(parents=True, exist_ok=True)
-    for name in ("encoder.onnx", "MODEL_CARD.md", "metrics.json"):
-        shutil.copy2(out_dir / name, ship_to / name)
     manifest = json.loads((out_dir / "encoder.json").read_text())
+    fused = (manifest["onnx"].get("ort_cpu") or {}).get("file")
+    for name in ("encoder.onnx", "MODEL_CARD.md", "metrics.json", *([fused] if fused else [])):
+        shutil.copy2(out_dir / name, ship_to / name)
     manifest["weights"] = None
     (ship_to / "encoder.json").write_text(json.dumps(manifest, indent=2) + "\n")
 
