@@ -1,7 +1,10 @@
-"""Shared fixtures: the real local Kafka broker, isolated topic names per test, the shipped real recordings."""
+"""Shared fixtures: the real local Kafka broker, isolated topic names per test, the shipped real recordings, the
+serving shim with the stand-in generator."""
 from __future__ import annotations
 
+import contextlib
 import uuid
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -54,3 +57,18 @@ def fake_env(monkeypatch, model_dir):
     from fake_vllm import install_fake_vllm
 
     return install_fake_vllm(monkeypatch, model_dir)
+
+
+@contextlib.contextmanager
+def standin_shim(output: str = "lateral-twi", *, load: bool = True, **options) -> Iterator[tuple]:
+    """The real serving shim (engine/reasoner/serve.py) on 127.0.0.1 with the STAND-IN generator (replays
+    hand-written ECG-R1-format outputs; NOT ECG-R1): yields (server, generator). Faults are set on the generator
+    (`generator.set(delay_s=..., fail=True, output=...)`); load=False leaves it loading (every chat answer 503)."""
+    from engine.reasoner.serve import ShimServer, StandinGenerator
+
+    generator = StandinGenerator(output, **options)
+    server = ShimServer(generator, port=0)
+    with server.running():
+        if load:
+            server.load()
+        yield server, generator

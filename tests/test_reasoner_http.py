@@ -1,5 +1,5 @@
-"""The HTTP backend against the stand-in ECG-R1 server over real HTTP (127.0.0.1), sync and asyncio; the
-orchestration's completed/abandoned outcomes; the report dict accepted by the FHIR report builder.
+"""The HTTP backend against the real serving shim with the stand-in generator over real HTTP (127.0.0.1), sync and
+asyncio; the orchestration's completed/abandoned outcomes; the report dict accepted by the FHIR report builder.
 The stand-in replays hand-written outputs: it is NOT ECG-R1, and every response says so."""
 from __future__ import annotations
 
@@ -19,8 +19,10 @@ from engine.reasoner import (
     ECGR1_PROMPT, ECGR1_SYSTEM_PROMPT, HttpReasoner, ReasonerTimeout, ReasonerUnavailable, areason_and_check,
     normalise, reason_and_check, to_report_dict,
 )
-from engine.reasoner.standin_server import STANDIN_MODEL, Behaviour, StandinServer
+from engine.reasoner.standin import STANDIN_MODEL
 from engine.reasoner.wire import decode_ecg_part, encode_ecg_part, read_chat_response
+
+from conftest import standin_shim
 
 
 @pytest.fixture(scope="module")
@@ -30,9 +32,20 @@ def case(recordings):
 
 
 @pytest.fixture
-def server():
-    with StandinServer(behaviour=Behaviour(output="lateral-twi")) as srv:
-        yield srv
+def shim():
+    with standin_shim("lateral-twi") as (server, generator):
+        yield server, generator
+
+
+@pytest.fixture
+def server(shim):
+    return shim[0]
+
+
+@pytest.fixture
+def standin(shim):
+    """The stand-in generator behind the shim: what it was asked, and the faults to inject."""
+    return shim[1]
 
 
 def _free_port() -> int:
@@ -41,7 +54,7 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-def test_success_sends_the_normalised_ecg_and_reads_the_answer(server, case):
+def test_success_sends_the_normalised_ecg_and_reads_the_answer(server, standin, case):
     rec, a = case
     res = reason_and_check(rec, a, HttpReasoner(server.url), timeout_s=10)
     assert res.status == "completed" and res.reason is None
@@ -49,23 +62,23 @@ def test_success_sends_the_normalised_ecg_and_reads_the_answer(server, case):
     assert res.parsed.complete and res.parsed.labels[0] == "sinus rhythm"
     assert res.crosscheck.counts["total"] > 10 and res.tokens and res.latency_ms > 0
     assert res.input_notes == ["resampled 100 Hz -> 500 Hz"]
-    seen = server.requests[-1]
+    seen = standin.calls[-1]
     np.testing.assert_array_equal(seen.ecg, normalise(rec).signal)  # bit-exact over the wire
-    assert seen.prompt == ECGR1_PROMPT and seen.system == ECGR1_SYSTEM_PROMPT
+    assert seen.prompt == ECGR1_PROMPT and seen.system_prompt == ECGR1_SYSTEM_PROMPT
     assert seen.temperature == 0 and seen.max_tokens == 2048
 
 
-def test_async_success(server, case):
+def test_async_success(server, standin, case):
     rec, a = case
-    server.set(output="rbbb")
+    standin.set(output="rbbb")
     res = asyncio.run(areason_and_check(rec, a, HttpReasoner(server.url + "/v1"), timeout_s=10))
     assert res.status == "completed" and res.parsed.labels == ["sinus rhythm", "complete right bundle branch block"]
 
 
 @pytest.mark.parametrize("output_id", ["truncated", "junk", "empty", "no-answer"])
-def test_malformed_outputs_complete_with_problems(server, case, output_id):
+def test_malformed_outputs_complete_with_problems(server, standin, case, output_id):
     rec, a = case
-    server.set(output=output_id)
+    standin.set(output=output_id)
     res = reason_and_check(rec, a, HttpReasoner(server.url), timeout_s=10)
     assert res.status == "completed" and not res.parsed.complete and res.parsed.problems
     report = to_report_dict(res)
@@ -74,18 +87,18 @@ def test_malformed_outputs_complete_with_problems(server, case, output_id):
         assert res.finish_reason == "length" and res.crosscheck.counts["total"] > 0  # the part received is checked
 
 
-def test_http_500_is_abandoned(server, case):
+def test_http_500_is_abandoned(server, standin, case):
     rec, a = case
-    server.set(status=500)
+    standin.set(fail=True)
     for res in (reason_and_check(rec, a, HttpReasoner(server.url), timeout_s=5),
                 asyncio.run(areason_and_check(rec, a, HttpReasoner(server.url), timeout_s=5))):
         assert res.status == "abandoned" and res.code == "http-500"
-        assert "stand-in configured to fail with HTTP 500" in res.reason and res.parsed is None
+        assert "generation failed: stand-in configured to fail" in res.reason and res.parsed is None
 
 
-def test_hang_times_out_and_is_abandoned(server, case):
+def test_hang_times_out_and_is_abandoned(server, standin, case):
     rec, a = case
-    server.set(hang_s=30)
+    standin.set(delay_s=30)
     for run in (lambda: reason_and_check(rec, a, HttpReasoner(server.url), timeout_s=0.5),
                 lambda: asyncio.run(areason_and_check(rec, a, HttpReasoner(server.url), timeout_s=0.5))):
         t0 = time.monotonic()
@@ -94,9 +107,9 @@ def test_hang_times_out_and_is_abandoned(server, case):
         assert res.status == "abandoned" and res.code == "timeout" and "0.5 s" in res.reason
 
 
-def test_slow_server_within_the_deadline(server, case):
+def test_slow_server_within_the_deadline(server, standin, case):
     rec, a = case
-    server.set(latency_s=0.3)
+    standin.set(delay_s=0.3)
     assert reason_and_check(rec, a, HttpReasoner(server.url), timeout_s=5).status == "completed"
     with pytest.raises(ReasonerTimeout):
         HttpReasoner(server.url).reason(normalise(rec).signal, ECGR1_PROMPT, timeout_s=0.1)
@@ -110,16 +123,16 @@ def test_server_down_is_abandoned(case):
         assert res.status == "abandoned" and res.code == "unreachable" and res.model == "ECG-R1-8B-RL"
 
 
-def test_refused_input_never_reaches_the_server(server, case):
+def test_refused_input_never_reaches_the_server(server, standin, case):
     rec, a = case
     no_v3 = rec.replace(signal=np.delete(rec.signal, rec.leads.index("V3"), axis=0),
                         leads=tuple(n for n in rec.leads if n != "V3"))
     res = reason_and_check(no_v3, a, HttpReasoner(server.url), timeout_s=5)
     assert res.status == "abandoned" and res.code == "missing-leads" and "V3" in res.reason
-    assert server.requests == []
+    assert standin.calls == []
 
 
-def test_standin_rejects_requests_the_real_endpoint_would_reject(server):
+def test_the_shim_rejects_malformed_requests_before_the_generator(server, standin):
     def post(body: dict) -> tuple[int, dict]:
         req = urllib.request.Request(server.url + "/v1/chat/completions", data=json.dumps(body).encode(),
                                      headers={"Content-Type": "application/json"})
@@ -137,6 +150,7 @@ def test_standin_rejects_requests_the_real_endpoint_would_reject(server):
     assert status == 400 and "lead order" in body["error"]["message"]
     with urllib.request.urlopen(server.url + "/v1/models", timeout=5) as r:
         assert json.loads(r.read())["data"][0]["id"] == STANDIN_MODEL
+    assert standin.calls == []
 
 
 def test_wire_roundtrip_and_checks():
@@ -187,8 +201,8 @@ def test_report_dict_feeds_the_fhir_report_builder(server, case):
     devices = [e["resource"] for e in bundle["entry"] if e["resource"]["resourceType"] == "Device"]
     assert any("NOT-ECG-R1" in json.dumps(d) for d in devices)
 
-    server.set(status=503)
-    abandoned = to_report_dict(reason_and_check(rec, a, HttpReasoner(server.url), timeout_s=5))
+    with standin_shim(load=False) as (loading, _):  # a model still loading: the shim answers 503
+        abandoned = to_report_dict(reason_and_check(rec, a, HttpReasoner(loading.url), timeout_s=5))
     assert abandoned["status"] == "abandoned" and abandoned["answer"] == [] and abandoned["code"] == "http-503"
     bundle = build_report_bundle(a, rec, report_id="r-468", version=2, status="preliminary",
                                  issued=datetime(2026, 1, 1, tzinfo=timezone.utc), reasoning=abandoned)

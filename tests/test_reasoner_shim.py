@@ -32,7 +32,7 @@ from engine.reasoner import (
     normalise, parse_reasoning, reason_and_check, to_report_dict,
 )
 from engine.reasoner.serve import STANDIN_WARNING, ShimServer, StandinGenerator
-from engine.reasoner.standin_server import STANDIN_MODEL
+from engine.reasoner.standin import STANDIN_MODEL
 from engine.reasoner.wire import (
     build_chat_request, build_chat_response, encode_ecg_part, error_body, error_message, parse_chat_request,
     read_chat_response,

@@ -1,5 +1,5 @@
-"""Asynchronous ECG-R1 reasoning on the real broker, with the stand-in ECG-R1 server (a stand-in: the 8B model cannot
-run here). A flagged new TWI goes out first as version 1 `partial`; version 2 `preliminary` follows with the reasoning
+"""Asynchronous ECG-R1 reasoning on the real broker, with the serving shim and its stand-in generator (a stand-in:
+the 8B model cannot run here). A flagged new TWI goes out first as version 1 `partial`; version 2 `preliminary` follows with the reasoning
 and its cross-check, or says the reasoning was abandoned and why."""
 from __future__ import annotations
 
@@ -7,7 +7,6 @@ import time
 
 import pytest
 
-from engine.reasoner.standin_server import Behaviour, StandinServer
 from integrations.datasets import find_recordings
 from integrations.fhir.report import report_resource
 from integrations.identity import report_id
@@ -17,7 +16,7 @@ from stream.producer import make_producer
 from stream.replay import messages, send_all
 from stream.topics import ensure_topics
 
-from conftest import SAMPLES
+from conftest import SAMPLES, standin_shim
 
 pytestmark = pytest.mark.kafka
 
@@ -31,10 +30,10 @@ def _versions(s, rid: str, want: int, timeout_s: float) -> dict[str, dict]:
         time.sleep(0.5)
 
 
-def _run(isolated, behaviour: Behaviour, timeout_s: float) -> tuple[dict[str, dict], StandinServer]:
+def _run(isolated, timeout_s: float, **standin) -> tuple[dict[str, dict], list]:
     """Patient 641 (PTB-XL): ECG 266 without a TWI group, then 281 with a new lateral TWI -> flagged."""
     recs = {r.record_id: r for r in find_recordings(SAMPLES) if r.dataset == "ptbxl"}
-    with StandinServer(behaviour=behaviour) as server:
+    with standin_shim(**standin) as (server, generator):
         s = isolated.model_copy(update={"reasoner_url": server.url, "reasoner_timeout_s": timeout_s})
         ensure_topics(s)
         worker = start_worker(s, s.cache_dir / "test" / f"{s.app_id}.log")
@@ -49,18 +48,18 @@ def _run(isolated, behaviour: Behaviour, timeout_s: float) -> tuple[dict[str, di
             producer.close()
             stop_worker(worker)
     assert len(first) == 1 and report_resource(first[0]["bundle"])["status"] == "preliminary"  # nothing to reason on
-    return versions, server
+    return versions, generator.calls
 
 
 def test_flagged_report_is_amended_with_reasoning(isolated):
-    versions, server = _run(isolated, Behaviour(output="lateral-twi", latency_s=1.0), timeout_s=30)
+    versions, calls = _run(isolated, timeout_s=30, output="lateral-twi", delay_s=1.0)
     v1, v2 = report_resource(versions["1"]["bundle"]), report_resource(versions["2"]["bundle"])
     assert (v1["status"], v1["meta"]["versionId"]) == ("partial", "1")
     assert (v2["status"], v2["meta"]["versionId"]) == ("preliminary", "2")
     assert v1["identifier"] == v2["identifier"]
     # The first version did not wait: it was on the topic before the reasoner's 1 s answer could exist.
     assert versions["2"]["timestamp_ms"] - versions["1"]["timestamp_ms"] >= 900
-    assert len(server.requests) == 1 and server.requests[0].ecg.shape == (12, 5000)
+    assert len(calls) == 1 and calls[0].ecg.shape == (12, 5000)
     text = v2["text"]["div"]
     assert "stand-in" in text.lower() or "NOT-ECG-R1" in text
     assert "supported" in text.lower() or "contradicted" in text.lower()
@@ -68,7 +67,7 @@ def test_flagged_report_is_amended_with_reasoning(isolated):
 
 
 def test_reasoner_timeout_is_abandoned_not_lost(isolated):
-    versions, _ = _run(isolated, Behaviour(output="lateral-twi", hang_s=20), timeout_s=2)
+    versions, _ = _run(isolated, timeout_s=2, output="lateral-twi", delay_s=20)
     v2 = report_resource(versions["2"]["bundle"])
     assert v2["status"] == "preliminary"
     assert "abandoned" in (v2["conclusion"] + v2["text"]["div"]).lower()

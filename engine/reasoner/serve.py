@@ -18,8 +18,8 @@ that echoes the request.
 
 Generators (`Generator`): `VllmGenerator` runs ECG-R1 through `VllmReasoner.generate` (vllm_backend.py; vllm is
 imported only when it loads), and `StandinGenerator` is a STAND-IN that replays the hand-written ECG-R1-format
-outputs of standin_outputs.json (the stand-in server's `Replay`): it is NOT ECG-R1, runs no model and ignores the
-signal; /healthz, /v1/models, /metrics and every response say so.
+outputs of standin_outputs.json (standin.py): it is NOT ECG-R1, runs no model and ignores the signal; /healthz,
+/v1/models, /metrics and every response say so. The tests inject faults through it (latency, hangs, failures).
 
     twiwatch reasoner serve --model /models/ECG-R1-8B-RL --ecg-tower /models/cpt_wfep_epoch_20.pt
     twiwatch reasoner serve --standin          # the stand-in, for demos and tests
@@ -46,9 +46,9 @@ import numpy as np
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 
-from engine.reasoner.errors import ReasonerError
+from engine.reasoner.errors import ReasonerError, ReasonerUnavailable
 from engine.reasoner.prompt import ECGR1_MAX_TOKENS
-from engine.reasoner.standin_server import MAX_REQUEST_BYTES, OUTPUTS_PATH, STANDIN_MODEL, Replay, estimate_tokens
+from engine.reasoner.standin import OUTPUTS_PATH, STANDIN_MODEL, Replay, estimate_tokens
 from engine.reasoner.wire import CHAT_PATH, build_chat_response, error_body, parse_chat_request
 
 log = logging.getLogger("twiwatch.reasoner.serve")
@@ -56,6 +56,7 @@ log = logging.getLogger("twiwatch.reasoner.serve")
 STANDIN_WARNING = ("STAND-IN, NOT ECG-R1: replays hand-written ECG-R1-format fixture outputs; no model runs and "
                    "the ECG sent is not read")
 ECG_TOKENS = 101  # the plugin expands the ECG pad to 101 tokens (GUIDE §6)
+MAX_REQUEST_BYTES = 16 * 1024 * 1024  # GUIDE §10's size limit; the CLI passes TWIWATCH_MAX_MESSAGE_BYTES
 OUTCOMES = ("ok", "bad_request", "not_found", "too_large", "too_many", "not_ready", "error", "cancelled")
 
 
@@ -81,6 +82,9 @@ class Generator(Protocol):
 
     def generate(self, ecg: np.ndarray, prompt: str, *, system_prompt: str | None, max_tokens: int,
                  temperature: float) -> Generation: ...
+
+    def close(self) -> None:
+        """The server is stopping: end what can be ended."""
 
 
 class VllmGenerator:
@@ -109,6 +113,9 @@ class VllmGenerator:
                                       temperature=temperature)
         return Generation(out.text, out.completion_tokens, out.finish_reason, prompt_tokens=out.prompt_tokens)
 
+    def close(self) -> None:
+        return None  # an offline vLLM generation cannot be aborted; the process exit frees the GPU
+
 
 @dataclass(frozen=True)
 class GenerationCall:
@@ -122,23 +129,37 @@ class GenerationCall:
 
 class StandinGenerator:
     """A STAND-IN for the 8B model, for tests and demos. It is NOT ECG-R1: it replays the hand-written outputs of
-    standin_outputs.json (via the stand-in server's Replay), ignores the signal, and names itself in every
-    response. Options: which output (an id or "cycle"), a delay per generation (to fill the queue), and
-    `split_reasoning` to return the <think> part as `reasoning_content`, as vLLM's reasoning parsers do."""
+    standin_outputs.json (standin.Replay), ignores the signal, and names itself in every response. Options: which
+    output (an id or "cycle"), a delay per generation (to fill the queue; longer than a client's timeout, a hang),
+    `fail` (each generation raises, so the shim answers 500), and `split_reasoning` to return the <think> part as
+    `reasoning_content`, as vLLM's reasoning parsers do. `set` changes output, delay and fail while it serves."""
 
     standin = True
     name = STANDIN_MODEL
 
-    def __init__(self, output: str = "cycle", *, delay_s: float = 0.0, split_reasoning: bool = False,
-                 outputs_path: Path = OUTPUTS_PATH) -> None:
+    def __init__(self, output: str = "cycle", *, delay_s: float = 0.0, fail: bool = False,
+                 split_reasoning: bool = False, outputs_path: Path = OUTPUTS_PATH) -> None:
         self.replay = Replay(outputs_path)
         self.replay.check(output)
-        self.output, self.delay_s, self.split_reasoning = output, delay_s, split_reasoning
+        self.output, self.delay_s, self.fail, self.split_reasoning = output, delay_s, fail, split_reasoning
         self.outputs_path = Path(outputs_path)
         self.calls: list[GenerationCall] = []
         self.peak_concurrency = 0
         self._active = 0
         self._lock = threading.Lock()
+        self._closed = threading.Event()
+
+    def set(self, *, output: str | None = None, delay_s: float | None = None, fail: bool | None = None) -> None:
+        if output is not None:
+            self.replay.check(output)
+            self.output = output
+        if delay_s is not None:
+            self.delay_s = delay_s
+        if fail is not None:
+            self.fail = fail
+
+    def close(self) -> None:
+        self._closed.set()  # a delay in progress (a hang) ends now
 
     def describe(self) -> str:
         return f"{STANDIN_WARNING} ({len(self.replay.outputs)} outputs in {self.outputs_path.name})"
@@ -154,7 +175,9 @@ class StandinGenerator:
             self.peak_concurrency = max(self.peak_concurrency, self._active)
         try:
             if self.delay_s > 0:
-                time.sleep(self.delay_s)
+                self._closed.wait(self.delay_s)
+            if self.fail:
+                raise ReasonerUnavailable("stand-in configured to fail", "standin-fault")
             out = self.replay.next(self.output, max_tokens=max_tokens)
         finally:
             with self._lock:
@@ -215,8 +238,8 @@ class ShimServer:
         self.generator = generator
         self.host, self._port = host, port
         self.served_name = served_name or generator.name
-        # A real model answers only to its served name (as vLLM does); the stand-in, like the stand-in server,
-        # takes any name, so it drops in where a client is configured for ECG-R1.
+        # A real model answers only to its served name (as vLLM does); the stand-in takes any name, so it drops in
+        # where a client is configured for ECG-R1.
         self.strict_model = (not generator.standin) if strict_model is None else strict_model
         self.max_inflight, self.max_queue = max_inflight, max_queue
         self.max_tokens_limit, self.max_request_bytes = max_tokens_limit, max_request_bytes
@@ -260,6 +283,7 @@ class ShimServer:
         self._port = self._runner.addresses[0][1]
 
     async def stop(self) -> None:
+        self.generator.close()
         if self._runner is not None:
             await self._runner.cleanup()
             self._runner = None
