@@ -19,14 +19,14 @@ class OrtRuntime(EncoderRuntime):
         if precision not in ("fp32", "int8") or (cuda and precision != "fp32"):
             raise ValueError(f"precision {precision!r}: ONNX Runtime CPU runs fp32 or int8, CUDA fp32")
         self.precision = precision
-        path = model_file(manifest)
-        self.graph = "portable"
+        path, self.graph = model_file(manifest), "portable"
+        fused_path = ort_cpu_file(manifest) if fused and not cuda else None  # CPU only: never run on the CUDA EP
         if precision == "int8":
             from engine.encoder.quantize import int8_model
 
             path, self.graph = int8_model(manifest, cache_dir), "int8 (from portable)"
-        elif fused and not cuda and ort_cpu_file(manifest) is not None:
-            path, self.graph = ort_cpu_file(manifest), "ort-cpu fused"
+        elif fused_path is not None:
+            path, self.graph = fused_path, "ort-cpu fused"
         opts = ort.SessionOptions()
         opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL  # LayerNorm/GELU/MatMul fusions
         if threads:
