@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import socket
 import time
 import urllib.error
 import urllib.request
@@ -21,6 +20,7 @@ from engine.reasoner import (
 )
 from engine.reasoner.standin import STANDIN_MODEL
 from engine.reasoner.wire import decode_ecg_part, encode_ecg_part, read_chat_response
+from stream.e2e import free_port
 
 from conftest import standin_shim
 
@@ -46,12 +46,6 @@ def server(shim):
 def standin(shim):
     """The stand-in generator behind the shim: what it was asked, and the faults to inject."""
     return shim[1]
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def test_success_sends_the_normalised_ecg_and_reads_the_answer(server, standin, case):
@@ -117,7 +111,7 @@ def test_slow_server_within_the_deadline(server, standin, case):
 
 def test_server_down_is_abandoned(case):
     rec, a = case
-    url = f"http://127.0.0.1:{_free_port()}"
+    url = f"http://127.0.0.1:{free_port()}"
     for res in (reason_and_check(rec, a, HttpReasoner(url), timeout_s=2),
                 asyncio.run(areason_and_check(rec, a, HttpReasoner(url), timeout_s=2))):
         assert res.status == "abandoned" and res.code == "unreachable" and res.model == "ECG-R1-8B-RL"
