@@ -77,6 +77,54 @@ def test_leads_go_to_the_right_finding():
     assert st.leads == ["III"]  # "II" of Mobitz II is not a lead
 
 
+def _read(text: str) -> set[tuple]:
+    return {(c.kind, c.assertion, c.negated, tuple(c.leads)) for c in claims_in_text(text)}
+
+
+@pytest.mark.parametrize("text,want", [
+    # a depth after a V list is not another lead
+    ("ST depression in V5 and V6, 1 mm.", {("st", "depression", False, ("V5", "V6"))}),
+    ("ST depression in V5 and V6, 1-2 mm.", {("st", "depression", False, ("V5", "V6"))}),
+    ("T wave inversion in V5, V6, 2 mm deep, and in I and aVL.",
+     {("t_wave", "inverted", False, ("V5", "V6", "I", "aVL"))}),
+    ("T wave inversion in V4,5,6.", {("t_wave", "inverted", False, ("V4", "V5", "V6"))}),
+    # a negation of another subject does not reach past a comma or "and"
+    ("There are no pathological Q waves and T waves are inverted in V4-V6.",
+     {("t_wave", "inverted", False, ("V4", "V5", "V6"))}),
+    ("No pathological Q waves, T wave inversion in V4-V6.", {("t_wave", "inverted", False, ("V4", "V5", "V6"))}),
+    ("Without prominent U waves, T waves are inverted in V5.", {("t_wave", "inverted", False, ("V5",))}),
+    ("ST elevation is not seen in V1-V3, T wave inversion in V5.",
+     {("st", "elevation", True, ("V1", "V2", "V3")), ("t_wave", "inverted", False, ("V5",))}),
+    # ... but it does over an "or" list it opens
+    ("No pathological Q waves or T wave inversion.", {("t_wave", "inverted", True, ())}),
+    ("There is no ST elevation, depression or T wave inversion.",
+     {("st", "elevation", True, ()), ("st", "depression", True, ()), ("t_wave", "inverted", True, ())}),
+    # a bare second finding is a finding of its own, with its own leads
+    ("ST elevation in V2 with reciprocal depression in II, III and aVF.",
+     {("st", "elevation", False, ("V2",)), ("st", "depression", False, ("II", "III", "aVF"))}),
+    ("T wave flattening in I and aVL, inversion in V4-V5.",
+     {("t_wave", "flat", False, ("I", "aVL")), ("t_wave", "inverted", False, ("V4", "V5"))}),
+    ("P wave inversion in II with T wave flattening in V6.", {("t_wave", "flat", False, ("V6",))}),
+    ("T waves inverted in V2 with 2 mm depth, ST depressed 1 mm in V5.",
+     {("t_wave", "inverted", False, ("V2",)), ("st", "depression", False, ("V5",))}),
+    # leads named for Q waves stay with the Q waves
+    ("Q waves in III and aVF, T wave inversion in V2.", {("t_wave", "inverted", False, ("V2",))}),
+])
+def test_reviewed_phrasings(text, want):
+    assert _read(text) == want
+
+
+@pytest.mark.parametrize("text,assertion,value", [
+    ("Flutter waves at approximately 300 bpm with 2:1 conduction.", "atrial-value", 300),
+    ("The P wave rate is 300 bpm.", "atrial-value", 300),
+    ("Atrial fibrillation with a ventricular rate of 110 bpm.", "value", 110),
+    ("Heart rate 75 bpm.", "value", 75),
+])
+def test_atrial_rates_are_not_the_ventricular_rate(text, assertion, value):
+    (rate,) = [c for c in claims_in_text(text) if c.kind == "rate"]
+    assert (rate.assertion, rate.value) == (assertion, value)
+
+
 # --- T waves and ST on PTB-XL 468 ----------------------------------------------------------------------------
 
 def test_supported_contradicted_unverifiable_t_claims(a468):

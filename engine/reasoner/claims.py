@@ -113,10 +113,10 @@ _PATTERNS: list[tuple[str, str, re.Pattern, Callable | None]] = [
     _p("t_wave", "biphasic", rf"\bbiphasic\s+{_T}?\b", rf"{_TW}{_GAP}biphasic\b"),
     _p("t_wave", "upright", rf"\b(?:upright|positive)\s+{_T}?\b", rf"{_TW}{_GAP}(?:upright|positive)\b"),
     _p("st", "elevation", r"\bST[\s-]*(?:segments?\s+)?elevations?\b", r"\belevat(?:ed|ion\s+of\s+the)\s+ST\b",
-       r"\bST[\s-]*segments?(?:\s+[\w']+){0,3}?\s+elevated\b"),
+       r"\bST(?:[\s-]*segments?)?(?:\s+[\w']+){0,3}?\s+elevated\b"),
     _p("st", "elevation", r"\bSTE\b", flags=0),
     _p("st", "depression", r"\bST[\s-]*(?:segments?\s+)?depressions?\b", r"\bdepress(?:ed|ion\s+of\s+the)\s+ST\b",
-       r"\bST[\s-]*segments?(?:\s+[\w']+){0,3}?\s+depressed\b"),
+       r"\bST(?:[\s-]*segments?)?(?:\s+[\w']+){0,3}?\s+depressed\b"),
     _p("st", "deviation", r"\bST[\s-]*(?:segments?\s+)?(?:deviations?|changes?|shifts?)\b"),
     _p("st", "isoelectric", r"\bST[\s-]*segments?(?:\s+[\w']+){0,2}?\s+isoelectric\b", r"\bisoelectric\s+ST\b"),
     _p("qrs", "duration", rf"{_QRS}{_QRS_FILLER}(?P<v>\d+(?:\.\d+)?)\s*(?P<unit>{_QRS_UNIT})\b", reader=_qrs_value),
@@ -144,7 +144,12 @@ _PATTERNS: list[tuple[str, str, re.Pattern, Callable | None]] = [
     _p("rate", "value", rf"\b(?:(?:heart|ventricular|mean\s+ventricular|average)\s+)?rate\s+{_ABOUT}{_RANGE}"
        rf"{_RATE_UNIT}", reader=_rate_value),
     _p("rate", "value", rf"(?<![\d.]){_RANGE}{_RATE_UNIT}", reader=_rate_value),
+    # The atrial rate, said outright or as the rate of P, flutter or fibrillatory waves: not the measured
+    # ventricular rate ("flutter waves at approximately 300 bpm" with 2:1 conduction is a ventricular 150).
     _p("rate", "atrial-value", rf"\batrial\s+rate\s+{_ABOUT}{_RANGE}{_RATE_UNIT}", reader=_rate_value),
+    _p("rate", "atrial-value",
+       rf"\b(?:atrial|flutter|fibrillatory|[PF][\s-]*waves?)\b(?:(?!ventricular|heart|QRS)[^.;,]){{0,30}}?"
+       rf"(?<![\d.]){_RANGE}{_RATE_UNIT}", reader=_rate_value),
     _p("rate", "tachycardia", r"(?<!ventricular\s)(?<!supraventricular\s)\btachycardi(?:a|c)\b"),
     _p("rate", "bradycardia", r"\bbradycardi(?:a|c)\b"),
     _p("rate", "normal", r"\bnormal\s+(?:heart\s+|ventricular\s+)?rate\b", r"\brate\s+is\s+(?:within\s+)?normal\b"),
@@ -157,12 +162,11 @@ _HEDGE = re.compile(r"\b(?:possible|possibly|probable|probably|suggest(?:s|ive|i
 _NEG_INSIDE = re.compile(r"\b(?:not|no)\b", I)
 _NEG_AFTER = re.compile(r"^[^.;]{0,60}?\b(?:is|are|was|were)\s+(?:not\s+(?:seen|present|observed|noted|identified|"
                         r"evident|demonstrated)|absent)\b", I)
+_CUE_BARRIER = re.compile(r",|\band\b", I)
+_OR_JOINER = re.compile(r"\s*,?\s*(?:or|nor)\s*", I)
+_OR_NEXT = re.compile(r"\s*,?\s*(?:or|nor)\b", I)
 _CARRY = re.compile(r"\W*(?:,|or|nor|and/or|/)?\s*(?:any\s+)?\W*", I)
-_ELLIPSIS = {
-    "st": re.compile(r"\s*,?\s*(?:or|and|nor|/|with)\s*(?:reciprocal\s+)?(?:ST[\s-]*)?(?P<w>elevation|depression)s?\b",
-                     I),
-    "t_wave": re.compile(r"\s*,?\s*(?:or|and|nor|/)\s*(?P<w>inversion|flattening)\b", I),
-}
+_BARE_FINDING = re.compile(r"\b(?:reciprocal\s+)?(?P<w>elevation|depression|inversion|flattening)s?\b", I)
 _ELLIPSIS_ASSERTION = {"elevation": "elevation", "depression": "depression", "inversion": "inverted",
                        "flattening": "flat"}
 _T_ADJ = re.compile(r"\b(?P<w>inverted|upright|flat(?:tened)?|biphasic)\b", I)
@@ -247,15 +251,21 @@ def _find_hits(clause: str) -> list[_Hit]:
 
 
 def _ellipses(clause: str, hits: list[_Hit]) -> list[_Hit]:
-    """'ST elevation or depression', 'T wave inversion or flattening': the second finding shares the subject."""
-    extra = []
-    for h in hits:
-        rx = _ELLIPSIS.get(h.kind)
-        m = rx.match(clause, h.end) if rx else None
-        if m and not any(k.start < m.end() and m.start() < k.end for k in hits):
-            assertion = _ELLIPSIS_ASSERTION[m.group("w").lower()]
-            if assertion != h.assertion:
-                extra.append(_Hit(m.start("w"), m.end(), h.kind, assertion))
+    """A bare finding word that shares an earlier finding's subject: 'ST elevation or depression', 'ST elevation in
+    V2 with reciprocal depression in II', 'T wave flattening in I, inversion in V4'. Each is a finding of its own,
+    so that its leads attach to it; a word after another subject ('P wave inversion', 'PR depression') is not."""
+    extra: list[_Hit] = []
+    for m in _BARE_FINDING.finditer(clause):
+        if any(k.start < m.end() and m.start() < k.end for k in hits + extra):
+            continue
+        kind = "st" if m.group("w").lower() in ("elevation", "depression") else "t_wave"
+        before = [k for k in hits + extra if k.end <= m.start()]
+        if not any(k.kind == kind for k in before):
+            continue
+        prev_end = max(k.end for k in before)
+        if _OTHER_SUBJECT.search(clause[prev_end:m.start()]):
+            continue
+        extra.append(_Hit(m.start("w"), m.end(), kind, _ELLIPSIS_ASSERTION[m.group("w").lower()]))
     return extra
 
 
@@ -285,7 +295,8 @@ def _negations(clause: str, hits: list[_Hit]) -> list[bool]:
     for i, h in enumerate(hits):
         gap_start = hits[i - 1].end if i else 0
         gap = clause[gap_start:h.start]
-        window = " ".join(gap.split()[-6:])
+        following = clause[h.end:hits[i + 1].start] if i + 1 < len(hits) else clause[h.end:]
+        window = " ".join(_cue_reach(gap, following).split()[-6:])
         neg = h.negated_inside
         cues = list(_NEG_CUE.finditer(window))
         cue = cues[-1] if cues else None  # the cue nearest the finding decides
@@ -295,11 +306,23 @@ def _negations(clause: str, hits: list[_Hit]) -> list[bool]:
             neg = neg or not hedge
         if i and not neg and out[i - 1] and _CARRY.fullmatch(gap):
             neg = True  # "no ST elevation or depression", "no A, B or C"
-        following = clause[h.end:hits[i + 1].start] if i + 1 < len(hits) else clause[h.end:]
         if _NEG_AFTER.search(following):
             neg = True
         out.append(neg)
     return out
+
+
+def _cue_reach(gap: str, following: str) -> str:
+    """The part of the text before a finding that a negation cue in it still governs. A comma, "and" or another
+    subject ends a cue's reach ("no Q waves and T waves are inverted", "without U waves, T waves are inverted"),
+    unless the finding is an item of an "or" list the cue opened ("no Q waves or T wave inversion", "no Q waves,
+    T wave inversion, or ST depression")."""
+    barriers = [m.end() for rx in (_CUE_BARRIER, _OTHER_SUBJECT) for m in rx.finditer(gap)]
+    cut = max(barriers, default=0)
+    if not cut:
+        return gap
+    in_or_list = _OR_JOINER.fullmatch(gap[cut:]) or _OR_NEXT.match(following)
+    return gap if in_or_list else gap[cut:]
 
 
 def _attach_leads(clause: str, hits: list[_Hit]) -> list[list[str]]:
@@ -313,8 +336,11 @@ def _attach_leads(clause: str, hits: list[_Hit]) -> list[list[str]]:
         before = [i for i in targets if hits[i].end <= span.start]
         after = [i for i in targets if hits[i].start >= span.end]
         prev = before[-1] if before else None
+        last_end = max((h.end for h in hits if h.end <= span.start), default=0)
+        if not inside and span.after_preposition and _OTHER_SUBJECT.search(clause[last_end:span.start]):
+            continue  # "Q waves in III and aVF, T wave inversion in V2": III and aVF belong to the Q waves
         if prev is not None and _OTHER_SUBJECT.search(clause[hits[prev].end:span.start]):
-            prev = None  # "ST depression in V5 and Q waves in III": III belongs to the Q waves
+            prev = None  # a lead mention past another subject never goes back to the finding before it
         nxt = after[0] if after else None
         if inside:
             choice = inside[0]  # "T waves in I and aVL are low"

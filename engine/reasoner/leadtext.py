@@ -44,9 +44,11 @@ _GROUP_RE = re.compile(
     + r")\b(?:\s+(?:precordial\s+|limb\s+)?(?:leads?|wall|region|territory)\b)?", re.IGNORECASE)
 _TOKEN = r"(?:[aA][vV][rRlLfF]|[vV][1-6]|III|II|I)(?![A-Za-z0-9'\u2019])"
 _SEP = r"\s*(?:,\s*(?:and\s+|or\s+|&\s*)?|\s+and\s+|\s+or\s+|&|/|-|\u2013|\u2014|\s+to\s+|\s+through\s+)\s*"
+# A bare digit continues a V list ("V4,5,6") unless a unit follows: "V5 and V6, 1 mm", "V6, 1-2 mm deep".
+_BARE_DIGIT = r"[1-6](?![0-9]|\.[0-9]|\s*(?:[-\u2013]\s*\d+(?:\.\d+)?\s*)?(?i:mm|mv|ms|%|millim|small\s+box))"
 _RUN_RE = re.compile(
     r"(?<![A-Za-z0-9])(?P<lead_word>leads?\s+)?(?P<run>" + _TOKEN + r"(?:" + _SEP + r"(?:" + _TOKEN
-    + r"|[1-6](?![0-9]|\.[0-9])))*)")
+    + r"|" + _BARE_DIGIT + r"))*)")
 _PIECE_RE = re.compile(r"(?P<tok>" + _TOKEN + r"|[1-6])|(?P<range>-|\u2013|\u2014|\bto\b|\bthrough\b)")
 _PREP_BEFORE = re.compile(r"\b(?:in|across|throughout|over|involving|from|at|on)\s+(?:the\s+)?(?:leads?\s+)?$",
                           re.IGNORECASE)
