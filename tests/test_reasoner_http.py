@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import asyncio
 import json
+import socket
+import threading
 import time
 import urllib.error
 import urllib.request
@@ -107,6 +109,45 @@ def test_slow_server_within_the_deadline(server, standin, case):
     assert reason_and_check(rec, a, HttpReasoner(server.url), timeout_s=5).status == "completed"
     with pytest.raises(ReasonerTimeout):
         HttpReasoner(server.url).reason(normalise(rec).signal, ECGR1_PROMPT, timeout_s=0.1)
+
+
+def test_a_trickling_server_cannot_stretch_the_deadline(case):
+    """A server that sends its headers a byte every 0.2 s never trips a per-read socket timeout; the call must
+    still end at its deadline (sync and asyncio)."""
+    rec, _ = case
+    listener = socket.create_server(("127.0.0.1", 0))
+    stop = threading.Event()
+
+    def trickle() -> None:
+        while not stop.is_set():
+            try:
+                conn, _ = listener.accept()
+            except OSError:
+                return
+            with conn:
+                conn.recv(1 << 16)
+                for byte in b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nX-Pad: " + b"a" * 200:
+                    if stop.wait(0.2):
+                        return
+                    try:
+                        conn.send(bytes([byte]))
+                    except OSError:
+                        break
+
+    thread = threading.Thread(target=trickle, daemon=True)
+    thread.start()
+    url = f"http://127.0.0.1:{listener.getsockname()[1]}"
+    try:
+        for call in (lambda: HttpReasoner(url).reason(normalise(rec).signal, ECGR1_PROMPT, timeout_s=1.0),
+                     lambda: asyncio.run(HttpReasoner(url).areason(normalise(rec).signal, ECGR1_PROMPT,
+                                                                    timeout_s=1.0))):
+            t0 = time.monotonic()
+            with pytest.raises(ReasonerTimeout):
+                call()
+            assert time.monotonic() - t0 < 2.0
+    finally:
+        stop.set()
+        listener.close()
 
 
 def test_server_down_is_abandoned(case):

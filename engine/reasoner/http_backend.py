@@ -12,6 +12,7 @@ from __future__ import annotations
 import http.client
 import json
 import socket
+import threading
 import time
 from urllib.parse import urlsplit
 
@@ -73,6 +74,8 @@ class HttpReasoner(Reasoner):
 
         cls = http.client.HTTPSConnection if self._scheme == "https" else http.client.HTTPConnection
         conn = cls(self._host, self._port, timeout=min(self.connect_timeout_s, timeout_s))
+        expired = threading.Event()
+        watchdog: threading.Timer | None = None
         try:
             try:
                 conn.connect()
@@ -80,6 +83,11 @@ class HttpReasoner(Reasoner):
                 raise ReasonerUnavailable(f"{self.base_url} unreachable: connect timed out", "unreachable") from None
             # Keep our own reference: http.client drops conn.sock once a `Connection: close` response is read.
             sock = conn.sock
+            # Socket timeouts bound each read, not the whole answer: a server that trickles a byte at a time
+            # would never trip them. The watchdog shuts the socket at the deadline, whatever is being read.
+            watchdog = threading.Timer(left(), _shut, (sock, expired))
+            watchdog.daemon = True
+            watchdog.start()
             sock.settimeout(left())
             conn.request("POST", self._path, body=body, headers=self._headers)
             sock.settimeout(left())
@@ -94,13 +102,19 @@ class HttpReasoner(Reasoner):
                 if size > MAX_RESPONSE_BYTES:
                     raise ReasonerUnavailable(f"response over {MAX_RESPONSE_BYTES} bytes", "bad-response")
                 chunks.append(chunk)
+            if expired.is_set():
+                raise socket.timeout()  # the body ended because the watchdog cut it
             return self._finish(resp.status, b"".join(chunks), started)
         except (socket.timeout, TimeoutError):
             raise ReasonerTimeout(f"no answer from {self.base_url} within {timeout_s:g} s") from None
         except (ConnectionError, OSError, http.client.HTTPException) as exc:
+            if expired.is_set():
+                raise ReasonerTimeout(f"no answer from {self.base_url} within {timeout_s:g} s") from None
             raise ReasonerUnavailable(f"{self.base_url} unreachable: {type(exc).__name__}: {exc}",
                                       "unreachable") from None
         finally:
+            if watchdog is not None:
+                watchdog.cancel()
             conn.close()
 
     async def areason(self, ecg: np.ndarray, prompt: str, *, timeout_s: float) -> RawReasoning:
@@ -130,6 +144,14 @@ class HttpReasoner(Reasoner):
         except (aiohttp.ClientError, OSError) as exc:
             raise ReasonerUnavailable(f"{self.base_url} unreachable: {type(exc).__name__}: {exc}",
                                       "unreachable") from None
+
+
+def _shut(sock: socket.socket, expired: threading.Event) -> None:
+    expired.set()
+    try:
+        sock.shutdown(socket.SHUT_RDWR)
+    except OSError:
+        pass  # already closed: the call finished as the deadline came
 
 
 def _connect_timeout(aiohttp_module) -> tuple[type[BaseException], ...]:
