@@ -13,9 +13,17 @@ def report_id(source_id: str) -> str:
     return hashlib.sha256(("twiwatch-report|" + source_id).encode("utf-8")).hexdigest()[:32]
 
 
-def patient_key(patient_id: str | None, secret: str) -> str:
-    """Keyed hash of a patient identifier, used as Kafka key and in logs. Unknown patients share one key."""
-    value = patient_id if patient_id else "<unknown-patient>"
+def patient_key(patient_id: str | None, secret: str, source_id: str | None = None) -> str:
+    """Keyed hash of a patient identifier, used as Kafka key, per-patient state key and in logs.
+
+    An ECG without a patient id is keyed by its own source id: it has no priors and is nobody's prior (one shared
+    "unknown patient" key would compare strangers' ECGs with each other)."""
+    if patient_id:
+        value = patient_id
+    elif source_id:
+        value = "<no-patient-id>|" + source_id
+    else:
+        raise ValueError("an ECG without a patient id needs its source id for a key")
     return hmac.new(secret.encode("utf-8"), value.encode("utf-8"), hashlib.sha256).hexdigest()[:32]
 
 

@@ -29,3 +29,5 @@ REASONER_CLAIMS = Counter(
 )
 ENCODER_BATCH = Histogram("twiwatch_encoder_batch_size", "ECGs per encoder batch", buckets=(1, 2, 4, 8, 16, 32, 64))
 HEAD_DISAGREEMENTS = Counter("twiwatch_head_disagreements_total", "triage head disagreed with the measured criteria")
+ENCODER_FAULTS = Counter("twiwatch_encoder_faults_total",
+                         "encoder batches that failed (their reports went out without head scores)")

@@ -53,7 +53,7 @@ def kafka_callbacks(
         producer.send(deadletter_topic, value=value, headers=headers).get(timeout=timeout_s)
 
     def key_for(record: EcgRecord) -> bytes:
-        return patient_key(record.patient_id, patient_hash_secret).encode("ascii")
+        return patient_key(record.patient_id, patient_hash_secret, record.source_id).encode("ascii")
 
     return produce, deadletter, key_for
 

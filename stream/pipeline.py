@@ -69,16 +69,23 @@ def _priors_for(record: EcgRecord, state: dict[str, Any] | None) -> list[PriorSu
     return sorted(out, key=lambda p: p.acquired_at or "")
 
 
+REPORTED_KEPT = 256  # source ids remembered per patient for redelivery, beyond the few ECGs kept as priors
+
+
 def already_reported(state: dict[str, Any] | None, source_id: str) -> bool:
-    """True when this ECG's report was already written (the table records an ECG only after that)."""
-    return any(d["source_id"] == source_id for d in (state or {}).get("ecgs", []))
+    """True when this ECG's report was already written (the table records an ECG only after that). Checks the
+    patient's recent reported source ids, not only the priors: a burst of more ECGs than `priors_kept` before a
+    crash, or a late ECG older than every prior, is still recognised when redelivered."""
+    state = state or {}
+    return source_id in state.get("reported", ()) or any(d["source_id"] == source_id for d in state.get("ecgs", []))
 
 
 def _updated_state(state: dict[str, Any] | None, summary: PriorSummary, keep: int) -> dict[str, Any]:
     ecgs = [d for d in (state or {}).get("ecgs", []) if d["source_id"] != summary.source_id]
     ecgs.append(summary.to_dict())
     ecgs.sort(key=lambda d: d.get("acquired_at") or "")
-    return {"schema_version": 1, "ecgs": ecgs[-keep:]}
+    reported = [r for r in (state or {}).get("reported", []) if r != summary.source_id] + [summary.source_id]
+    return {"schema_version": 1, "ecgs": ecgs[-keep:], "reported": reported[-REPORTED_KEPT:]}
 
 
 def _report(
@@ -154,7 +161,10 @@ def reasoned_report(
     record: EcgRecord, analysis: Analysis, priors: list[PriorSummary], source: dict[str, Any],
     reasoning: dict[str, Any], s: Settings,
 ) -> ReportOut:
-    """Version 2: the same report with the reasoning added (or marked abandoned, with why), status preliminary."""
+    """Version 2: the same report with the reasoning added (or marked abandoned, with why), status preliminary.
+    The encoder's scores and model versions of version 1 travel in `source` (the reasoning request), so version 2
+    keeps them and names the same devices."""
     rid, value, headers = _report(analysis, record, priors, source, s, version=2, status="preliminary",
-                                  issued=datetime.now(timezone.utc), reasoning=reasoning)
+                                  issued=datetime.now(timezone.utc), reasoning=reasoning, head=source.get("head"),
+                                  model_versions=source.get("model_versions"))
     return ReportOut(rid, 2, "preliminary", value, headers, {}, analysis.triage.cls)

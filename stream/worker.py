@@ -5,20 +5,24 @@ failures -> dead-letter topic with the reason. Stage 2 (`analyse`): by-patient t
 (changelog-backed, survives restarts) -> engine -> FHIR Bundle -> reports topic.
 
 Delivery: at-least-once. faust commits an offset only after the producer has flushed what the event sent; the analyse
-stage writes a report, waits for the broker's ack, and only then records the ECG in the patient's table, so a
-redelivered message that is already in the table is skipped. What remains is a narrow window (killed after the
-report's ack, before the table's changelog write) in which a redelivery writes a byte-identical copy of the report;
-consumers are idempotent on (identifier, versionId). faust's `exactly_once` (TWIWATCH_EXACTLY_ONCE) is available but
+stage writes a report, waits for the broker's ack, and only then records the ECG in the patient's table (its recent
+reported source ids, beyond the priors), so a redelivered message that is already in the table is skipped. A stage
+that cannot write a report or the dead letter replacing it exits without committing (`die`): faust would otherwise
+ack the whole batch. What remains is a narrow window (killed after the report's ack, before the table's changelog
+write) in which a redelivery writes a byte-identical copy of the report; consumers are idempotent on (identifier,
+versionId). faust's `exactly_once` (TWIWATCH_EXACTLY_ONCE) is available but
 off by default: under SIGKILL in tests/test_pipeline_kafka.py it still exposed second copies to read_committed
 consumers. A patient's ECGs share a partition and an agent handles a partition in order, so they are analysed in order.
 """
 from __future__ import annotations
 
 import asyncio
-from contextlib import contextmanager
 import logging
+import os
 import time
 import traceback
+from contextlib import contextmanager
+from typing import NoReturn
 
 import faust
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
@@ -93,24 +97,35 @@ def build_app(s: Settings) -> faust.App:
     @app.agent(raw)
     async def decode(stream):
         async for event in stream.events():
-            msg = event.message
-            metrics.MESSAGES_IN.labels(msg.topic).inc()
-            raw_bytes = event.value
             try:
-                if len(raw_bytes) > s.max_message_bytes:
-                    raise InvalidRecord(f"message of {len(raw_bytes)} bytes over the {s.max_message_bytes}-byte limit",
-                                        "too-large")
-                fmt = "hl7" if msg.topic == s.topic_hl7_raw else "fhir"
-                record = decode_message(raw_bytes, fmt, s)
-            except Exception as exc:  # every failure becomes a dead letter; the worker keeps going
-                if not isinstance(exc, InvalidRecord):
-                    log.error("decoder fault: %s", "".join(traceback.format_exception_only(exc)).strip())
-                await send_deadletter(raw_bytes, exc, "decode", msg)
-                continue
+                await decode_one(event)
+            except BaseException as exc:  # noqa: BLE001 - see die()
+                die("decode", exc)
+
+    async def decode_one(event) -> None:
+        msg = event.message
+        metrics.MESSAGES_IN.labels(msg.topic).inc()
+        raw_bytes = event.value
+        try:
+            if len(raw_bytes) > s.max_message_bytes:
+                raise InvalidRecord(f"message of {len(raw_bytes)} bytes over the {s.max_message_bytes}-byte limit",
+                                    "too-large")
+            fmt = "hl7" if msg.topic == s.topic_hl7_raw else "fhir"
+            record = decode_message(raw_bytes, fmt, s)
             source = {"topic": msg.topic, "partition": msg.partition, "offset": msg.offset,
                       "timestamp_ms": int(round(msg.timestamp * 1000)), "format": fmt}
-            key = patient_key(record.patient_id, secret).encode()
-            await by_patient.send(key=key, value=envelope.pack(record, source))
+            value = envelope.pack(record, source)
+            if len(value) > s.max_message_bytes:
+                # float32 samples can outgrow the text they came from (about 13 minutes of 12 leads at 500 Hz)
+                raise InvalidRecord(f"decoded record is {len(value)} bytes as float32 samples, over the "
+                                    f"{s.max_message_bytes}-byte limit of the internal hop; send strips of at most "
+                                    f"a few minutes (only the last 60 s are analysed)", "too-large-decoded")
+        except Exception as exc:  # every failure becomes a dead letter; the worker keeps going
+            if not isinstance(exc, InvalidRecord):
+                log.error("decoder fault: %s", "".join(traceback.format_exception_only(exc)).strip())
+            await send_deadletter(raw_bytes, exc, "decode", msg)
+            return
+        await by_patient.send(key=patient_key(record.patient_id, secret, record.source_id).encode(), value=value)
 
     scorer = make_scorer(s)
 
@@ -120,26 +135,39 @@ def build_app(s: Settings) -> faust.App:
         stay in order and each sees the ones before it as priors; faust acks the batch's offsets only after the
         loop body, i.e. after every report in it is on the broker."""
         async for events in stream.take_events(s.encoder_max_batch, within=s.encoder_max_wait_ms / 1000):
-            batch, pending_state = [], {}
-            for event in events:
-                msg = event.message
-                try:
-                    record, source = envelope.unpack(event.value)
-                    patient = msg.key.decode()
-                    state = pending_state[patient] if patient in pending_state else priors.get(patient)
-                    if already_reported(state, record.source_id):
-                        metrics.REDELIVERIES_SKIPPED.inc()
-                        continue
-                    analysed = analyse_only(record, state, source, s)
-                except Exception as exc:
-                    log.error("analysis fault: %s", "".join(traceback.format_exception_only(exc)).strip())
-                    await send_deadletter(event.value, exc, "analyse", msg)
+            try:
+                await analyse_batch(stream, events)
+            except BaseException as exc:  # noqa: BLE001 - see die()
+                die("analyse", exc)
+
+    async def analyse_batch(stream, events) -> None:
+        batch, pending_state = [], {}
+        for event in events:
+            msg = event.message
+            try:
+                record, source = envelope.unpack(event.value)
+                patient = msg.key.decode()
+                state = pending_state[patient] if patient in pending_state else priors.get(patient)
+                if already_reported(state, record.source_id):
+                    metrics.REDELIVERIES_SKIPPED.inc()
                     continue
-                pending_state[patient] = analysed.new_state
-                batch.append((event, patient, analysed))
-            heads = await scorer.score_async([a for _, _, a in batch]) if scorer else [None] * len(batch)
-            for (event, patient, analysed), head in zip(batch, heads):
-                await emit_first_report(stream, event, patient, analysed, head)
+                analysed = analyse_only(record, state, source, s)
+            except Exception as exc:
+                log.error("analysis fault: %s", "".join(traceback.format_exception_only(exc)).strip())
+                await send_deadletter(event.value, exc, "analyse", msg)
+                continue
+            pending_state[patient] = analysed.new_state
+            batch.append((event, patient, analysed))
+        heads = [None] * len(batch)
+        if scorer and batch:
+            try:
+                heads = await scorer.score_async([a for _, _, a in batch])
+            except Exception as exc:  # the head is an addition: the measured criteria still go out
+                metrics.ENCODER_FAULTS.inc()
+                log.error("encoder fault, %d report(s) go out without head scores: %s", len(batch),
+                          "".join(traceback.format_exception_only(exc)).strip())
+        for (event, patient, analysed), head in zip(batch, heads):
+            await emit_first_report(stream, event, patient, analysed, head)
 
     async def emit_first_report(stream, event, patient, analysed, head) -> None:
         try:
@@ -155,7 +183,8 @@ def build_app(s: Settings) -> faust.App:
         await delivery
         if out.reasoning_priority is not None:
             request = {**analysed.source, "report_id": out.report_id, "priority": out.reasoning_priority,
-                       "priors_used": out.priors_used}
+                       "priors_used": out.priors_used, "head": head,
+                       "model_versions": scorer.versions if scorer else None}
             await (await reasoning_requests.send(key=event.message.key, value=envelope.pack(analysed.record, request)))
         with event_context(stream, event):
             priors[patient] = out.priors
@@ -168,25 +197,39 @@ def build_app(s: Settings) -> faust.App:
         """Version 2 of flagged reports. Requests are taken in small batches, run concurrently (bounded), highest
         priority first; a timeout or outage yields an 'abandoned' version, never a lost or blocked report."""
         async for events in stream.take_events(s.reasoner_concurrency, within=0.05):
-            jobs = []
-            for event in events:
-                try:
-                    record, request = envelope.unpack(event.value)
-                except Exception as exc:
-                    await send_deadletter(event.value, exc, "reason", event.message)
-                    continue
-                if reasoned.get(request["report_id"]):
-                    metrics.REDELIVERIES_SKIPPED.inc()
-                    continue
-                jobs.append((request["priority"], record, request, event))
-            jobs.sort(key=lambda job: job[0])
-            results = await asyncio.gather(*(reason_one(record, request) for _, record, request, _ in jobs))
-            for (_, record, request, event), out in zip(jobs, results):
-                delivery = await reports.send(key=out.report_id.encode(), value=out.value, headers=out.headers)
-                await delivery
-                with event_context(stream, event):
-                    reasoned[out.report_id] = True
-                metrics.REPORTS.labels(out.status, out.triage).inc()
+            try:
+                await reason_batch(stream, events)
+            except BaseException as exc:  # noqa: BLE001 - see die()
+                die("reason", exc)
+
+    async def reason_batch(stream, events) -> None:
+        jobs, seen = [], set()
+        for event in events:
+            try:
+                record, request = envelope.unpack(event.value)
+            except Exception as exc:
+                await send_deadletter(event.value, exc, "reason", event.message)
+                continue
+            if reasoned.get(request["report_id"]) or request["report_id"] in seen:
+                metrics.REDELIVERIES_SKIPPED.inc()  # a redelivered request, maybe in the same batch
+                continue
+            seen.add(request["report_id"])
+            jobs.append((request["priority"], record, request, event))
+        jobs.sort(key=lambda job: job[0])
+        results = await asyncio.gather(*(reason_one(record, request) for _, record, request, _ in jobs),
+                                       return_exceptions=True)
+        for (_, record, request, event), out in zip(jobs, results):
+            if isinstance(out, BaseException):
+                if not isinstance(out, Exception):
+                    raise out  # cancelled: nothing of this batch may be acked
+                log.error("reasoned-report fault: %s", "".join(traceback.format_exception_only(out)).strip())
+                await send_deadletter(event.value, out, "reason", event.message)
+                continue
+            delivery = await reports.send(key=out.report_id.encode(), value=out.value, headers=out.headers)
+            await delivery
+            with event_context(stream, event):
+                reasoned[out.report_id] = True
+            metrics.REPORTS.labels(out.status, out.triage).inc()
 
     async def reason_one(record, request):
         analysis, used = reanalyse(record, request["priors_used"])
@@ -209,6 +252,17 @@ def build_app(s: Settings) -> faust.App:
         return web.bytes(generate_latest(), content_type=CONTENT_TYPE_LATEST.split(";")[0])
 
     return app
+
+
+def die(stage: str, exc: BaseException) -> NoReturn:
+    """A stage that cannot write its output (a report, or the dead letter that replaces it) ends the process.
+    faust acks a batch's events in a `finally` (also when the loop body raises or is cancelled), so carrying on
+    would commit offsets past messages that produced nothing; exiting now leaves them uncommitted, and they are
+    redelivered to whichever worker takes the partitions. Redelivered ECGs already reported are skipped."""
+    log.critical("%s stage stopped before its output was written (%s); exiting without committing, the messages "
+                 "will be redelivered", stage, "".join(traceback.format_exception_only(exc)).strip())
+    logging.shutdown()
+    os._exit(70)
 
 
 @contextmanager

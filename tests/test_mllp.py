@@ -125,7 +125,7 @@ class Recorder:
 
 
 def key_for(record) -> bytes:
-    return patient_key(record.patient_id, SECRET).encode()
+    return patient_key(record.patient_id, SECRET, record.source_id).encode()
 
 
 def make_bridge(rec: Recorder, **kw) -> MllpBridge:

@@ -17,7 +17,7 @@ from stream.producer import make_producer
 from stream.replay import messages, send_all
 from stream.topics import ensure_topics
 
-from conftest import SAMPLES, standin_shim
+from conftest import ROOT, SAMPLES, standin_shim
 
 pytestmark = pytest.mark.kafka
 
@@ -31,12 +31,15 @@ def _versions(s, rid: str, want: int, timeout_s: float) -> dict[str, dict]:
         time.sleep(0.5)
 
 
-def _run(isolated, timeout_s: float, **standin) -> tuple[dict[str, dict], list, float]:
+def _run(isolated, timeout_s: float, *, encoder: bool = False, **standin) -> tuple[dict[str, dict], list, float]:
     """Patient 641 (PTB-XL): ECG 266 without a TWI group, then 281 with a new lateral TWI -> flagged.
     Returns the flagged report's versions, the stand-in's calls and the worker's summed reasoner latency (s)."""
     recs = {r.record_id: r for r in find_recordings(SAMPLES) if r.dataset == "ptbxl"}
     with standin_shim(**standin) as (server, generator):
-        s = isolated.model_copy(update={"reasoner_url": server.url, "reasoner_timeout_s": timeout_s})
+        update = {"reasoner_url": server.url, "reasoner_timeout_s": timeout_s}
+        if encoder:
+            update["encoder_manifest"] = str(ROOT / "models" / "triage-s50" / "encoder.json")
+        s = isolated.model_copy(update=update)
         ensure_topics(s)
         worker = start_worker(s, s.cache_dir / "test" / f"{s.app_id}.log")
         producer = make_producer(s)
@@ -60,7 +63,7 @@ def _metric(s, name: str) -> float:
 
 
 def test_flagged_report_is_amended_with_reasoning(isolated):
-    versions, calls, reasoner_s = _run(isolated, timeout_s=30, output="lateral-twi", delay_s=1.0)
+    versions, calls, reasoner_s = _run(isolated, timeout_s=30, encoder=True, output="lateral-twi", delay_s=1.0)
     v1, v2 = report_resource(versions["1"]["bundle"]), report_resource(versions["2"]["bundle"])
     assert (v1["status"], v1["meta"]["versionId"]) == ("partial", "1")
     assert (v2["status"], v2["meta"]["versionId"]) == ("preliminary", "2")
@@ -74,6 +77,13 @@ def test_flagged_report_is_amended_with_reasoning(isolated):
     assert "stand-in" in text.lower() or "NOT-ECG-R1" in text
     assert "supported" in text.lower() or "contradicted" in text.lower()
     assert v2["conclusion"].startswith("RESEARCH USE ONLY")
+    # Version 2 keeps what version 1 said about the encoder's head, and names the same software devices.
+    head_line = next(line for line in v1["text"]["div"].split("<") if "Encoder triage head" in line)
+    assert head_line in text
+
+    def devices(version: str) -> set[str]:
+        return {e["fullUrl"] for e in versions[version]["bundle"]["entry"] if e["resource"]["resourceType"] == "Device"}
+    assert devices("1") <= devices("2")  # version 2 adds the reasoning model's Device
 
 
 def test_reasoner_timeout_is_abandoned_not_lost(isolated):
@@ -86,8 +96,6 @@ def test_reasoner_timeout_is_abandoned_not_lost(isolated):
 def test_worker_scores_with_the_shipped_encoder_in_micro_batches(isolated):
     """The shipped small encoder + triage head (models/triage-s50, ONNX Runtime CPU) in the worker: every report
     carries the head's scores, and the batch-size metric shows batches of more than one ECG."""
-    from conftest import ROOT
-
     s = isolated.model_copy(update={"encoder_manifest": str(ROOT / "models" / "triage-s50" / "encoder.json"),
                                     "encoder_max_batch": 8, "encoder_max_wait_ms": 200})
     ensure_topics(s)
