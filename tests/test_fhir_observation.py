@@ -309,6 +309,12 @@ def _error_cases() -> list[tuple[str, bytes, str]]:
     rates = example_observation([_component("131329", _ints(300)),
                                  _component("131330", _ints(300), timing={"period": 5})])
     no_unit = example_observation([_component("131330", _ints(300), origin={"value": 0})])
+    two_units = example_observation([_component("131330", _ints(300), origin={"value": 0, "unit": "mV",
+                                                                              "code": "uV"})])
+    text_factor = example_observation([_component("131330", _ints(300))])
+    text_factor["component"][0]["valueSampledData"]["factor"] = "0.001"
+    huge_period = example_observation([_component("131330", _ints(300), timing={"period": 10 ** 400})])
+    deep = b'{"resourceType": "Observation", "x": ' + b"[" * 100_000 + b"]" * 100_000 + b"}"
     too_short = example_observation([_component("131330", _ints(100))])
     return [
         ("json", b'{"resourceType": "Observation",', "invalid JSON"),
@@ -323,6 +329,10 @@ def _error_cases() -> list[tuple[str, bytes, str]]:
         ("length-mismatch", _bytes(unequal), "unequal lengths"),
         ("sampling-rate", _bytes(rates), "different sampling"),
         ("unit", _bytes(no_unit), "no unit"),
+        ("unit", _bytes(two_units), "different units"),
+        ("sampled-data", _bytes(text_factor), "factor must be a JSON number"),
+        ("sampling-rate", _bytes(huge_period), "out of range"),
+        ("json", deep, "nested too deeply"),
         ("too-short", _bytes(too_short), "shorter"),
         ("identity", _bytes(example_observation(identifier=None, id=None)), "neither identifier nor id"),
         ("fhir-invalid", _bytes(_without(base, "status")), "status"),

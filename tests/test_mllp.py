@@ -38,6 +38,15 @@ def test_frame_reader_across_chunks_and_stray_bytes():
         assert not r.in_frame
 
 
+def test_a_frame_cut_off_by_a_new_start_byte_is_dropped_not_glued_to_the_next():
+    cut, whole = b"MSH|cut-off\rOBX|1|NA|", b"MSH|complete\rPID|1\r"
+    stream = SB + cut + frame(whole)
+    for size in (1, 5, len(stream)):
+        r = FrameReader(1024)
+        events = [e for i in range(0, len(stream), size) for e in r.feed(stream[i:i + size])]
+        assert events == [Frame(whole)] and r.abandoned == 1 and not r.in_frame
+
+
 def test_frame_reader_without_trailing_cr():
     r = FrameReader(1024)
     assert r.feed(SB + b"MSH|x" + EB + SB + b"MSH|y" + EB) == [Frame(b"MSH|x"), Frame(b"MSH|y")]

@@ -15,7 +15,7 @@ from engine.record import STANDARD_LEADS, EcgRecord, canonical_lead, make_record
 from integrations.errors import DecodeError
 from integrations.fhir import codes
 from integrations.fhir.datetimes import parse_fhir_date, parse_fhir_datetime, to_fhir_datetime
-from integrations.fhir.sampled_data import format_microvolts, mv_per_unit, parse_data, sampling_rate_hz
+from integrations.fhir.sampled_data import format_microvolts, json_number, mv_per_unit, parse_data, sampling_rate_hz
 from integrations.fhir.validation import InvalidFhir, check_version, validate_resource
 from integrations.identity import fhir_source_id
 
@@ -66,8 +66,8 @@ def decode_observation(data: bytes, *, unitless_mv: float | None = None) -> EcgR
         values, flagged = parse_data(sd.get("data"), lead)
         origin = sd.get("origin") or {}
         scale = mv_per_unit(origin, unitless_mv)
-        factor = sd.get("factor", 1.0)
-        offset = origin.get("value", 0.0)
+        factor = json_number(sd.get("factor", 1.0), f"lead {lead}: SampledData factor", "sampled-data")
+        offset = json_number(origin.get("value", 0.0), f"lead {lead}: SampledData origin value", "sampled-data")
         mv = (offset + factor * values) * scale
         if flagged is not None:
             mv[flagged] = 0.0  # flagged samples stay finite; the mask carries the information
@@ -106,6 +106,8 @@ def _load_json(data: bytes) -> dict[str, Any]:
         doc = json.loads(text.lstrip("\ufeff"))
     except json.JSONDecodeError as exc:
         raise DecodeError(f"invalid JSON (line {exc.lineno}, column {exc.colno})", "json", ack_code="AR") from None
+    except RecursionError:
+        raise DecodeError("JSON nested too deeply", "json", ack_code="AR") from None
     if not isinstance(doc, dict):
         raise DecodeError("JSON payload is not an object", "json", ack_code="AR")
     return doc

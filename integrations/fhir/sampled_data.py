@@ -34,6 +34,7 @@ _MS_PER_TIME_UNIT: dict[str, float] = {"ms": 1.0, "s": 1000.0, "us": 1e-3, "µs"
 def mv_per_unit(origin: dict[str, Any], unitless_mv: float | None = None) -> float:
     """mV per unit of origin and data, from origin.code, else origin.unit; `unitless_mv` (configured per sender)
     when neither is given, else DecodeError: guessing a scale would silently break every amplitude."""
+    scales = []
     for key in ("code", "unit"):
         raw = origin.get(key)
         if not isinstance(raw, str) or not raw.strip():
@@ -42,7 +43,11 @@ def mv_per_unit(origin: dict[str, Any], unitless_mv: float | None = None) -> flo
         scale = _MV_PER_SYMBOL.get(text, _MV_PER_WORD.get(text.lower()))
         if scale is None:
             raise DecodeError(f"unsupported SampledData unit {text[:20]!r} (expected mV, uV or V)", "unit")
-        return scale
+        scales.append(scale)
+    if len(set(scales)) > 1:  # either reading would scale the signal by 1000
+        raise DecodeError("SampledData origin code and unit name different units", "unit")
+    if scales:
+        return scales[0]
     if unitless_mv is not None:
         return unitless_mv
     raise DecodeError("SampledData origin has no unit (expected mV, uV or V)", "unit")
@@ -62,9 +67,23 @@ def sampling_rate_hz(sd: dict[str, Any], fhir_version: str) -> float:
 
 
 def _positive(value: Any, name: str) -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not np.isfinite(value) or value <= 0:
+    number = json_number(value, f"SampledData {name}", "sampling-rate")
+    if number <= 0:
         raise DecodeError(f"SampledData {name} must be a positive number", "sampling-rate")
-    return float(value)
+    return number
+
+
+def json_number(value: Any, name: str, code: str) -> float:
+    """A JSON number as a finite float; strings, booleans and numbers beyond float range are refused by name."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise DecodeError(f"{name} must be a JSON number", code)
+    try:
+        number = float(value)  # an int beyond float range (10**400) overflows here
+    except OverflowError:
+        raise DecodeError(f"{name} is out of range", code) from None
+    if not np.isfinite(number):
+        raise DecodeError(f"{name} must be finite", code)
+    return number
 
 
 def parse_data(text: Any, lead: str) -> tuple[np.ndarray, np.ndarray | None]:

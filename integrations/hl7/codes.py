@@ -64,7 +64,7 @@ def lead_from_code(identifier: str, text: str) -> str | None:
     """
     by_code = None
     ident = identifier.strip()
-    if ident.isdigit():
+    if ident.isascii() and ident.isdigit():  # str.isdigit also accepts "²" and other digits int() refuses
         by_code = _LEAD_BY_CODE.get(int(ident))
     else:  # some senders put the mnemonic or the lead name in OBX-3.1
         by_code = _LEAD_BY_NAME.get(ident.upper())
@@ -104,13 +104,21 @@ class UnknownUnit(ValueError):
 
 
 def mv_per_unit(code: str, text: str, counts_scale_mv: float) -> float:
-    """Multiplier from the OBX-6 unit to mV; raw counts use the configured scale (vendors differ, GUIDE §2)."""
-    for key in (code.strip().upper(), text.strip().upper()):
-        if key in _MV_PER_UNIT:
-            return _MV_PER_UNIT[key]
-    if code.strip().upper() in _COUNT_UNITS and text.strip().upper() in _COUNT_UNITS:
+    """Multiplier from the OBX-6 unit to mV; raw counts use the configured scale (vendors differ, GUIDE §2).
+    A code and a text naming different voltage units are refused: either reading scales the signal by 1000."""
+    by_code, by_text = _MV_PER_UNIT.get(code.strip().upper()), _MV_PER_UNIT.get(text.strip().upper())
+    if by_code is not None and by_text is not None and by_code != by_text:
+        raise UnknownUnit(f"unit code {code.strip()[:24]!r} and text {text.strip()[:24]!r} name different units")
+    if by_code is not None or by_text is not None:
+        return by_code if by_code is not None else by_text  # type: ignore[return-value]
+    if is_counts(code, text):
         return counts_scale_mv
     raise UnknownUnit(f"unit {code or text!r} is not a voltage unit")
+
+
+def is_counts(code: str, text: str) -> bool:
+    """No unit (or MDC_DIM_DIMLESS): the samples are raw ADC counts."""
+    return code.strip().upper() in _COUNT_UNITS and text.strip().upper() in _COUNT_UNITS
 
 
 _PER_SEC_UNITS = {"", "264608", "MDC_DIM_PER_SEC", "/S", "1/S", "HZ", "264640", "MDC_DIM_HZ", "S-1"}
@@ -140,7 +148,8 @@ def is_samp_rate(identifier: str, text: str, codes: tuple[int, ...] | frozenset[
         return True
     if name:
         return False
-    return ident.lstrip("-").isdigit() and int(ident) in codes
+    digits = ident.lstrip("-")
+    return digits.isascii() and digits.isdigit() and int(ident) in codes
 
 
 def is_data_range(identifier: str, text: str) -> bool:

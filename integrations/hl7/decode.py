@@ -276,6 +276,10 @@ def _read_obx(
         if not np.isfinite(samples).all():
             bad = int(np.flatnonzero(~np.isfinite(samples))[0])
             raise DecodeError(f"lead {lead}: sample {bad + 1} is not finite (NaN/inf)", "non-finite", "AE")
+        if codes.is_counts(ucode, utext) and not np.array_equal(samples, np.round(samples)):
+            # Decimals are a voltage, not ADC counts: scaling them as counts would shrink the signal 1000-fold.
+            raise DecodeError(f"lead {lead}: OBX-6 gives no unit and the samples are not integer counts; send the "
+                              "unit (mV or uV)", "unit", "AE")
         if scale != 1.0:
             samples = samples * scale
         equipment = er7.components(er7.field(f, 18), d, charset)

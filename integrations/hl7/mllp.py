@@ -75,6 +75,7 @@ class FrameReader:
         self.max_bytes = max_bytes
         self.keep_prefix = keep_prefix
         self.discarded = 0  # stray bytes outside frames (other than the CR after EB)
+        self.abandoned = 0  # frames cut off by a new start byte before their end byte
         self._in_frame = False
         self._expect_cr = False
         self._buf = bytearray()
@@ -103,6 +104,14 @@ class FrameReader:
                 pos = start + 1
                 continue
             end = chunk.find(EB, pos)
+            restart = chunk.find(SB, pos, n if end == -1 else end)
+            if restart != -1:
+                # A start byte inside an open frame: the sender abandoned that frame (it got no ACK for it and
+                # will resend) and began another. Gluing them would corrupt the next, complete message.
+                self.abandoned += 1
+                self._in_frame, self._buf, self._hash, self._size = True, bytearray(), None, 0
+                pos = restart + 1
+                continue
             self._take(chunk[pos:n if end == -1 else end])
             if end == -1:
                 break
@@ -256,7 +265,12 @@ class MllpBridge:
                 if not chunk:
                     break
                 # One connection's messages are handled strictly in order; reading pauses meanwhile (back-pressure).
-                for event in frames.feed(chunk):
+                abandoned = frames.abandoned
+                events = frames.feed(chunk)
+                if frames.abandoned > abandoned:
+                    log.warning("%d partial MLLP frame(s) cut off by a new start byte were dropped (the sender got "
+                                "no ACK for them)", frames.abandoned - abandoned)
+                for event in events:
                     started = time.perf_counter()
                     ack, code = await self.handle(event)
                     writer.write(frame(ack))
