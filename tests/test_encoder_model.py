@@ -185,6 +185,10 @@ def test_manifest_catches_a_changed_model_file(exported, tmp_path):
     (tmp_path / fused.name).write_bytes(fused.read_bytes()[:-1])
     with pytest.raises(ManifestError, match="encoder.ort-cpu.onnx sha256 .* does not match"):
         load_manifest(copy)
+    (tmp_path / fused.name).write_bytes(fused.read_bytes())
+    (tmp_path / "encoder.pt").write_bytes((path.parent / "encoder.pt").read_bytes() + b"x")  # swapped weights
+    with pytest.raises(ManifestError, match="encoder.pt sha256 .* does not match"):
+        load_manifest(copy)
 
 
 @pytest.mark.parametrize("batch", [1, 16])

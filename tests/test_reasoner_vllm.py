@@ -8,6 +8,7 @@ import importlib.util
 import sys
 import threading
 import time
+from concurrent.futures import ThreadPoolExecutor
 import types
 
 import numpy as np
@@ -55,6 +56,19 @@ def test_wiring_with_a_fake_vllm(fake_env):
     assert prompt.count(ECG_PLACEHOLDER) == 1 and "<ecg>" not in prompt
     assert prompt.index(ECG_PLACEHOLDER) < prompt.index("Interpret the provided ECG")
     assert "clinical ECG assistant" in prompt and prompt.endswith("<|im_start|>assistant\n")
+
+
+def test_concurrent_calls_queue_within_their_deadlines(fake_env):
+    (path, tower), _ = fake_env
+    r = VllmReasoner(path, ecg_tower_path=tower)
+    FakeLLM.delay_s = 0.3
+    ecg = np.zeros((12, 5000), np.float32)
+    try:
+        with ThreadPoolExecutor(max_workers=2) as pool:
+            results = list(pool.map(lambda _: r.reason(ecg, ECGR1_PROMPT, timeout_s=5).text, range(2)))
+    finally:
+        FakeLLM.delay_s = 0.0
+    assert all(results)  # the second waited for the first instead of being refused
 
 
 def test_timeout_then_busy(fake_env):

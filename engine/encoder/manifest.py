@@ -54,6 +54,9 @@ def load_manifest(path: str | Path, *, verify: bool = True) -> dict[str, Any]:
         fused = ort_cpu_file(manifest)
         if fused is not None:
             _verify(path, fused, manifest["onnx"]["ort_cpu"]["sha256"])
+        weights = weights_file(manifest)
+        if weights is not None and weights.is_file():  # optional (shipped models have none); checked when present
+            _verify(path, weights, manifest["weights"]["sha256"])
     return manifest
 
 

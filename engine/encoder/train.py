@@ -140,8 +140,9 @@ def train(data_dir: str | Path, out_dir: str | Path, *, variant: str = "coca-s50
 
 
 def _signals(items: list[td.Item], workers: int, cache_dir: str | Path | None, log) -> np.ndarray:
-    """Adapted signals, cached as float16 (0.5 µV steps at 1 mV: far below what matters) keyed by the file list."""
-    key = hashlib.sha256("\n".join(str(it.path) for it in items).encode()).hexdigest()[:16]
+    """Adapted signals, cached as float16 (0.5 µV steps at 1 mV: far below what matters), keyed by the file list and
+    by the adapter's code and input contract, so a changed adapter never reuses arrays it did not make."""
+    key = hashlib.sha256("\n".join([*(str(it.path) for it in items), _adapter_fingerprint()]).encode()).hexdigest()[:16]
     cache = Path(cache_dir or Path.home() / ".cache" / "twiwatch" / "train") / f"signals-{key}.npy"
     if cache.is_file():
         log(f"signals from cache {cache}")
@@ -150,6 +151,13 @@ def _signals(items: list[td.Item], workers: int, cache_dir: str | Path | None, l
     cache.parent.mkdir(parents=True, exist_ok=True)
     np.save(cache, x)
     return x
+
+
+def _adapter_fingerprint() -> str:
+    from engine.encoder import adapter, resampling, variants
+
+    sources = (Path(m.__file__).read_bytes() for m in (adapter, resampling, variants, td))
+    return hashlib.sha256(b"".join(sources)).hexdigest()
 
 
 def _augment(x: np.ndarray, rng: np.random.Generator) -> np.ndarray:

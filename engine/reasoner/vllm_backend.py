@@ -132,7 +132,7 @@ class VllmReasoner(Reasoner):
         self._lock = threading.Lock()
         self._engine_lock = threading.Lock()  # offline LLM.generate is not re-entrant: one generation at a time
         self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="ecg-r1")
-        self._running: Future | None = None
+        self._orphan: Future | None = None  # a generation whose caller timed out, still holding the engine
 
     def load(self) -> None:
         """Build the engine (minutes: 17.7 GB of weights). Called by the first `reason` if not called before."""
@@ -184,19 +184,25 @@ class VllmReasoner(Reasoner):
                               len(prompt_ids) if prompt_ids is not None else None)
 
     def reason(self, ecg: np.ndarray, prompt: str, *, timeout_s: float) -> RawReasoning:
+        """Concurrent calls queue for the one engine within their own deadlines (loading counts too). A call that
+        timed out leaves its generation running (offline vLLM cannot abort one); until it ends, new calls are
+        refused as busy rather than queued behind it."""
         timeout_s = check_timeout(timeout_s)
+        deadline = time.monotonic() + timeout_s
         arr = check_ecg_array(ecg)
         split_prompt(prompt)  # refuse a prompt with several markers before loading anything
         self.load()
         with self._lock:
-            if self._running is not None and not self._running.done():
+            if self._orphan is not None and not self._orphan.done():
                 raise ReasonerUnavailable("a previous generation that timed out is still running", "busy")
             started = time.monotonic()
-            self._running = self._pool.submit(self.generate, arr, prompt)
-            future = self._running
+            future = self._pool.submit(self.generate, arr, prompt)
         try:
-            text, tokens, finish, _ = future.result(timeout=timeout_s)
+            text, tokens, finish, _ = future.result(timeout=max(0.0, deadline - time.monotonic()))
         except FutureTimeout:
+            if not future.cancel():  # already generating: it holds the engine until it ends
+                with self._lock:
+                    self._orphan = future
             raise ReasonerTimeout(f"ECG-R1 did not finish within {timeout_s:g} s") from None
         except ReasonerUnavailable:
             raise
