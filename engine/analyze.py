@@ -13,7 +13,7 @@ from engine import criteria, measure, novelty, quality, secondary, st
 from engine.beats import delineate_record, r_peaks
 from engine.filters import detection_filter, measurement_filter
 from engine.pacing import MIN_FS_FOR_SPIKES, blank_spikes, detect_spikes
-from engine.record import STANDARD_LEADS, EcgRecord, derive_limb_leads, last_window
+from engine.record import STANDARD_LEADS, EcgRecord, derive_limb_leads, iso_utc, last_window
 from engine.resample import to_analysis_rate, to_own_rate
 from engine.result import SUMMARY_SCHEMA_VERSION, Analysis, Beat, LeadResult, PriorSummary, Triage
 from engine.triage import triage
@@ -158,7 +158,7 @@ def _finish(record: EcgRecord, rec: EcgRecord, leads: dict[str, LeadResult], fsa
     summary = PriorSummary(
         schema_version=SUMMARY_SCHEMA_VERSION,
         source_id=record.source_id,
-        acquired_at=record.acquired_at.isoformat() if record.acquired_at else None,
+        acquired_at=iso_utc(record.acquired_at) if record.acquired_at else None,
         lead_t={n: {"polarity": lr.t_polarity, "amplitude_mv": lr.t_amplitude_mv, "quality": lr.quality}
                 for n, lr in leads.items()},
         twi_groups=[list(g.leads) for g in groups],

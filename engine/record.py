@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass, field
-from datetime import date, datetime
+from datetime import date, datetime, timezone
 
 import numpy as np
 
@@ -141,6 +141,12 @@ def derive_limb_leads(rec: EcgRecord) -> EcgRecord:
         derived_leads=rec.derived_leads | frozenset(missing),
         flagged=flagged,
     )
+
+
+def iso_utc(moment: datetime) -> str:
+    """ISO text that sorts in time order: aware times in UTC (offsets differ between senders), naive ones as they
+    are (the codecs attach a zone wherever the source has one)."""
+    return (moment.astimezone(timezone.utc) if moment.tzinfo is not None else moment).isoformat()
 
 
 def last_window(rec: EcgRecord, seconds: float = MAX_ANALYSED_S) -> tuple[EcgRecord, bool]:

@@ -8,7 +8,9 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field, SecretStr, model_validator
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
@@ -85,6 +87,8 @@ class Settings(BaseSettings):
     # Real PCD-01 senders use code 0 with the mnemonic (GUIDE §2); the mnemonic always matches. Add vendor codes here.
     hl7_samp_rate_codes: str = Field("0", description="OBX-3 codes accepted for MDC_ATTR_SAMP_RATE (comma list)")
     hl7_counts_scale_mv: float = Field(0.001, description="mV per raw count when OBX-6 gives no unit")
+    hl7_timezone: str = Field("UTC", description="IANA zone of HL7 times sent without a UTC offset (MSH-7, OBR-7, "
+                                                 "OBX-14); FHIR needs a zone on every time")
 
     log_level: str = "INFO"
 
@@ -93,6 +97,20 @@ class Settings(BaseSettings):
         if not self.bootstrap:
             self.bootstrap = f"127.0.0.1:{self.kafka_port}"
         return self
+
+    @field_validator("hl7_timezone")
+    @classmethod
+    def _known_zone(cls, value: str) -> str:
+        try:
+            ZoneInfo(value)
+        except (ZoneInfoNotFoundError, ValueError):
+            raise ValueError(f"unknown time zone {value!r} (an IANA name such as Europe/Berlin)") from None
+        return value
+
+    def hl7_decode_options(self) -> dict:
+        """The HL7 decoder's vendor and site settings, for the worker and the MLLP bridge alike."""
+        return {"samp_rate_codes": tuple(c.strip() for c in self.hl7_samp_rate_codes.split(",") if c.strip()),
+                "counts_scale_mv": self.hl7_counts_scale_mv, "assume_tz": ZoneInfo(self.hl7_timezone)}
 
 
 @lru_cache(maxsize=1)

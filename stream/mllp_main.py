@@ -9,6 +9,7 @@ import asyncio
 import logging
 import signal
 from collections.abc import Callable, Iterable
+from datetime import tzinfo
 from typing import Any
 
 from kafka import KafkaProducer
@@ -70,6 +71,7 @@ def serve(
     max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES,
     samp_rate_codes: Iterable[int | str] = codes.DEFAULT_SAMP_RATE_CODES,
     counts_scale_mv: float = DEFAULT_COUNTS_SCALE_MV,
+    assume_tz: tzinfo | None = None,
     produce_timeout_s: float = 30.0,
     workers: int | None = None,
     producer: KafkaProducer | None = None,
@@ -81,7 +83,8 @@ def serve(
     patient_hash_secret: HMAC key for the Kafka key (settings patient_hash_secret, unwrapped).
     web_port: /healthz and /metrics port (mllp_web_port); None disables HTTP.
     max_message_bytes: the one size limit (GUIDE §10). samp_rate_codes, counts_scale_mv: vendor specifics
-    (hl7_samp_rate_codes split on commas, hl7_counts_scale_mv). produce_timeout_s: longest wait for Kafka
+    (hl7_samp_rate_codes split on commas, hl7_counts_scale_mv); assume_tz: the zone of HL7 times without an offset
+    (hl7_timezone). Settings.hl7_decode_options() gives all three. produce_timeout_s: longest wait for Kafka
     before answering AR. workers: decode/produce thread pool size. producer: a ready kafka-python producer
     (e.g. stream.producer.make_producer); by default one is built with acks='all' and idempotence.
     """
@@ -99,7 +102,8 @@ def serve(
     )
     bridge = MllpBridge(
         host, port, produce, deadletter, key_for, max_message_bytes=max_message_bytes,
-        samp_rate_codes=samp_rate_codes, counts_scale_mv=counts_scale_mv, produce_timeout_s=produce_timeout_s,
+        samp_rate_codes=samp_rate_codes, counts_scale_mv=counts_scale_mv, assume_tz=assume_tz,
+        produce_timeout_s=produce_timeout_s,
         web_port=web_port, workers=workers,
     )
 
@@ -128,6 +132,5 @@ def serve_bridge(s: Settings, host: str | None = None, port: int | None = None) 
         host=host or s.mllp_host, port=port or s.mllp_port, bootstrap=s.bootstrap, topic=s.topic_hl7_raw,
         deadletter_topic=s.topic_deadletter, patient_hash_secret=s.patient_hash_secret.get_secret_value(),
         web_port=s.mllp_web_port, max_message_bytes=s.max_message_bytes,
-        samp_rate_codes=[c.strip() for c in s.hl7_samp_rate_codes.split(",") if c.strip()],
-        counts_scale_mv=s.hl7_counts_scale_mv,
+        **s.hl7_decode_options(),
     )

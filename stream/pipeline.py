@@ -12,7 +12,7 @@ from typing import Any
 
 from engine import __version__ as ENGINE_VERSION
 from engine.analyze import analyze
-from engine.record import EcgRecord
+from engine.record import EcgRecord, iso_utc
 from engine.result import Analysis, PriorSummary
 from integrations.fhir.observation import decode_observation
 from integrations.fhir.report import build_report_bundle, bundle_bytes
@@ -27,8 +27,7 @@ SOFTWARE_VERSION = ENGINE_VERSION
 def decode_message(raw: bytes, fmt: str, s: Settings) -> EcgRecord:
     started = time.perf_counter()
     if fmt == "hl7":
-        codes = tuple(c.strip() for c in s.hl7_samp_rate_codes.split(",") if c.strip())
-        record = decode_oru(raw, samp_rate_codes=codes, counts_scale_mv=s.hl7_counts_scale_mv)
+        record = decode_oru(raw, **s.hl7_decode_options())
     else:
         record = decode_observation(raw)
     metrics.DECODE_SECONDS.labels(fmt).observe(time.perf_counter() - started)
@@ -64,7 +63,7 @@ def _priors_for(record: EcgRecord, state: dict[str, Any] | None) -> list[PriorSu
         return []
     out = [PriorSummary.from_dict(d) for d in state.get("ecgs", []) if d["source_id"] != record.source_id]
     if record.acquired_at:
-        mine = record.acquired_at.isoformat()
+        mine = iso_utc(record.acquired_at)
         out = [p for p in out if not p.acquired_at or p.acquired_at <= mine]
     return sorted(out, key=lambda p: p.acquired_at or "")
 

@@ -519,3 +519,31 @@ def test_na_parser_errors(payload, index):
     with pytest.raises(SampleError) as e:
         parse_na(payload)
     assert e.value.index == index
+
+
+def test_hl7_times_without_an_offset_take_the_configured_site_zone():
+    from datetime import timedelta
+
+    from stream.config import Settings
+    from stream.pipeline import decode_message
+
+    record = sample_record("ludb/data/1").replace(acquired_at=datetime(2024, 1, 15, 10, 30))  # no zone
+    msg = encode_oru(record, control_id="CTRL-TZ")
+    assert b"20240115103000|" in msg or b"20240115103000^" in msg or b"20240115103000\r" in msg
+    naive = decode_message(msg, "hl7", Settings()).acquired_at
+    berlin = decode_message(msg, "hl7", Settings(hl7_timezone="Europe/Berlin")).acquired_at
+    assert naive.tzinfo is not None and berlin.tzinfo is not None  # FHIR needs a zone on every time
+    assert naive.replace(tzinfo=None) == berlin.replace(tzinfo=None)  # the same wall-clock time ...
+    assert naive - berlin == berlin.utcoffset() != timedelta(0)  # ... read in the site's zone
+    with pytest.raises(ValueError, match="unknown time zone"):
+        Settings(hl7_timezone="Mars/Olympus_Mons")
+
+
+def test_prior_order_is_by_instant_not_by_text():
+    from datetime import timedelta
+
+    from engine.record import iso_utc
+
+    early = datetime(2024, 1, 1, 10, 0, tzinfo=timezone(timedelta(hours=2)))  # 08:00 UTC
+    late = datetime(2024, 1, 1, 9, 0, tzinfo=timezone.utc)
+    assert iso_utc(early) < iso_utc(late)

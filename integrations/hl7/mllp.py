@@ -17,6 +17,7 @@ import logging
 import time
 from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass
+from datetime import tzinfo
 from functools import partial
 from typing import Any, Protocol
 
@@ -194,6 +195,7 @@ class MllpBridge:
         max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES,
         samp_rate_codes: Iterable[int | str] = codes.DEFAULT_SAMP_RATE_CODES,
         counts_scale_mv: float = DEFAULT_COUNTS_SCALE_MV,
+        assume_tz: tzinfo | None = None,
         produce_timeout_s: float = 30.0,
         web_host: str | None = None,
         web_port: int | None = None,
@@ -203,7 +205,8 @@ class MllpBridge:
         self.host, self._port = host, port
         self._produce, self._deadletter, self._key_for = produce, deadletter, key_for
         self.max_message_bytes = max_message_bytes
-        self._decode = partial(decode_oru, samp_rate_codes=tuple(samp_rate_codes), counts_scale_mv=counts_scale_mv)
+        self._decode = partial(decode_oru, samp_rate_codes=tuple(samp_rate_codes), counts_scale_mv=counts_scale_mv,
+                               assume_tz=assume_tz)
         self.produce_timeout_s = produce_timeout_s
         self.web_host, self._web_port = web_host or host, web_port
         self.registry = registry or CollectorRegistry()
