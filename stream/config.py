@@ -58,7 +58,9 @@ class Settings(BaseSettings):
     reasoner_url: str = Field("", description="base URL of the ECG-R1 server (e.g. http://127.0.0.1:8011)")
     reasoner_model: str = Field("ECG-R1-8B-RL", description="model name sent to the reasoner")
     reasoner_timeout_s: float = Field(120.0, gt=0, description="a reasoning request is abandoned after this")
-    reasoner_concurrency: int = Field(4, ge=1, description="reasoning requests in flight at once (the queue bound)")
+    reasoner_concurrency: int = Field(4, ge=1, description="reasoning requests in flight at once")
+    reasoner_queue: int = Field(32, ge=1, description="reasoning requests taken from the topic at once and served "
+                                                      "highest triage priority first (the in-memory queue bound)")
     # The ECG-R1 serving shim (`twiwatch reasoner serve`, docs/REASONER.md); it serves under reasoner_model's name
     reasoner_serve_model_path: str = Field("", description="local ECG-R1 model directory the shim serves")
     reasoner_serve_ecg_tower: str = Field("", description="local ECG encoder checkpoint (cpt_wfep_epoch_20.pt)")

@@ -1,10 +1,16 @@
 """Wiring of the ECG-R1 reasoner into the worker: the backend from config, and its metrics."""
 from __future__ import annotations
 
+import asyncio
+from collections.abc import Awaitable, Callable
+from typing import TypeVar
+
 from engine.reasoner.base import Reasoner
 from engine.reasoner.orchestrate import ReasoningResult
 from stream import metrics
 from stream.config import Settings
+
+T = TypeVar("T")
 
 
 def make_reasoner(s: Settings) -> Reasoner | None:
@@ -23,3 +29,26 @@ def observe_reasoning(result: ReasoningResult) -> None:
     if result.crosscheck is not None:
         for claim in result.crosscheck.claims:
             metrics.REASONER_CLAIMS.labels(claim.kind, claim.verdict).inc()
+
+
+async def run_by_priority(jobs: list[tuple[int, T]], concurrency: int,
+                          run: Callable[[T], Awaitable[None]]) -> None:
+    """Run `run(item)` for every (priority, item), at most `concurrency` at once, lowest priority number first.
+
+    Each job starts as soon as a slot frees and its result is written by `run` itself, so a fast answer never waits
+    for a slow one in the same batch (reasoned version within the reasoner's latency + 1 s). asyncio's semaphore
+    wakes waiters in arrival order and the tasks arrive in priority order, so ischaemic-pattern requests take free
+    slots before indeterminate ones, and those before secondary causes. The first exception cancels the rest and
+    propagates (the caller must not acknowledge the batch then)."""
+    slots = asyncio.Semaphore(concurrency)
+
+    async def one(item: T) -> None:
+        async with slots:
+            await run(item)
+
+    tasks = [asyncio.ensure_future(one(item)) for _, item in sorted(jobs, key=lambda job: job[0])]
+    try:
+        await asyncio.gather(*tasks)
+    finally:
+        for task in tasks:
+            task.cancel()

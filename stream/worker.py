@@ -16,7 +16,6 @@ consumers. A patient's ECGs share a partition and an agent handles a partition i
 """
 from __future__ import annotations
 
-import asyncio
 import logging
 import os
 import time
@@ -34,7 +33,7 @@ from stream.config import Settings
 from stream.deadletter import deadletter_record
 from engine.reasoner.orchestrate import areason_and_check, to_report_dict
 from stream.pipeline import already_reported, analyse_only, decode_message, first_report, reanalyse, reasoned_report
-from stream.reasoning import make_reasoner, observe_reasoning
+from stream.reasoning import make_reasoner, observe_reasoning, run_by_priority
 from stream.scoring import make_scorer
 from stream.topics import HEADROOM, by_patient_topic
 
@@ -194,9 +193,10 @@ def build_app(s: Settings) -> faust.App:
 
     @app.agent(reasoning_requests)
     async def reason(stream):
-        """Version 2 of flagged reports. Requests are taken in small batches, run concurrently (bounded), highest
-        priority first; a timeout or outage yields an 'abandoned' version, never a lost or blocked report."""
-        async for events in stream.take_events(s.reasoner_concurrency, within=0.05):
+        """Version 2 of flagged reports. Up to reasoner_queue requests are taken at once and served highest triage
+        priority first, reasoner_concurrency at a time, each written as soon as it is answered; a timeout or outage
+        yields an 'abandoned' version, never a lost or blocked report."""
+        async for events in stream.take_events(s.reasoner_queue, within=0.05):
             try:
                 await reason_batch(stream, events)
             except BaseException as exc:  # noqa: BLE001 - see die()
@@ -215,21 +215,21 @@ def build_app(s: Settings) -> faust.App:
                 continue
             seen.add(request["report_id"])
             jobs.append((request["priority"], record, request, event))
-        jobs.sort(key=lambda job: job[0])
-        results = await asyncio.gather(*(reason_one(record, request) for _, record, request, _ in jobs),
-                                       return_exceptions=True)
-        for (_, record, request, event), out in zip(jobs, results):
-            if isinstance(out, BaseException):
-                if not isinstance(out, Exception):
-                    raise out  # cancelled: nothing of this batch may be acked
-                log.error("reasoned-report fault: %s", "".join(traceback.format_exception_only(out)).strip())
-                await send_deadletter(event.value, out, "reason", event.message)
-                continue
-            delivery = await reports.send(key=out.report_id.encode(), value=out.value, headers=out.headers)
-            await delivery
-            with event_context(stream, event):
-                reasoned[out.report_id] = True
-            metrics.REPORTS.labels(out.status, out.triage).inc()
+        await run_by_priority([(priority, (record, request, event)) for priority, record, request, event in jobs],
+                              s.reasoner_concurrency, lambda job: reason_and_write(stream, *job))
+
+    async def reason_and_write(stream, record, request, event) -> None:
+        try:
+            out = await reason_one(record, request)
+        except Exception as exc:  # a record the engine or the report builder cannot handle: its dead letter
+            log.error("reasoned-report fault: %s", "".join(traceback.format_exception_only(exc)).strip())
+            await send_deadletter(event.value, exc, "reason", event.message)
+            return
+        delivery = await reports.send(key=out.report_id.encode(), value=out.value, headers=out.headers)
+        await delivery
+        with event_context(stream, event):
+            reasoned[out.report_id] = True
+        metrics.REPORTS.labels(out.status, out.triage).inc()
 
     async def reason_one(record, request):
         analysis, used = reanalyse(record, request["priors_used"])
