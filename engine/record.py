@@ -40,6 +40,10 @@ class EcgRecord:
     fs: float
     source_id: str  # sender + control id (HL7) or the Observation identifier (FHIR) or dataset/record (WFDB)
     patient_id: str | None = None
+    # None: patient_id is a FHIR logical id (Patient/<id>). Otherwise patient_id is a business identifier (an MRN
+    # from HL7 PID-3, a FHIR subject.identifier) in this namespace ("" when the sender named none): it must never be
+    # turned into a literal reference, and the same value from two namespaces is two patients.
+    patient_system: str | None = None
     acquired_at: datetime | None = None
     sex: str | None = None  # "M", "F" or None
     birth_date: date | None = None

@@ -13,13 +13,15 @@ def report_id(source_id: str) -> str:
     return hashlib.sha256(("twiwatch-report|" + source_id).encode("utf-8")).hexdigest()[:32]
 
 
-def patient_key(patient_id: str | None, secret: str, source_id: str | None = None) -> str:
+def patient_key(patient_id: str | None, secret: str, source_id: str | None = None, *,
+                system: str | None = None) -> str:
     """Keyed hash of a patient identifier, used as Kafka key, per-patient state key and in logs.
 
-    An ECG without a patient id is keyed by its own source id: it has no priors and is nobody's prior (one shared
-    "unknown patient" key would compare strangers' ECGs with each other)."""
+    A business identifier is hashed with its system (EcgRecord.patient_system): MRN 123 of two hospitals, or HL7
+    MRN 123 and FHIR Patient/123, are different patients. An ECG without a patient id is keyed by its own source
+    id: it has no priors and is nobody's prior (one shared "unknown patient" key would compare strangers' ECGs)."""
     if patient_id:
-        value = patient_id
+        value = patient_id if system is None else f"<identifier>|{system}|{patient_id}"
     elif source_id:
         value = "<no-patient-id>|" + source_id
     else:

@@ -24,6 +24,7 @@ def pack(record: EcgRecord, source: dict[str, Any]) -> bytes:
         "shape": list(record.signal.shape),
         "source_id": record.source_id,
         "patient_id": record.patient_id,
+        "patient_system": record.patient_system,
         "acquired_at": record.acquired_at.isoformat() if record.acquired_at else None,
         "sex": record.sex,
         "birth_date": record.birth_date.isoformat() if record.birth_date else None,
@@ -56,6 +57,7 @@ def unpack(data: bytes) -> tuple[EcgRecord, dict[str, Any]]:
         flagged = np.unpackbits(bits, count=shape[0] * shape[1]).reshape(shape).astype(bool)
     rec = EcgRecord(
         signal=signal, leads=tuple(h["leads"]), fs=h["fs"], source_id=h["source_id"], patient_id=h["patient_id"],
+        patient_system=h.get("patient_system"),
         acquired_at=datetime.fromisoformat(h["acquired_at"]) if h["acquired_at"] else None, sex=h["sex"],
         birth_date=date.fromisoformat(h["birth_date"]) if h["birth_date"] else None, bed=h["bed"],
         device_id=h["device_id"], source_format=h["source_format"], derived_leads=frozenset(h["derived_leads"]),

@@ -54,7 +54,8 @@ def kafka_callbacks(
         producer.send(deadletter_topic, value=value, headers=headers).get(timeout=timeout_s)
 
     def key_for(record: EcgRecord) -> bytes:
-        return patient_key(record.patient_id, patient_hash_secret, record.source_id).encode("ascii")
+        return patient_key(record.patient_id, patient_hash_secret, record.source_id,
+                           system=record.patient_system).encode("ascii")
 
     return produce, deadletter, key_for
 

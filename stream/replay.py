@@ -66,7 +66,7 @@ def messages(
         this_fmt = fmt if fmt != "mixed" else ("hl7" if seq % 2 == 0 else "fhir")
         control_id = f"{run_id}-{seq:06d}"
         topic, value, source_id = encode_for(record, this_fmt, control_id, s)
-        key = patient_key(record.patient_id, secret, source_id).encode()
+        key = patient_key(record.patient_id, secret, source_id, system=record.patient_system).encode()
         yield Outgoing(topic, key, value, this_fmt, source_id, f"{rec.dataset}:{rec.record_id}")
 
 

@@ -124,7 +124,8 @@ def build_app(s: Settings) -> faust.App:
                 log.error("decoder fault: %s", "".join(traceback.format_exception_only(exc)).strip())
             await send_deadletter(raw_bytes, exc, "decode", msg)
             return
-        await by_patient.send(key=patient_key(record.patient_id, secret, record.source_id).encode(), value=value)
+        key = patient_key(record.patient_id, secret, record.source_id, system=record.patient_system)
+        await by_patient.send(key=key.encode(), value=value)
 
     scorer = make_scorer(s)
 

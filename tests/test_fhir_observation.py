@@ -277,9 +277,12 @@ def test_contained_patient_gives_sex_and_subject_url_forms():
         subject={"reference": "#p1"},
     )
     rec = decode_observation(_bytes(doc))
-    assert (rec.patient_id, rec.sex) == ("MRN-1", "M")
+    assert (rec.patient_id, rec.patient_system, rec.sex) == ("MRN-1", "", "M")  # an identifier, not a logical id
     doc = example_observation(subject={"reference": "https://ehr.example/fhir/Patient/77/_history/3"})
-    assert decode_observation(_bytes(doc)).patient_id == "77"
+    assert (decode_observation(_bytes(doc)).patient_id, decode_observation(_bytes(doc)).patient_system) == ("77", None)
+    doc = example_observation(subject={"identifier": {"system": "urn:oid:1.2.840.99", "value": "77"}})
+    rec = decode_observation(_bytes(doc))
+    assert (rec.patient_id, rec.patient_system) == ("77", "urn:oid:1.2.840.99")
     doc = example_observation(identifier=None)
     assert decode_observation(_bytes(doc)).source_id == "fhir:id|ekg"
 

@@ -317,3 +317,13 @@ def test_validate_bundle_raises_on_invalid():
         validate_bundle(dangling, "R4B")
     with pytest.raises(InvalidFhir):  # an R4B bundle is not R5 (Device shape differs)
         validate_bundle(bundle, "R5")
+
+
+def test_subject_is_literal_only_for_a_fhir_logical_id():
+    report = report_resource(build())
+    assert report["subject"] == {"reference": "Patient/123"}  # from a FHIR literal reference
+    mrn = make_ecg().replace(patient_system="urn:oid:1.2.840.99")  # from HL7 PID-3 or a FHIR identifier
+    bundle = build_report_bundle(make_analysis(True), mrn, report_id="0123456789abcdef0123456789abcdef", version=1,
+                                 status="preliminary", issued=ISSUED)
+    assert report_resource(bundle)["subject"] == {
+        "type": "Patient", "identifier": {"system": "urn:oid:1.2.840.99", "value": "123"}}

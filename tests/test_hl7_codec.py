@@ -372,6 +372,7 @@ ERROR_CASES = [
     ("msh-too-short", lambda m: b"MSH|^~\r", "msh", "AR"),
     ("no-message-type", _set(b"MSH", 8, b""), "msh", "AR"),  # field 8 of the split = MSH-9
     ("no-control-id", _set(b"MSH", 9, b""), "msh", "AR"),
+    ("null-control-id", _set(b"MSH", 9, b'""'), "msh", "AR"),  # every such message would share one report id
     ("adt", _set(b"MSH", 8, b"ADT^A01^ADT_A01"), "message-type", "AR"),
     ("oru-w01", _set(b"MSH", 8, b"ORU^W01"), "message-type", "AR"),
     ("oru-r30", _set(b"MSH", 8, b"ORU^R30"), "event", "AR"),
@@ -547,3 +548,26 @@ def test_prior_order_is_by_instant_not_by_text():
     early = datetime(2024, 1, 1, 10, 0, tzinfo=timezone(timedelta(hours=2)))  # 08:00 UTC
     late = datetime(2024, 1, 1, 9, 0, tzinfo=timezone.utc)
     assert iso_utc(early) < iso_utc(late)
+
+
+@pytest.mark.parametrize("pid3, system", [
+    (b"123456^^^HOSP-A^MR", "HOSP-A"),
+    (b"123456^^^&1.2.840.99&ISO^MR", "urn:oid:1.2.840.99"),
+    (b"123456", ""),
+])
+def test_pid3_assigning_authority_names_the_identifier_system(pid3, system):
+    from integrations.fhir.context import patient_reference
+    from integrations.identity import patient_key
+
+    msg = edit(message(), lambda segs: [segs.__setitem__(i, set_field(s, 3, pid3))
+                                        for i, s in enumerate(segs) if s.startswith(b"PID|")])
+    rec = decode_oru(msg)
+    assert (rec.patient_id, rec.patient_system) == ("123456", system)
+    # an MRN is never sent to the EHR as a literal Patient/<id> reference
+    want = {"system": system, "value": "123456"} if system else {"value": "123456"}
+    assert patient_reference(rec.patient_id, rec.patient_system) == {"type": "Patient", "identifier": want}
+    again = decode_oru(encode_oru(rec, control_id="RT"))  # the authority survives our own encoder
+    assert (again.patient_id, again.patient_system) == ("123456", system)
+    # the same MRN from another issuer, or as a FHIR logical id, is another patient
+    key = patient_key(rec.patient_id, "s", system=rec.patient_system)
+    assert key != patient_key("123456", "s", system="OTHER-HOSP") and key != patient_key("123456", "s")

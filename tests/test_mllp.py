@@ -134,7 +134,7 @@ class Recorder:
 
 
 def key_for(record) -> bytes:
-    return patient_key(record.patient_id, SECRET, record.source_id).encode()
+    return patient_key(record.patient_id, SECRET, record.source_id, system=record.patient_system).encode()
 
 
 def make_bridge(rec: Recorder, **kw) -> MllpBridge:
@@ -152,7 +152,7 @@ def test_good_message_is_acked_after_produce(good):
     with Running(make_bridge(rec)) as srv:
         ack = srv.send(good)
     assert msa(ack)[:2] == ("AA", "MLLP-1")
-    assert rec.produced == [(good, patient_key(PATIENT_MARK, SECRET).encode())]
+    assert rec.produced == [(good, patient_key(PATIENT_MARK, SECRET, system="").encode())]
     assert PATIENT_MARK.encode() not in rec.produced[0][1]
     assert rec.dead == []
 
@@ -367,7 +367,7 @@ def test_kafka_aa_only_after_message_is_in_topic(kafka_topics, good):
                 # AA means durable: the message is readable from the topic now
                 (stored,) = _consume(bootstrap, raw_topic, 1)
                 assert stored.value == good
-                assert stored.key == patient_key(PATIENT_MARK, SECRET).encode()
+                assert stored.key == patient_key(PATIENT_MARK, SECRET, system="").encode()
                 assert msa(ack_of(client.send_message(second)))[0] == "AA"
                 assert msa(ack_of(client.send_message(bad)))[0] == "AR"
     finally:

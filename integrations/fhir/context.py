@@ -17,6 +17,7 @@ class ReportContext:
     issued: str  # FHIR instant, UTC
     effective: str | None  # acquisition time as FHIR dateTime
     patient_id: str | None
+    patient_system: str | None = None  # EcgRecord.patient_system: None = a FHIR logical id
 
     def rid(self, *parts: str) -> str:
         return resource_id(self.report_id, *parts)
@@ -29,13 +30,8 @@ class ReportContext:
         return {"system": self.identifier_system, "value": "/".join((self.report_id,) + parts)}
 
     def subject(self) -> dict[str, Any] | None:
-        """Real subject reference (GUIDE §10: EHRs need it). Ids that are not FHIR ids (urn:uuid:..., values with
-        spaces) go as a logical reference by identifier rather than as a broken literal one."""
-        if not self.patient_id:
-            return None
-        if is_fhir_id(self.patient_id):
-            return {"reference": f"Patient/{self.patient_id}"}
-        return {"type": "Patient", "identifier": {"value": self.patient_id}}
+        """Real subject reference (GUIDE §10: EHRs need it)."""
+        return patient_reference(self.patient_id, self.patient_system) if self.patient_id else None
 
     def stamp(self, resource: dict[str, Any]) -> dict[str, Any]:
         """Add subject, effectiveDateTime (when known) and issued, in that order, to a report or result resource."""
@@ -46,6 +42,19 @@ class ReportContext:
             resource["effectiveDateTime"] = self.effective
         resource["issued"] = self.issued
         return resource
+
+
+def patient_reference(patient_id: str, system: str | None) -> dict[str, Any]:
+    """A literal reference only for a FHIR logical id; a business identifier (an HL7 MRN, a FHIR identifier) goes as
+    a logical reference, so an EHR never resolves it to whichever Patient has that id. Ids that are not FHIR ids
+    (urn:uuid:..., values with spaces) go the same way rather than as a broken literal reference."""
+    if system is None and is_fhir_id(patient_id):
+        return {"reference": f"Patient/{patient_id}"}
+    return {"type": "Patient", "identifier": identifier(patient_id, system)}
+
+
+def identifier(value: str, system: str | None) -> dict[str, str]:
+    return {"system": system, "value": value} if system else {"value": value}
 
 
 def research_meta(version: int | None = None, *, security: bool = True) -> dict[str, Any]:

@@ -14,6 +14,7 @@ from engine.errors import InvalidRecord
 from engine.record import STANDARD_LEADS, EcgRecord, canonical_lead, make_record
 from integrations.errors import DecodeError
 from integrations.fhir import codes
+from integrations.fhir.context import identifier, patient_reference
 from integrations.fhir.datetimes import parse_fhir_date, parse_fhir_datetime, to_fhir_datetime
 from integrations.fhir.sampled_data import format_microvolts, json_number, mv_per_unit, parse_data, sampling_rate_hz
 from integrations.fhir.validation import InvalidFhir, check_version, validate_resource
@@ -187,7 +188,7 @@ def _source_id(doc: dict[str, Any]) -> str:
 def _metadata(doc: dict[str, Any]) -> dict[str, Any]:
     subject = doc.get("subject") if isinstance(doc.get("subject"), dict) else {}
     patient = _contained_patient(doc, subject)
-    patient_id = _patient_id(subject, patient)
+    patient_id, patient_system = _patient_id(subject, patient)
     acquired = None
     for key in ("effectiveDateTime", "effectiveInstant"):
         acquired = acquired or parse_fhir_datetime(doc.get(key))
@@ -197,6 +198,7 @@ def _metadata(doc: dict[str, Any]) -> dict[str, Any]:
     device_id = device.get("reference") or device.get("display") or (device.get("identifier") or {}).get("value")
     return {
         "patient_id": patient_id,
+        "patient_system": patient_system,
         "acquired_at": acquired,
         "device_id": device_id,
         "sex": _SEX_BY_GENDER.get(patient.get("gender")) if patient else None,
@@ -215,23 +217,25 @@ def _contained_patient(doc: dict[str, Any], subject: dict[str, Any]) -> dict[str
     return patients[0] if len(patients) == 1 else None
 
 
-def _patient_id(subject: dict[str, Any], patient: dict[str, Any] | None) -> str | None:
+def _patient_id(subject: dict[str, Any], patient: dict[str, Any] | None) -> tuple[str | None, str | None]:
+    """(patient id, its identifier system): system None for a literal reference's logical id, the identifier's
+    system ("" when absent) for a business identifier (a logical reference or a contained Patient's identifier)."""
     ref = subject.get("reference")
     if isinstance(ref, str) and ref:
         if ref.startswith("#"):
             ids = [i for i in (patient or {}).get("identifier") or [] if isinstance(i, dict) and i.get("value")]
-            return ids[0]["value"] if ids else None
+            return (str(ids[0]["value"]), str(ids[0].get("system") or "")) if ids else (None, None)
         parts = ref.rstrip("/").split("/")
         if "Patient" in parts:  # "Patient/123", "https://ehr/fhir/Patient/123/_history/2"
             i = len(parts) - 1 - parts[::-1].index("Patient")
-            return parts[i + 1] if i + 1 < len(parts) else None
+            return (parts[i + 1] if i + 1 < len(parts) else None), None
         if ref.startswith(("urn:uuid:", "urn:oid:")):
-            return ref
-        return None  # Group, Device, Location subjects name no patient
+            return ref, None
+        return None, None  # Group, Device, Location subjects name no patient
     logical = subject.get("identifier")
     if isinstance(logical, dict) and logical.get("value"):
-        return str(logical["value"])
-    return None
+        return str(logical["value"]), str(logical.get("system") or "")
+    return None, None
 
 
 # ---------------------------------------------------------------------------------------------------------- encode
@@ -319,14 +323,14 @@ def _subject(record: EcgRecord) -> dict[str, Any] | None:
     if record.sex is not None or record.birth_date is not None:
         return {"reference": "#" + _CONTAINED_PATIENT_ID}
     if record.patient_id:
-        return {"reference": f"Patient/{record.patient_id}"}
+        return patient_reference(record.patient_id, record.patient_system)
     return None
 
 
 def _patient(record: EcgRecord) -> dict[str, Any]:
     patient: dict[str, Any] = {"resourceType": "Patient", "id": _CONTAINED_PATIENT_ID}
     if record.patient_id:
-        patient["identifier"] = [{"value": record.patient_id}]
+        patient["identifier"] = [identifier(record.patient_id, record.patient_system)]
     if record.sex in _GENDER_BY_SEX:
         patient["gender"] = _GENDER_BY_SEX[record.sex]
     if record.birth_date is not None:

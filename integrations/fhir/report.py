@@ -84,6 +84,7 @@ def build_report_bundle(
         issued=to_fhir_instant(issued),
         effective=to_fhir_datetime(record.acquired_at) if record.acquired_at is not None else None,
         patient_id=record.patient_id,
+        patient_system=record.patient_system,
     )
 
     lead_obs = [(lead_observation_url(ctx, lr.lead), build_lead_observation(ctx, lr))

@@ -93,7 +93,7 @@ def check_supported(header: dict[str, Any]) -> None:
                           "message-type", "AR")
     if event != SUPPORTED_TYPE[1]:
         raise DecodeError(f"unsupported trigger event {_clip(header['message_type'])} (only ORU^R01)", "event", "AR")
-    if not header["control_id"]:
+    if not header["control_id"] or header["control_id"] == '""':  # "" is HL7's explicit null
         raise DecodeError("MSH-10 message control id is missing", "msh", "AR")
 
 
@@ -337,11 +337,22 @@ def _sampling_rate(waves: list[_Wave], rates: list[tuple[int, str, float]]) -> f
     return rate
 
 
+def _assigning_authority(hd: str, d: er7.Delimiters) -> str:
+    """PID-3.4 (HD: namespace id & universal id & its type) as an identifier system: urn:oid:... for an ISO
+    universal id, else the namespace id, else "" (an MRN whose issuer the sender did not name)."""
+    namespace, universal, kind = ([p.strip() for p in hd.split(d.subcomponent)] + ["", "", ""])[:3]
+    if universal and kind.upper() == "ISO":
+        return "urn:oid:" + universal
+    return namespace or universal
+
+
 def _patient_meta(pid: list[bytes] | None, pv1: list[bytes] | None, d: er7.Delimiters,
                   charset: str) -> dict[str, Any]:
-    meta: dict[str, Any] = {"patient_id": None, "sex": None, "birth_date": None, "bed": None}
+    meta: dict[str, Any] = {"patient_id": None, "patient_system": None, "sex": None, "birth_date": None, "bed": None}
     if pid is not None:
         meta["patient_id"] = er7.component(er7.field(pid, 3), 1, d, charset).strip() or None
+        if meta["patient_id"]:
+            meta["patient_system"] = _assigning_authority(er7.component(er7.field(pid, 3), 4, d, charset), d)
         sex = er7.text(er7.field(pid, 8), d, charset).strip().upper()
         meta["sex"] = sex if sex in ("M", "F") else None
         meta["birth_date"] = er7.parse_birth_date(er7.text(er7.field(pid, 7), d, charset))

@@ -122,6 +122,11 @@ def _pid(record: EcgRecord) -> Segment:
     pid.pid_1 = "1"
     if record.patient_id:
         pid.pid_3.cx_1.value = record.patient_id
+        system = record.patient_system or ""
+        if system.startswith("urn:oid:"):
+            pid.pid_3.cx_4.hd_2.value, pid.pid_3.cx_4.hd_3.value = system[len("urn:oid:"):], "ISO"
+        elif system:
+            pid.pid_3.cx_4.hd_1.value = system
     if record.birth_date:
         pid.pid_7 = record.birth_date.strftime("%Y%m%d")
     if record.sex:
