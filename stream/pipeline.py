@@ -87,6 +87,12 @@ def _updated_state(state: dict[str, Any] | None, summary: PriorSummary, keep: in
     return {"schema_version": 1, "ecgs": ecgs[-keep:], "reported": reported[-REPORTED_KEPT:]}
 
 
+def without_ecgs(state: dict[str, Any], source_ids: set[str]) -> dict[str, Any]:
+    """The patient's table entry without these ECGs (ones whose report could not be built: dead letters)."""
+    return {**state, "ecgs": [d for d in state.get("ecgs", []) if d["source_id"] not in source_ids],
+            "reported": [r for r in state.get("reported", []) if r not in source_ids]}
+
+
 def _report(
     analysis: Analysis, record: EcgRecord, priors: list[PriorSummary], source: dict[str, Any], s: Settings, *,
     version: int, status: str, issued: datetime, reasoning: dict[str, Any] | None,

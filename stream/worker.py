@@ -32,7 +32,10 @@ from stream import envelope, metrics
 from stream.config import Settings
 from stream.deadletter import deadletter_record
 from engine.reasoner.orchestrate import areason_and_check, to_report_dict
-from stream.pipeline import already_reported, analyse_only, decode_message, first_report, reanalyse, reasoned_report
+from stream.pipeline import (
+    REPORTED_KEPT, already_reported, analyse_only, decode_message, first_report, reanalyse, reasoned_report,
+    without_ecgs,
+)
 from stream.reasoning import make_reasoner, observe_reasoning, run_by_priority
 from stream.scoring import make_scorer
 from stream.topics import HEADROOM, by_patient_topic
@@ -73,7 +76,8 @@ def build_app(s: Settings) -> faust.App:
     deadletters = app.topic(s.topic_deadletter, key_serializer="raw", value_serializer="raw")
     # Keys: the hashed patient as str (the changelog serialises keys as JSON, so bytes would not read back).
     priors = app.Table("priors", default=None, partitions=s.partitions, key_type=str)
-    # Report ids whose reasoned version is written; keyed from the same patient partition as the request.
+    # Per patient (the request's key), the latest report ids whose reasoned version is written: bounded like the
+    # priors, where one entry per report id would grow for ever.
     reasoned = app.Table("reasoned", default=None, partitions=s.partitions, key_type=str)
     reasoning_requests = app.topic(s.topic_reasoning, key_serializer="raw", value_serializer="raw",
                                    partitions=s.partitions, internal=True)
@@ -166,16 +170,18 @@ def build_app(s: Settings) -> faust.App:
                 metrics.ENCODER_FAULTS.inc()
                 log.error("encoder fault, %d report(s) go out without head scores: %s", len(batch),
                           "".join(traceback.format_exception_only(exc)).strip())
+        failed: set[str] = set()
         for (event, patient, analysed), head in zip(batch, heads):
-            await emit_first_report(stream, event, patient, analysed, head)
+            await emit_first_report(stream, event, patient, analysed, head, failed)
 
-    async def emit_first_report(stream, event, patient, analysed, head) -> None:
+    async def emit_first_report(stream, event, patient, analysed, head, failed: set[str]) -> None:
         try:
             out = first_report(analysed, s, reasoning_enabled=reasoner is not None, head=head,
                                model_versions=scorer.versions if scorer else None)
         except Exception as exc:
             log.error("report fault: %s", "".join(traceback.format_exception_only(exc)).strip())
             await send_deadletter(event.value, exc, "report", event.message)
+            failed.add(analysed.record.source_id)  # not reported: never a prior, never "already reported"
             return
         delivery = await reports.send(key=out.report_id.encode(), value=out.value, headers=out.headers)
         # The table records an ECG only once its report is on the broker (acks=all), so a redelivered
@@ -187,7 +193,7 @@ def build_app(s: Settings) -> faust.App:
                        "model_versions": scorer.versions if scorer else None}
             await (await reasoning_requests.send(key=event.message.key, value=envelope.pack(analysed.record, request)))
         with event_context(stream, event):
-            priors[patient] = out.priors
+            priors[patient] = without_ecgs(out.priors, failed) if failed else out.priors
         metrics.REPORTS.labels(out.status, out.triage).inc()
         metrics.INPUT_TO_REPORT_SECONDS.observe(max(0.0, time.time() - analysed.source["timestamp_ms"] / 1000))
         log.info("report %s v%d %s patient=%s", out.report_id, out.version, out.triage, patient)
@@ -211,13 +217,13 @@ def build_app(s: Settings) -> faust.App:
             except Exception as exc:
                 await send_deadletter(event.value, exc, "reason", event.message)
                 continue
-            if reasoned.get(request["report_id"]) or request["report_id"] in seen:
+            rid = request["report_id"]
+            if rid in (reasoned.get(event.message.key.decode()) or ()) or rid in seen:
                 metrics.REDELIVERIES_SKIPPED.inc()  # a redelivered request, maybe in the same batch
                 continue
-            seen.add(request["report_id"])
-            jobs.append((request["priority"], record, request, event))
-        await run_by_priority([(priority, (record, request, event)) for priority, record, request, event in jobs],
-                              s.reasoner_concurrency, lambda job: reason_and_write(stream, *job))
+            seen.add(rid)
+            jobs.append((request["priority"], (record, request, event)))
+        await run_by_priority(jobs, s.reasoner_concurrency, lambda job: reason_and_write(stream, *job))
 
     async def reason_and_write(stream, record, request, event) -> None:
         try:
@@ -228,8 +234,9 @@ def build_app(s: Settings) -> faust.App:
             return
         delivery = await reports.send(key=out.report_id.encode(), value=out.value, headers=out.headers)
         await delivery
-        with event_context(stream, event):
-            reasoned[out.report_id] = True
+        patient = event.message.key.decode()
+        with event_context(stream, event):  # no await between read and write: one task at a time updates it
+            reasoned[patient] = [*(reasoned.get(patient) or ()), out.report_id][-REPORTED_KEPT:]
         metrics.REPORTS.labels(out.status, out.triage).inc()
 
     async def reason_one(record, request):

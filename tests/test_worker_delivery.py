@@ -109,3 +109,18 @@ def test_ecgs_without_a_patient_id_are_nobodys_prior(isolated, recordings):
     text = second_report["text"]["div"]
     assert "new vs prior" not in text and "also present on prior" not in text
     assert "no prior ECG" in text.lower() or "novelty unknown" in text.lower() or "unknown" in text.lower()
+
+
+def test_an_ecg_whose_report_failed_is_neither_a_prior_nor_reported(recordings):
+    from stream.pipeline import without_ecgs
+
+    s = Settings()
+    base = next(r for r in recordings if r.dataset == "ptbxl").load()
+    state = None
+    for i in range(3):
+        rec = base.replace(source_id=f"hl7:MON|WARD|f-{i}", patient_id="p-f",
+                           acquired_at=datetime(2020, 1, 1, 8, i))
+        state = analyse_record(rec, state, {"timestamp_ms": 1_700_000_000_000 + i}, s).priors
+    kept = without_ecgs(state, {"hl7:MON|WARD|f-1"})
+    assert [d["source_id"] for d in kept["ecgs"]] == ["hl7:MON|WARD|f-0", "hl7:MON|WARD|f-2"]
+    assert not already_reported(kept, "hl7:MON|WARD|f-1") and already_reported(kept, "hl7:MON|WARD|f-2")
