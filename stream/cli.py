@@ -30,7 +30,7 @@ def _local_kafka():
     from stream.kafka_local import LocalKafka
 
     s = settings()
-    return LocalKafka(s.cache_dir, s.kafka_version, s.kafka_port, s.max_message_bytes)
+    return LocalKafka(s.cache_dir, s.kafka_version, s.kafka_port, s.max_message_bytes, s.kafka_heap_opts)
 
 
 @kafka_app.command("up")

@@ -24,6 +24,7 @@ class Settings(BaseSettings):
     bootstrap: str = Field("", description="Kafka bootstrap servers (default: the local broker, 127.0.0.1:<kafka_port>)")
     kafka_port: int = Field(9092, description="port of the local broker started by `twiwatch kafka up`")
     kafka_version: str = Field("4.1.1", description="Apache Kafka broker version resolved from Maven Central")
+    kafka_heap_opts: str = Field("-Xms256m -Xmx1g", description="JVM heap options of the local broker")
     cache_dir: Path = Field(PROJECT_ROOT / ".cache", description="where the local broker's jars and logs live")
     partitions: int = Field(6, ge=1)
     replication: int = Field(1, ge=1)

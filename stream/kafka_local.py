@@ -27,6 +27,7 @@ class LocalKafka:
     version: str
     port: int
     max_message_bytes: int
+    heap_opts: str = "-Xms256m -Xmx1g"  # Settings.kafka_heap_opts
 
     @property
     def lib_dir(self) -> Path:
@@ -97,7 +98,7 @@ def _properties(k: LocalKafka) -> str:
 
 
 def _java_cmd(k: LocalKafka, *args: str) -> list[str]:
-    heap = os.environ.get("KAFKA_HEAP_OPTS", "-Xms256m -Xmx1g").split()
+    heap = k.heap_opts.split()
     log4j = k.home / "log4j2.properties"
     return ["java", *heap, f"-Dlog4j2.configurationFile={log4j}", "-cp", f"{k.lib_dir}/*", *args]
 

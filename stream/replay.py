@@ -75,30 +75,45 @@ def send_all(producer, items, s: Settings, rate: float | None = None, on_sent=No
     sent = refused = 0
     interval = 1.0 / rate if rate else 0.0
     next_at = time.monotonic()
-    futures = []
-    for item in items:
-        if len(item.value) > s.max_message_bytes:
-            value, headers = deadletter_record(
-                item.value, reason=f"message of {len(item.value)} bytes over the {s.max_message_bytes}-byte limit",
-                error_class="MessageTooLarge", code="too-large", source_topic=item.topic,
-                max_message_bytes=s.max_message_bytes,
-            )
-            futures.append(producer.send(s.topic_deadletter, key=item.key, value=value, headers=headers))
-            refused += 1
-        else:
-            futures.append(producer.send(item.topic, key=item.key, value=item.value))
-            sent += 1
-        if on_sent:
-            on_sent(item)
-        if interval:
-            next_at += interval
-            delay = next_at - time.monotonic()
-            if delay > 0:
-                time.sleep(delay)
-    producer.flush()
-    for f in futures:
-        f.get(timeout=30)  # raise if any send failed: a replay must not silently lose input
+    futures: list = []
+    try:
+        for item in items:
+            if len(item.value) > s.max_message_bytes:
+                value, headers = deadletter_record(
+                    item.value, reason=f"message of {len(item.value)} bytes over the {s.max_message_bytes}-byte limit",
+                    error_class="MessageTooLarge", code="too-large", source_topic=item.topic,
+                    max_message_bytes=s.max_message_bytes,
+                )
+                futures.append(producer.send(s.topic_deadletter, key=item.key, value=value, headers=headers))
+                refused += 1
+            else:
+                futures.append(producer.send(item.topic, key=item.key, value=item.value))
+                sent += 1
+            if len(futures) >= _CHECK_EVERY:  # --loop runs for ever: keep only the sends still in flight
+                futures = _pending(futures)
+            if on_sent:
+                on_sent(item)
+            if interval:
+                next_at += interval
+                delay = next_at - time.monotonic()
+                if delay > 0:
+                    time.sleep(delay)
+    finally:  # also on Ctrl-C: what was handed to the producer is delivered, and a failed send is said
+        producer.flush()
+        for f in futures:
+            f.get(timeout=30)  # raise if any send failed: a replay must not silently lose input
     return {"sent": sent, "refused": refused}
+
+
+_CHECK_EVERY = 1000
+
+
+def _pending(futures: list) -> list:
+    """The sends not yet acknowledged; a failed one raises here rather than at the end of a long replay."""
+    for f in futures:
+        if f.is_done:
+            f.get()
+    return [f for f in futures if not f.is_done]
 
 
 def default_source() -> Path:

@@ -22,7 +22,7 @@ def kafka_bootstrap() -> str:
     from stream.kafka_local import LocalKafka, status, up
 
     s = Settings()
-    k = LocalKafka(s.cache_dir, s.kafka_version, s.kafka_port, s.max_message_bytes)
+    k = LocalKafka(s.cache_dir, s.kafka_version, s.kafka_port, s.max_message_bytes, s.kafka_heap_opts)
     ok, _ = status(k)
     if not ok:
         up(k, timeout_s=180)
