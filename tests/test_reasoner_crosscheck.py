@@ -107,6 +107,7 @@ def _read(text: str) -> set[tuple]:
     ("P wave inversion in II with T wave flattening in V6.", {("t_wave", "flat", False, ("V6",))}),
     ("T waves inverted in V2 with 2 mm depth, ST depressed 1 mm in V5.",
      {("t_wave", "inverted", False, ("V2",)), ("st", "depression", False, ("V5",))}),
+    ("No T wave inversion except in aVR and V1.", {("t_wave", "inverted", False, ("aVR", "V1"))}),
     # leads named for Q waves stay with the Q waves
     ("Q waves in III and aVF, T wave inversion in V2.", {("t_wave", "inverted", False, ("V2",))}),
 ])

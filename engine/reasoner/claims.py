@@ -162,6 +162,7 @@ _HEDGE = re.compile(r"\b(?:possible|possibly|probable|probably|suggest(?:s|ive|i
 _NEG_INSIDE = re.compile(r"\b(?:not|no)\b", I)
 _NEG_AFTER = re.compile(r"^[^.;]{0,60}?\b(?:is|are|was|were)\s+(?:not\s+(?:seen|present|observed|noted|identified|"
                         r"evident|demonstrated)|absent)\b", I)
+_EXCEPT = re.compile(r"^[^.;]{0,20}?\b(?:except|other\s+than|apart\s+from|save\s+for)\b", I)
 _CUE_BARRIER = re.compile(r",|\band\b", I)
 _OR_JOINER = re.compile(r"\s*,?\s*(?:or|nor)\s*", I)
 _OR_NEXT = re.compile(r"\s*,?\s*(?:or|nor)\b", I)
@@ -308,6 +309,8 @@ def _negations(clause: str, hits: list[_Hit]) -> list[bool]:
             neg = True  # "no ST elevation or depression", "no A, B or C"
         if _NEG_AFTER.search(following):
             neg = True
+        if neg and _EXCEPT.search(following):
+            neg = False  # "no T wave inversion except in aVR and V1": asserted for the leads it names
         out.append(neg)
     return out
 
