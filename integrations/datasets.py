@@ -25,9 +25,11 @@ class Recording:
     labels: dict = field(default_factory=dict)  # dataset labels (PTB-XL scp_codes, LUDB diagnoses)
 
     def load(self) -> EcgRecord:
+        # A dataset's patient id is a business identifier (no FHIR server knows it), so it travels as one: the same
+        # patient key whether the record is replayed as HL7 or as FHIR, with or without a contained Patient.
         return read_wfdb(
             self.path, source_id=f"{self.dataset}:{self.record_id}", patient_id=self.patient_id,
-            sex=self.sex, acquired_at=self.acquired_at,
+            patient_system="" if self.patient_id else None, sex=self.sex, acquired_at=self.acquired_at,
         )
 
 

@@ -39,6 +39,8 @@ class Settings(BaseSettings):
     app_id: str = Field("twiwatch-worker", description="faust app id (consumer group and table changelog prefix)")
     worker_web_port: int = Field(6066, description="worker health/metrics HTTP port")
     data_dir: Path = Field(PROJECT_ROOT / ".cache" / "worker", description="faust table state (rocksdb/memory)")
+    worker_web_bind: str = Field("127.0.0.1", description="address of the worker's /healthz and /metrics (0.0.0.0 in "
+                                                          "a pod, so the kubelet and Prometheus reach them)")
     exactly_once: bool = Field(
         False, description="faust processing_guarantee=exactly_once; off by default (see stream/worker.py)",
     )

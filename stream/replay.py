@@ -59,7 +59,7 @@ def messages(
     for seq, rec in enumerate(itertools.islice(source, count)):
         record = rec.load()
         if patients:
-            record = record.replace(patient_id=f"synthetic-{seq % patients}")
+            record = record.replace(patient_id=f"synthetic-{seq % patients}", patient_system="")
         if record.acquired_at is None or loop or (count and seq >= len(recordings)):
             # Repeated passes are new ECGs: give them a fresh acquisition time so prior/current order holds.
             record = record.replace(acquired_at=datetime.now(timezone.utc).replace(tzinfo=None))

@@ -16,6 +16,7 @@ consumers. A patient's ECGs share a partition and an agent handles a partition i
 """
 from __future__ import annotations
 
+import asyncio
 import logging
 import os
 import time
@@ -45,6 +46,7 @@ log = logging.getLogger("twiwatch.worker")
 
 def build_app(s: Settings) -> faust.App:
     limit = s.max_message_bytes + HEADROOM
+    s.data_dir.mkdir(parents=True, exist_ok=True)  # faust creates only the last level
     app = faust.App(
         s.app_id,
         broker=f"kafka://{s.bootstrap}",
@@ -60,7 +62,7 @@ def build_app(s: Settings) -> faust.App:
         consumer_auto_offset_reset="earliest",
         web_port=s.worker_web_port,
         web_host="127.0.0.1",
-        web_bind="127.0.0.1",
+        web_bind=s.worker_web_bind,
         broker_commit_every=100,
         broker_commit_interval=1.0,
         # A killed worker's partitions move to its replacement after this, not after the 60 s default.
@@ -102,6 +104,8 @@ def build_app(s: Settings) -> faust.App:
         async for event in stream.events():
             try:
                 await decode_one(event)
+            except asyncio.CancelledError:
+                await stopped_mid_batch("decode")
             except BaseException as exc:  # noqa: BLE001 - see die()
                 die("decode", exc)
 
@@ -131,6 +135,21 @@ def build_app(s: Settings) -> faust.App:
         key = patient_key(record.patient_id, secret, record.source_id, system=record.patient_system)
         await by_patient.send(key=key.encode(), value=value)
 
+    async def stopped_mid_batch(stage: str) -> None:
+        """The worker is stopping (SIGTERM) inside a batch. faust would ack the whole batch on the way out; instead
+        what was sent (reports, table changelog writes) is flushed and the process ends without committing, so the
+        rest of the batch is redelivered and the ECGs already reported are recognised as such."""
+        if not app.should_stop:
+            die(stage, asyncio.CancelledError())
+        try:
+            await asyncio.wait_for(app.producer.flush(), timeout=10)
+        except BaseException as exc:  # noqa: BLE001 - exiting either way; say whether the flush completed
+            log.warning("%s stage: flush on stop did not complete (%s)", stage, type(exc).__name__)
+        log.info("%s stage stopped mid-batch: sent output flushed, offsets not committed, the rest is redelivered",
+                 stage)
+        logging.shutdown()
+        os._exit(0)
+
     scorer = make_scorer(s)
 
     @app.agent(by_patient)
@@ -141,6 +160,8 @@ def build_app(s: Settings) -> faust.App:
         async for events in stream.take_events(s.encoder_max_batch, within=s.encoder_max_wait_ms / 1000):
             try:
                 await analyse_batch(stream, events)
+            except asyncio.CancelledError:
+                await stopped_mid_batch("analyse")
             except BaseException as exc:  # noqa: BLE001 - see die()
                 die("analyse", exc)
 
@@ -206,6 +227,8 @@ def build_app(s: Settings) -> faust.App:
         async for events in stream.take_events(s.reasoner_queue, within=0.05):
             try:
                 await reason_batch(stream, events)
+            except asyncio.CancelledError:
+                await stopped_mid_batch("reason")
             except BaseException as exc:  # noqa: BLE001 - see die()
                 die("reason", exc)
 

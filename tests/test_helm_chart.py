@@ -60,8 +60,17 @@ def test_default_render_worker_and_mllp_only_and_every_variable_is_a_setting():
         (c,) = pod["spec"]["containers"]
         assert c["readinessProbe"]["httpGet"]["path"] == "/healthz"
         assert pod["metadata"]["annotations"]["prometheus.io/path"] == "/metrics"
-        secret_env = {e["name"]: e["valueFrom"]["secretKeyRef"]["key"] for e in c["env"]}
+        secret_env = {e["name"]: e["valueFrom"]["secretKeyRef"]["key"] for e in c["env"] if "valueFrom" in e}
         assert secret_env == {"TWIWATCH_PATIENT_HASH_SECRET": "patient-hash-secret"}
+        # non-root on a read-only root filesystem, state and /tmp on writable volumes
+        assert pod["spec"]["securityContext"]["runAsNonRoot"] is True
+        assert c["securityContext"] == {"allowPrivilegeEscalation": False, "readOnlyRootFilesystem": True,
+                                        "capabilities": {"drop": ["ALL"]}}
+        assert {m["mountPath"] for m in c["volumeMounts"]} == {"/var/lib/twiwatch", "/tmp"}
+    # the probes reach the worker: its web server listens on the pod address, and its state dir is writable
+    data = config["data"]
+    assert data["TWIWATCH_WORKER_WEB_BIND"] == "0.0.0.0"
+    assert all(data[k].startswith("/var/lib/twiwatch/") for k in ("TWIWATCH_DATA_DIR", "TWIWATCH_ENCODER_CACHE_DIR"))
 
 
 def test_reasoner_on_a_gpu_node_with_read_only_weights_and_the_worker_pointed_at_it():
@@ -73,9 +82,9 @@ def test_reasoner_on_a_gpu_node_with_read_only_weights_and_the_worker_pointed_at
     assert c["resources"]["limits"]["nvidia.com/gpu"] == 1
     assert {"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"} in pod["tolerations"]
     assert c["startupProbe"]["httpGet"]["path"] == "/healthz" and c["startupProbe"]["failureThreshold"] * 10 >= 600
-    (vol,) = pod["volumes"]
+    vol = next(v for v in pod["volumes"] if v["name"] == "models")
     assert vol["persistentVolumeClaim"] == {"claimName": "ecg-r1-weights", "readOnly": True}
-    assert c["volumeMounts"] == [{"name": "models", "mountPath": "/models", "readOnly": True}]
+    assert {"name": "models", "mountPath": "/models", "readOnly": True} in c["volumeMounts"]
     svc = by_kind(docs, "Service")["t-twiwatch-reasoner"]
     (config,) = by_kind(docs, "ConfigMap").values()
     data = config["data"]
@@ -86,6 +95,14 @@ def test_reasoner_on_a_gpu_node_with_read_only_weights_and_the_worker_pointed_at
     docs = render("reasoner.enabled=true", "reasoner.modelsClaim=w", "config.REASONER_URL=http://gpu-box:8011")
     (config,) = by_kind(docs, "ConfigMap").values()
     assert config["data"]["TWIWATCH_REASONER_URL"] == "http://gpu-box:8011"
+
+
+def test_a_gpu_node_label_given_on_the_command_line_stays_a_string():
+    docs = render("reasoner.enabled=true", "reasoner.modelsClaim=w", "reasoner.startupSeconds=5",
+                  "reasoner.nodeSelector.nvidia\\.com/gpu\\.present=true")
+    pod = by_kind(docs, "Deployment")["t-twiwatch-reasoner"]["spec"]["template"]["spec"]
+    assert pod["nodeSelector"] == {"nvidia.com/gpu.present": "true"}  # the API server refuses a boolean
+    assert pod["containers"][0]["startupProbe"]["failureThreshold"] >= 1
 
 
 def test_clear_errors_for_missing_secret_and_missing_weights():

@@ -571,3 +571,12 @@ def test_pid3_assigning_authority_names_the_identifier_system(pid3, system):
     # the same MRN from another issuer, or as a FHIR logical id, is another patient
     key = patient_key(rec.patient_id, "s", system=rec.patient_system)
     assert key != patient_key("123456", "s", system="OTHER-HOSP") and key != patient_key("123456", "s")
+
+
+def test_unit_less_decimals_are_millivolts_only_where_the_site_says_so():
+    mv = edit(message(unit="mV"), lambda segs: [segs.__setitem__(i, set_field(segs[i], 6, b""))
+                                                 for i in wave_indices(segs)])
+    with pytest.raises(DecodeError, match="not integer counts"):
+        decode_oru(mv)  # default: unit-less values are 1 uV counts, and decimals cannot be counts
+    np.testing.assert_allclose(decode_oru(mv, counts_scale_mv=1.0).signal, decode_oru(message(unit="mV")).signal,
+                               atol=1e-6)

@@ -108,6 +108,14 @@ def _read(text: str) -> set[tuple]:
     ("T waves inverted in V2 with 2 mm depth, ST depressed 1 mm in V5.",
      {("t_wave", "inverted", False, ("V2",)), ("st", "depression", False, ("V5",))}),
     ("No T wave inversion except in aVR and V1.", {("t_wave", "inverted", False, ("aVR", "V1"))}),
+    ("No ST elevation except for the known LBBB-related changes.",
+     {("st", "elevation", True, ()), ("qrs", "lbbb", False, ())}),
+    ("ST depression with elevated troponin.", {("st", "depression", False, ())}),
+    ("ST elevation and depressed ejection fraction.", {("st", "elevation", False, ())}),
+    ("Without ST elevation, T waves are inverted in V2.",
+     {("st", "elevation", True, ("V2",)), ("t_wave", "inverted", False, ("V2",))}),
+    ("No Q waves, ST changes, or T wave inversion.", {("st", "deviation", True, ()), ("t_wave", "inverted", True, ())}),
+    ("T wave inversion in III, and inversion of the P wave in II.", {("t_wave", "inverted", False, ("III",))}),
     # leads named for Q waves stay with the Q waves
     ("Q waves in III and aVF, T wave inversion in V2.", {("t_wave", "inverted", False, ("V2",))}),
 ])
@@ -115,11 +123,18 @@ def test_reviewed_phrasings(text, want):
     assert _read(text) == want
 
 
+def test_atrial_fibrillation_keeps_its_rhythm_claim_beside_its_rate():
+    got = {(c.kind, c.assertion) for c in claims_in_text("Atrial fibrillation at 140 bpm with ST depression in V5.")}
+    assert {("rhythm", "atrial-fibrillation"), ("rate", "value"), ("st", "depression")} == got
+
+
 @pytest.mark.parametrize("text,assertion,value", [
     ("Flutter waves at approximately 300 bpm with 2:1 conduction.", "atrial-value", 300),
     ("The P wave rate is 300 bpm.", "atrial-value", 300),
     ("Atrial fibrillation with a ventricular rate of 110 bpm.", "value", 110),
     ("Heart rate 75 bpm.", "value", 75),
+    ("Atrial fibrillation at 140 bpm.", "value", 140),  # the rhythm stays a claim of its own (test above)
+    ("Sinus rhythm with P waves at 72 bpm.", "atrial-value", 72),
 ])
 def test_atrial_rates_are_not_the_ventricular_rate(text, assertion, value):
     (rate,) = [c for c in claims_in_text(text) if c.kind == "rate"]

@@ -3,7 +3,9 @@ the 8B model cannot run here). A flagged new TWI goes out first as version 1 `pa
 and its cross-check, or says the reasoning was abandoned and why."""
 from __future__ import annotations
 
+import signal
 import time
+from collections import Counter
 import urllib.request
 
 import pytest
@@ -122,3 +124,37 @@ def test_worker_scores_with_the_shipped_encoder_in_micro_batches(isolated):
     total = float(next(line.split()[-1] for line in metrics_text.splitlines()
                        if line.startswith("twiwatch_encoder_batch_size_sum")))
     assert total == len(msgs) and count < total  # several ECGs per encoder call
+
+
+def test_sigterm_while_reasoning_exits_cleanly_and_the_request_is_redelivered(isolated):
+    """A worker stopped (SIGTERM) while its reasoner is answering must not ack the unanswered request: it exits 0
+    without committing, and the restarted worker writes version 2 once, with no second version 1."""
+    recs = {r.record_id: r for r in find_recordings(SAMPLES) if r.dataset == "ptbxl"}
+    with standin_shim("lateral-twi", delay_s=30) as (server, generator):
+        s = isolated.model_copy(update={"reasoner_url": server.url, "reasoner_timeout_s": 60})
+        ensure_topics(s)
+        log = s.cache_dir / "test" / f"{s.app_id}.log"
+        worker = start_worker(s, log)
+        producer = make_producer(s)
+        try:
+            wait_healthy(s, worker)
+            msgs = list(messages([recs["266"], recs["281"]], "hl7", s, run_id="term"))
+            send_all(producer, msgs, s)
+            rid = report_id(msgs[1].source_id)
+            assert "1" in _versions(s, rid, 1, 60)
+            deadline = time.monotonic() + 30
+            while not generator.calls and time.monotonic() < deadline:
+                time.sleep(0.2)
+            assert generator.calls, "the reasoner was never asked"
+            worker.send_signal(signal.SIGTERM)
+            assert worker.wait(30) == 0  # a stop, not a crash
+            generator.set(delay_s=0)
+            worker = start_worker(s, log)
+            versions = _versions(s, rid, 2, 90)
+        finally:
+            producer.close()
+            stop_worker(worker)
+    ids = Counter((r["id"], r["version"]) for r in collect(s).reports)
+    assert ids[(rid, "1")] == 1 and ids[(rid, "2")] == 1
+    assert report_resource(versions["2"]["bundle"])["status"] == "preliminary"
+    assert len(generator.calls) == 2  # asked again after the restart: the first request was not acknowledged

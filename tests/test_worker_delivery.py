@@ -108,7 +108,7 @@ def test_ecgs_without_a_patient_id_are_nobodys_prior(isolated, recordings):
     second_report = by_id[report_id(items[1].source_id)]
     text = second_report["text"]["div"]
     assert "new vs prior" not in text and "also present on prior" not in text
-    assert "no prior ECG" in text.lower() or "novelty unknown" in text.lower() or "unknown" in text.lower()
+    assert "novelty unknown: no prior ECG to compare" in text  # 281's lateral TWI, judged without a stranger's ECG
 
 
 def test_an_ecg_whose_report_failed_is_neither_a_prior_nor_reported(recordings):
@@ -124,3 +124,19 @@ def test_an_ecg_whose_report_failed_is_neither_a_prior_nor_reported(recordings):
     kept = without_ecgs(state, {"hl7:MON|WARD|f-1"})
     assert [d["source_id"] for d in kept["ecgs"]] == ["hl7:MON|WARD|f-0", "hl7:MON|WARD|f-2"]
     assert not already_reported(kept, "hl7:MON|WARD|f-1") and already_reported(kept, "hl7:MON|WARD|f-2")
+
+
+def test_one_patient_key_whether_replayed_as_hl7_or_fhir(recordings):
+    """A dataset patient's ECGs keep one key through HL7 (PID-3) and FHIR (with or without a contained Patient)."""
+    from stream.pipeline import decode_message
+
+    s = Settings()
+    secret = s.patient_hash_secret.get_secret_value()
+    rec = next(r for r in recordings if r.dataset == "ptbxl").load()
+    keys = set()
+    for variant in (rec, rec.replace(sex=None, birth_date=None)):
+        for fmt in ("hl7", "fhir"):
+            _, value, _ = encode_for(variant, fmt, f"k-{fmt}-{variant.sex}", s)
+            got = decode_message(value, fmt, s)
+            keys.add(patient_key(got.patient_id, secret, got.source_id, system=got.patient_system))
+    assert len(keys) == 1

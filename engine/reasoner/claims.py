@@ -33,6 +33,9 @@ _LEADWORD = r"(?:aV[RLF]|V[1-6]|III|II|I)\b"
 # another finding word ("T wave inversion in V4 with flattened ..." is two findings).
 _FINDING_WORD = r"(?:with|without|inversions?|inverted|negative|upright|positive|flat\w*|biphasic|low|ST|QRS|[PQRSU])\b"
 _GAP = rf"(?:\s+(?!(?:and|but|or)\b(?!\s+{_LEADWORD})|{_FINDING_WORD})[\w'\-]+,?){{0,8}}?\s+"
+# Between "ST" and "elevated"/"depressed": a few words, never another finding or a joiner ("ST depression with
+# elevated troponin" is not an ST elevation).
+_ST_GAP = r"(?:\s+(?!(?:elevation|depression|elevated|depressed|and|with|or|but)\b)[\w']+){0,3}?"
 _QRS = r"\bQRS(?:[\s-]+complex(?:es)?)?(?:\s+(?:duration|width|interval))?"
 _BBB = r"bundle[\s-]+branch\s+block(?![\s-]*like)"
 
@@ -113,10 +116,10 @@ _PATTERNS: list[tuple[str, str, re.Pattern, Callable | None]] = [
     _p("t_wave", "biphasic", rf"\bbiphasic\s+{_T}?\b", rf"{_TW}{_GAP}biphasic\b"),
     _p("t_wave", "upright", rf"\b(?:upright|positive)\s+{_T}?\b", rf"{_TW}{_GAP}(?:upright|positive)\b"),
     _p("st", "elevation", r"\bST[\s-]*(?:segments?\s+)?elevations?\b", r"\belevat(?:ed|ion\s+of\s+the)\s+ST\b",
-       r"\bST(?:[\s-]*segments?)?(?:\s+[\w']+){0,3}?\s+elevated\b"),
+       rf"\bST(?:[\s-]*segments?)?{_ST_GAP}\s+elevated\b"),
     _p("st", "elevation", r"\bSTE\b", flags=0),
     _p("st", "depression", r"\bST[\s-]*(?:segments?\s+)?depressions?\b", r"\bdepress(?:ed|ion\s+of\s+the)\s+ST\b",
-       r"\bST(?:[\s-]*segments?)?(?:\s+[\w']+){0,3}?\s+depressed\b"),
+       rf"\bST(?:[\s-]*segments?)?{_ST_GAP}\s+depressed\b"),
     _p("st", "deviation", r"\bST[\s-]*(?:segments?\s+)?(?:deviations?|changes?|shifts?)\b"),
     _p("st", "isoelectric", r"\bST[\s-]*segments?(?:\s+[\w']+){0,2}?\s+isoelectric\b", r"\bisoelectric\s+ST\b"),
     _p("qrs", "duration", rf"{_QRS}{_QRS_FILLER}(?P<v>\d+(?:\.\d+)?)\s*(?P<unit>{_QRS_UNIT})\b", reader=_qrs_value),
@@ -148,7 +151,7 @@ _PATTERNS: list[tuple[str, str, re.Pattern, Callable | None]] = [
     # ventricular rate ("flutter waves at approximately 300 bpm" with 2:1 conduction is a ventricular 150).
     _p("rate", "atrial-value", rf"\batrial\s+rate\s+{_ABOUT}{_RANGE}{_RATE_UNIT}", reader=_rate_value),
     _p("rate", "atrial-value",
-       rf"\b(?:atrial|flutter|fibrillatory|[PF][\s-]*waves?)\b(?:(?!ventricular|heart|QRS)[^.;,]){{0,30}}?"
+       rf"\b(?:flutter|fibrillatory|[PF])[\s-]*waves?\b(?:(?!ventricular|heart|QRS)[^.;,]){{0,30}}?"
        rf"(?<![\d.]){_RANGE}{_RATE_UNIT}", reader=_rate_value),
     _p("rate", "tachycardia", r"(?<!ventricular\s)(?<!supraventricular\s)\btachycardi(?:a|c)\b"),
     _p("rate", "bradycardia", r"\bbradycardi(?:a|c)\b"),
@@ -162,12 +165,16 @@ _HEDGE = re.compile(r"\b(?:possible|possibly|probable|probably|suggest(?:s|ive|i
 _NEG_INSIDE = re.compile(r"\b(?:not|no)\b", I)
 _NEG_AFTER = re.compile(r"^[^.;]{0,60}?\b(?:is|are|was|were)\s+(?:not\s+(?:seen|present|observed|noted|identified|"
                         r"evident|demonstrated)|absent)\b", I)
-_EXCEPT = re.compile(r"^[^.;]{0,20}?\b(?:except|other\s+than|apart\s+from|save\s+for)\b", I)
+_EXCEPT = re.compile(r"^[^.;]{0,20}?\b(?:except|other\s+than|apart\s+from|save\s+for)\s+(?:for\s+|in\s+)?"
+                     r"(?:the\s+)?(?:leads?\s+)?(?:aV[RLF]|V[1-6]|III|II|I|inferior|lateral|anterior|septal|"
+                     r"precordial|limb)\b", I)
 _CUE_BARRIER = re.compile(r",|\band\b", I)
 _OR_JOINER = re.compile(r"\s*,?\s*(?:or|nor)\s*", I)
+_OR_LATER = re.compile(r"\b(?:or|nor)\b", I)
 _OR_NEXT = re.compile(r"\s*,?\s*(?:or|nor)\b", I)
 _CARRY = re.compile(r"\W*(?:,|or|nor|and/or|/)?\s*(?:any\s+)?\W*", I)
 _BARE_FINDING = re.compile(r"\b(?:reciprocal\s+)?(?P<w>elevation|depression|inversion|flattening)s?\b", I)
+_OF_OTHER = re.compile(r"\s+of\s+(?:the\s+)?(?:[PQRSU][\s-]*waves?|PR|QRS|J[\s-]*point)\b", I)
 _ELLIPSIS_ASSERTION = {"elevation": "elevation", "depression": "depression", "inversion": "inverted",
                        "flattening": "flat"}
 _T_ADJ = re.compile(r"\b(?P<w>inverted|upright|flat(?:tened)?|biphasic)\b", I)
@@ -264,8 +271,8 @@ def _ellipses(clause: str, hits: list[_Hit]) -> list[_Hit]:
         if not any(k.kind == kind for k in before):
             continue
         prev_end = max(k.end for k in before)
-        if _OTHER_SUBJECT.search(clause[prev_end:m.start()]):
-            continue
+        if _OTHER_SUBJECT.search(clause[prev_end:m.start()]) or _OF_OTHER.match(clause, m.end()):
+            continue  # "P wave inversion", "inversion of the P wave"
         extra.append(_Hit(m.start("w"), m.end(), kind, _ELLIPSIS_ASSERTION[m.group("w").lower()]))
     return extra
 
@@ -305,8 +312,9 @@ def _negations(clause: str, hits: list[_Hit]) -> list[bool]:
             hedge = cue.group(0).lower().startswith(("rule", "ruled", "ruling", "exclud")) and \
                 _HEDGE_BEFORE_CUE.search(window[:cue.start()])
             neg = neg or not hedge
-        if i and not neg and out[i - 1] and _CARRY.fullmatch(gap):
-            neg = True  # "no ST elevation or depression", "no A, B or C"
+        if i and not neg and out[i - 1] and _CARRY.fullmatch(gap) and (
+                _OR_JOINER.search(gap) or _OR_LATER.search(clause, h.end)):
+            neg = True  # "no ST elevation or depression", "no A, B or C"; not "no ST elevation, TWI in V1"
         if _NEG_AFTER.search(following):
             neg = True
         if neg and _EXCEPT.search(following):

@@ -192,6 +192,8 @@ class VllmReasoner(Reasoner):
         arr = check_ecg_array(ecg)
         split_prompt(prompt)  # refuse a prompt with several markers before loading anything
         self.load()
+        if time.monotonic() >= deadline:  # loading took the whole budget: submitting now would only leave an orphan
+            raise ReasonerTimeout(f"ECG-R1 did not finish within {timeout_s:g} s (the model was still loading)")
         with self._lock:
             if self._orphan is not None and not self._orphan.done():
                 raise ReasonerUnavailable("a previous generation that timed out is still running", "busy")

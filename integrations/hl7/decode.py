@@ -276,8 +276,9 @@ def _read_obx(
         if not np.isfinite(samples).all():
             bad = int(np.flatnonzero(~np.isfinite(samples))[0])
             raise DecodeError(f"lead {lead}: sample {bad + 1} is not finite (NaN/inf)", "non-finite", "AE")
-        if codes.is_counts(ucode, utext) and not np.array_equal(samples, np.round(samples)):
-            # Decimals are a voltage, not ADC counts: scaling them as counts would shrink the signal 1000-fold.
+        if codes.is_counts(ucode, utext) and counts_scale_mv != 1.0 and not np.array_equal(samples, np.round(samples)):
+            # Decimals are a voltage, not ADC counts: scaling them as counts would shrink the signal 1000-fold
+            # (a site whose unit-less values are millivolts sets TWIWATCH_HL7_COUNTS_SCALE_MV=1).
             raise DecodeError(f"lead {lead}: OBX-6 gives no unit and the samples are not integer counts; send the "
                               "unit (mV or uV)", "unit", "AE")
         if scale != 1.0:

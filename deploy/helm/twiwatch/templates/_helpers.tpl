@@ -16,4 +16,19 @@ env:
       secretKeyRef:
         name: {{ include "twiwatch.secretName" . }}
         key: patient-hash-secret
+  - name: HOME  # libraries' ~/.cache lands on the writable volume
+    value: /var/lib/twiwatch
+securityContext: {{- toYaml .Values.securityContext | nindent 2 }}
+{{- end -}}
+{{- /* The pod-level part every component shares: non-root, and the writable volumes a read-only root needs. */ -}}
+{{- define "twiwatch.podSecurity" -}}
+securityContext: {{- toYaml .Values.podSecurityContext | nindent 2 }}
+{{- end -}}
+{{- define "twiwatch.stateMounts" -}}
+- {name: state, mountPath: /var/lib/twiwatch}
+- {name: tmp, mountPath: /tmp}
+{{- end -}}
+{{- define "twiwatch.stateVolumes" -}}
+- {name: state, emptyDir: {}}
+- {name: tmp, emptyDir: {}}
 {{- end -}}
