@@ -5,7 +5,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 PY=${PYTHON:-python3.11}
 command -v "$PY" >/dev/null || PY=python3
-"$PY" -c 'import sys, venv; sys.exit(sys.version_info < (3, 11))' 2>/dev/null || {
+"$PY" -c 'import sys, venv, ensurepip; sys.exit(sys.version_info < (3, 11))' 2>/dev/null || {
   echo "Python 3.11+ with the venv module is required (found: $("$PY" --version 2>&1)); set PYTHON=..." >&2; exit 1; }
 stamp=".venv/.twiwatch-$(sha256sum pyproject.toml | cut -c1-16)"
 if [ ! -f "$stamp" ]; then

@@ -139,7 +139,7 @@ def build_app(s: Settings) -> faust.App:
         """The worker is stopping (SIGTERM) inside a batch. faust would ack the whole batch on the way out; instead
         what was sent (reports, table changelog writes) is flushed and the process ends without committing, so the
         rest of the batch is redelivered and the ECGs already reported are recognised as such."""
-        if not app.should_stop:
+        if not app.should_stop or app.crashed:  # a crash is not a stop: exit non-zero, uncommitted
             die(stage, asyncio.CancelledError())
         try:
             await asyncio.wait_for(app.producer.flush(), timeout=10)

@@ -110,3 +110,10 @@ def test_clear_errors_for_missing_secret_and_missing_weights():
     assert out.returncode != 0 and "patientHashSecret" in out.stderr
     out = helm("template", "t", str(CHART), "--set", "patientHashSecret=x", "--set", "reasoner.enabled=true")
     assert out.returncode != 0 and "reasoner.modelsClaim" in out.stderr
+
+
+def test_an_operator_can_override_the_state_directory():
+    (config,) = by_kind(render("config.DATA_DIR=/data/twiwatch"), "ConfigMap").values()
+    assert config["data"]["TWIWATCH_DATA_DIR"] == "/data/twiwatch"
+    rendered = helm("template", "t", str(CHART), "--set", "patientHashSecret=x", "--set", "config.DATA_DIR=/d").stdout
+    assert rendered.count("TWIWATCH_DATA_DIR") == 1  # set once, not a default shadowing the override

@@ -113,7 +113,13 @@ def _read(text: str) -> set[tuple]:
     ("ST depression with elevated troponin.", {("st", "depression", False, ())}),
     ("ST elevation and depressed ejection fraction.", {("st", "elevation", False, ())}),
     ("Without ST elevation, T waves are inverted in V2.",
-     {("st", "elevation", True, ("V2",)), ("t_wave", "inverted", False, ("V2",))}),
+     {("st", "elevation", True, ()), ("t_wave", "inverted", False, ("V2",))}),
+    ("No ST elevation, T wave inversion in V5 and V6 suggestive of strain or ischemia.",
+     {("st", "elevation", True, ()), ("t_wave", "inverted", False, ("V5", "V6"))}),
+    ("No ST deviation, T wave inversion in III or aVF.",
+     {("st", "deviation", True, ()), ("t_wave", "inverted", False, ("III", "aVF"))}),
+    ("ST segments are neither elevated nor depressed.", {("st", "elevation", True, ())}),
+    ("T waves are upright except in aVR and V1.", {("t_wave", "upright", True, ("aVR", "V1"))}),
     ("No Q waves, ST changes, or T wave inversion.", {("st", "deviation", True, ()), ("t_wave", "inverted", True, ())}),
     ("T wave inversion in III, and inversion of the P wave in II.", {("t_wave", "inverted", False, ("III",))}),
     # leads named for Q waves stay with the Q waves
@@ -135,6 +141,8 @@ def test_atrial_fibrillation_keeps_its_rhythm_claim_beside_its_rate():
     ("Heart rate 75 bpm.", "value", 75),
     ("Atrial fibrillation at 140 bpm.", "value", 140),  # the rhythm stays a claim of its own (test above)
     ("Sinus rhythm with P waves at 72 bpm.", "atrial-value", 72),
+    ("Atrial flutter at 300 bpm with 2:1 conduction.", "atrial-value", 300),
+    ("Atrial flutter with 2:1 conduction, ventricular rate 150 bpm.", "value", 150),
 ])
 def test_atrial_rates_are_not_the_ventricular_rate(text, assertion, value):
     (rate,) = [c for c in claims_in_text(text) if c.kind == "rate"]

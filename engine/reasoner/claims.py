@@ -162,7 +162,7 @@ _NEG_CUE = re.compile(r"\b(?:no|not|without|absence\s+of|absent|negative\s+for|f
 _HEDGE_BEFORE_CUE = re.compile(r"\b(?:cannot|can't|can\s+not|unable\s+to|does\s+not|doesn't|do\s+not)\s*$", I)
 _HEDGE = re.compile(r"\b(?:possible|possibly|probable|probably|suggest(?:s|ive|ing)?|suspect(?:ed)?|consider|"
                     r"borderline|may|might|cannot\s+(?:be\s+)?(?:rule[ds]?\s+out|exclude[ds]?)|likely)\b", I)
-_NEG_INSIDE = re.compile(r"\b(?:not|no)\b", I)
+_NEG_INSIDE = re.compile(r"\b(?:not|no|neither)\b", I)
 _NEG_AFTER = re.compile(r"^[^.;]{0,60}?\b(?:is|are|was|were)\s+(?:not\s+(?:seen|present|observed|noted|identified|"
                         r"evident|demonstrated)|absent)\b", I)
 _EXCEPT = re.compile(r"^[^.;]{0,20}?\b(?:except|other\s+than|apart\s+from|save\s+for)\s+(?:for\s+|in\s+)?"
@@ -170,10 +170,11 @@ _EXCEPT = re.compile(r"^[^.;]{0,20}?\b(?:except|other\s+than|apart\s+from|save\s
                      r"precordial|limb)\b", I)
 _CUE_BARRIER = re.compile(r",|\band\b", I)
 _OR_JOINER = re.compile(r"\s*,?\s*(?:or|nor)\s*", I)
-_OR_LATER = re.compile(r"\b(?:or|nor)\b", I)
 _OR_NEXT = re.compile(r"\s*,?\s*(?:or|nor)\b", I)
 _CARRY = re.compile(r"\W*(?:,|or|nor|and/or|/)?\s*(?:any\s+)?\W*", I)
 _BARE_FINDING = re.compile(r"\b(?:reciprocal\s+)?(?P<w>elevation|depression|inversion|flattening)s?\b", I)
+_FLUTTER_RATE = re.compile(r"\batrial\s+flutter\b(?![^.;]*\b(?:ventricular|conduction|block|heart)\b)[^.;]*$",
+                           I)
 _OF_OTHER = re.compile(r"\s+of\s+(?:the\s+)?(?:[PQRSU][\s-]*waves?|PR|QRS|J[\s-]*point)\b", I)
 _ELLIPSIS_ASSERTION = {"elevation": "elevation", "depression": "depression", "inversion": "inverted",
                        "flattening": "flat"}
@@ -220,7 +221,7 @@ def _clause_claims(clause: str, source: str) -> list[Claim]:
     if not hits:
         return []
     negated = _negations(clause, hits)
-    leads = _attach_leads(clause, hits)
+    leads = _attach_leads(clause, hits, negated)
     hedged = bool(_HEDGE.search(clause))
     text = clause if len(clause) <= 240 else clause[:237] + "..."
     claims = []
@@ -255,6 +256,9 @@ def _find_hits(clause: str) -> list[_Hit]:
         if h.kind == "rhythm" and h.assertion == "sinus" and ("tachycardi" in word or "bradycardi" in word):
             hits.append(_Hit(h.start, h.end, "rate", "tachycardia" if "tachy" in word else "bradycardia"))
     hits += _ellipses(clause, hits) + _t_adjectives(clause, hits)
+    for h in hits:
+        if h.kind == "rate" and h.assertion == "value" and _FLUTTER_RATE.search(clause[max(0, h.start - 60):h.start]):
+            h.assertion = "atrial-value"  # "atrial flutter at 300 bpm with 2:1 conduction": the flutter rate
     return sorted(hits, key=lambda h: h.start)
 
 
@@ -313,12 +317,14 @@ def _negations(clause: str, hits: list[_Hit]) -> list[bool]:
                 _HEDGE_BEFORE_CUE.search(window[:cue.start()])
             neg = neg or not hedge
         if i and not neg and out[i - 1] and _CARRY.fullmatch(gap) and (
-                _OR_JOINER.search(gap) or _OR_LATER.search(clause, h.end)):
+                _OR_JOINER.search(gap) or _OR_NEXT.match(following)):
             neg = True  # "no ST elevation or depression", "no A, B or C"; not "no ST elevation, TWI in V1"
         if _NEG_AFTER.search(following):
             neg = True
-        if neg and _EXCEPT.search(following):
-            neg = False  # "no T wave inversion except in aVR and V1": asserted for the leads it names
+        if _EXCEPT.search(following):
+            # "no T wave inversion except in aVR and V1": asserted for the leads it names; "T waves upright except
+            # in aVR": denied for them
+            neg = not neg
         out.append(neg)
     return out
 
@@ -336,7 +342,7 @@ def _cue_reach(gap: str, following: str) -> str:
     return gap if in_or_list else gap[cut:]
 
 
-def _attach_leads(clause: str, hits: list[_Hit]) -> list[list[str]]:
+def _attach_leads(clause: str, hits: list[_Hit], negated: list[bool]) -> list[list[str]]:
     chosen_spans: list[list] = [[] for _ in hits]
     forward: list[tuple] = []
     targets = [i for i, h in enumerate(hits) if h.kind in LEAD_KINDS]
@@ -361,7 +367,9 @@ def _attach_leads(clause: str, hits: list[_Hit]) -> list[list[str]]:
             continue
         chosen = [choice]
         # "inverted T waves and ST depression in V5": a finding list shares the lead mention that follows it.
+        # Not across a change of negation: "no ST elevation, T wave inversion in V5" says nothing of ST in V5.
         while chosen[0] > 0 and span.after_preposition and not inside and hits[chosen[0] - 1].kind in LEAD_KINDS \
+                and negated[chosen[0] - 1] == negated[chosen[0]] \
                 and _JOIN.fullmatch(clause[hits[chosen[0] - 1].end:hits[chosen[0]].start]):
             chosen.insert(0, chosen[0] - 1)
         for i in chosen:
