@@ -21,6 +21,7 @@ import logging
 import os
 import time
 import traceback
+from collections.abc import Awaitable
 from contextlib import contextmanager
 from typing import NoReturn
 
@@ -102,12 +103,7 @@ def build_app(s: Settings) -> faust.App:
     @app.agent(raw)
     async def decode(stream):
         async for event in stream.events():
-            try:
-                await decode_one(event)
-            except asyncio.CancelledError:
-                await stopped_mid_batch("decode")
-            except BaseException as exc:  # noqa: BLE001 - see die()
-                die("decode", exc)
+            await guarded("decode", decode_one(event))
 
     async def decode_one(event) -> None:
         msg = event.message
@@ -135,6 +131,15 @@ def build_app(s: Settings) -> faust.App:
         key = patient_key(record.patient_id, secret, record.source_id, system=record.patient_system)
         await by_patient.send(key=key.encode(), value=value)
 
+    async def guarded(stage: str, work: Awaitable[None]) -> None:
+        """One event's or batch's processing, from which nothing may escape into faust (it would ack the batch)."""
+        try:
+            await work
+        except asyncio.CancelledError:
+            await stopped_mid_batch(stage)
+        except BaseException as exc:  # noqa: BLE001 - see die()
+            die(stage, exc)
+
     async def stopped_mid_batch(stage: str) -> None:
         """The worker is stopping (SIGTERM) inside a batch. faust would ack the whole batch on the way out; instead
         what was sent (reports, table changelog writes) is flushed and the process ends without committing, so the
@@ -158,12 +163,7 @@ def build_app(s: Settings) -> faust.App:
         stay in order and each sees the ones before it as priors; faust acks the batch's offsets only after the
         loop body, i.e. after every report in it is on the broker."""
         async for events in stream.take_events(s.encoder_max_batch, within=s.encoder_max_wait_ms / 1000):
-            try:
-                await analyse_batch(stream, events)
-            except asyncio.CancelledError:
-                await stopped_mid_batch("analyse")
-            except BaseException as exc:  # noqa: BLE001 - see die()
-                die("analyse", exc)
+            await guarded("analyse", analyse_batch(stream, events))
 
     async def analyse_batch(stream, events) -> None:
         batch, pending_state = [], {}
@@ -225,12 +225,7 @@ def build_app(s: Settings) -> faust.App:
         priority first, reasoner_concurrency at a time, each written as soon as it is answered; a timeout or outage
         yields an 'abandoned' version, never a lost or blocked report."""
         async for events in stream.take_events(s.reasoner_queue, within=0.05):
-            try:
-                await reason_batch(stream, events)
-            except asyncio.CancelledError:
-                await stopped_mid_batch("reason")
-            except BaseException as exc:  # noqa: BLE001 - see die()
-                die("reason", exc)
+            await guarded("reason", reason_batch(stream, events))
 
     async def reason_batch(stream, events) -> None:
         jobs, seen = [], set()
