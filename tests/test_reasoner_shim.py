@@ -39,6 +39,8 @@ from engine.reasoner.wire import (
 )
 from stream.e2e import free_port
 
+from conftest import standin_shim
+
 ROOT = Path(__file__).resolve().parent.parent
 
 
@@ -56,10 +58,7 @@ def _shim(generator: StandinGenerator, **options) -> ShimServer:
 
 @pytest.fixture
 def shim():
-    gen = StandinGenerator(output="lateral-twi")
-    server = _shim(gen, max_inflight=1, max_queue=1)
-    with server.running():
-        server.load()
+    with standin_shim("lateral-twi", server_options={"max_inflight": 1, "max_queue": 1}) as (server, _):
         yield server
 
 
