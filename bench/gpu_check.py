@@ -26,7 +26,7 @@ sys.path.insert(0, str(ROOT))
 
 import numpy as np  # noqa: E402
 
-PEAK_FLOPS = 790e12  # measured bf16 dense matmul rate on the lent H200 (GUIDE §10)
+PEAK_FLOPS = 790e12  # measured bf16 dense matmul rate on the lent H200 (docs/SPEC.md §10)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -48,7 +48,7 @@ def main(argv: list[str] | None = None) -> int:
     from bench.wfdb_min import sample_records
     from engine.encoder.adapter import adapt_batch
     from engine.encoder.checkpoint import load_model
-    from engine.encoder.export import export_onnx
+    from integrations.encoder.export import export_onnx
     from engine.encoder.variants import get_variant
 
     device = a.device or ("cuda" if torch.cuda.is_available() else "cpu")
@@ -193,7 +193,7 @@ def _tensorrt(tmp: Path, real, ref, batches, iters, flops_per_ecg, device) -> di
         return {"exercised": False, "why": why}
     from engine.encoder.hardware import detect_environment
     from engine.encoder.manifest import load_manifest
-    from engine.encoder.runtime import build_backend
+    from engine.encoder.runtime_choice import build_backend
 
     res: dict = {"exercised": True, "precisions": {}}
     env = detect_environment()

@@ -4,7 +4,7 @@ records; fold 10 and the held-out LUDB ids are never read): AUROC of each head o
 bootstrap CI of the difference, the largest score change, and how often an abstention-band decision
 (TWI < 0.2 / >= 0.8, ischemic < 0.2 / >= 0.8: the band `head_disagrees` uses) lands on another side.
 
-    .venv/bin/python bench/int8_check.py --data ../shared/data --json docs/int8_check.json
+    .venv/bin/python bench/int8_check.py --data ../shared/data --json docs/results/int8_check.json
 """
 from __future__ import annotations
 
@@ -20,10 +20,10 @@ import numpy as np
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from engine.encoder import training_data as td  # noqa: E402
+from integrations.encoder import training_data as td  # noqa: E402
 from engine.encoder.manifest import load_manifest  # noqa: E402
 from engine.encoder.metrics import auroc  # noqa: E402
-from engine.encoder.runtime import select_runtime  # noqa: E402
+from engine.encoder.runtime_choice import select_runtime  # noqa: E402
 from engine.encoder.triage_head import HeadThresholds  # noqa: E402
 
 

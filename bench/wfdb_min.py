@@ -1,7 +1,7 @@
 """A minimal WFDB reader (format 16 only) for machines without the `wfdb` package, e.g. the lent GPU box.
 
 Reads exactly what samples/ holds (LUDB and PTB-XL: one .dat per record, 16-bit little-endian, interleaved) and
-refuses anything else. The tests check it against `integrations.wfdb_io` on every sample record.
+refuses anything else. The tests check it against `integrations.datasets.wfdb_io` on every sample record.
 """
 from __future__ import annotations
 

@@ -1,10 +1,12 @@
-"""`analyze(record, priors) -> Analysis`: the one composition of the engine's steps (GUIDE §1 order).
+"""`analyze(record, priors) -> Analysis`: the one composition of the engine's steps (docs/SPEC.md §1 order).
 
 window (last 60 s) -> derive limb leads from I+II -> pacing spikes on the raw signal -> resample to 500 Hz ->
 filters -> lead quality -> QRS -> delineation -> measures -> TWI criteria -> novelty -> secondary causes -> triage.
 All indices reported are samples of the record as sent, at its own rate.
 """
 from __future__ import annotations
+
+from dataclasses import dataclass, field
 
 import numpy as np
 
@@ -13,9 +15,9 @@ from engine import criteria, measure, novelty, quality, secondary, st
 from engine.beats import delineate_record, r_peaks
 from engine.filters import detection_filter, measurement_filter
 from engine.pacing import MIN_FS_FOR_SPIKES, blank_spikes, detect_spikes
-from engine.record import STANDARD_LEADS, EcgRecord, derive_limb_leads, iso_utc, last_window
+from engine.record import STANDARD_LEADS, EcgRecord, derive_limb_leads, fill_flagged, iso_utc, last_window
 from engine.resample import to_analysis_rate, to_own_rate
-from engine.result import SUMMARY_SCHEMA_VERSION, Analysis, Beat, LeadResult, PriorSummary, Triage
+from engine.result import SUMMARY_SCHEMA_VERSION, Analysis, Beat, LeadResult, PriorSummary, SecondaryFinding, Triage, TwiGroup
 from engine.triage import triage
 
 VENTRICULAR_SPIKE_S = 0.08  # a spike this close before QRS onset paced the ventricle
@@ -42,7 +44,7 @@ def analyze(record: EcgRecord, priors: list[PriorSummary] | None = None) -> Anal
     if rec.derived_leads:
         notes.append("limb leads derived from I and II: " + ", ".join(sorted(rec.derived_leads, key=STANDARD_LEADS.index)))
     if flagged is not None and flagged.any():
-        raw = _fill_flagged(raw, flagged)
+        raw = fill_flagged(raw, flagged)
 
     spikes = detect_spikes(raw, fs)
     clean = blank_spikes(raw, spikes, fs)
@@ -59,9 +61,8 @@ def analyze(record: EcgRecord, priors: list[PriorSummary] | None = None) -> Anal
     if d is None:
         leads = {n: LeadResult(lead=n, quality="not-analysable" if not q.ok else "ok", quality_reasons=q.reasons,
                                derived=n in rec.derived_leads) for n, q in zip(names, lq)}
-        tri = Triage("indeterminate", ["no QRS complex detected"])
-        return _finish(record, rec, leads, fsa, truncated, start, None, None, "undetermined", [], "none", [], tri,
-                       notes, None, None)
+        return _finish(record, rec, leads, truncated, start, notes,
+                       _Findings(triage=Triage("indeterminate", ["no QRS complex detected"])))
 
     quality.beat_noise(d.epochs.data, d.template, d.conforming, d.epochs.valid, lq)
     tm = d.tm
@@ -121,24 +122,16 @@ def analyze(record: EcgRecord, priors: list[PriorSummary] | None = None) -> Anal
             lr.st_j_mv, lr.st_slope_mv_s, lr.st_shape = s_m.j_mv, s_m.slope_mv_s, s_m.shape
         leads[n] = lr
     notes += rhythm.evidence
-    return _finish(record, rec, leads, fsa, truncated, start, rhythm.heart_rate_bpm, rhythm.rr_cv, rhythm.rhythm,
-                   groups, record_novelty, sec, tri, notes, qrs_ms, pr_ms, st_groups, st_novelty)
+    findings = _Findings(triage=tri, heart_rate_bpm=rhythm.heart_rate_bpm, rr_cv=rhythm.rr_cv, rhythm=rhythm.rhythm,
+                         groups=groups, novelty=record_novelty, secondary=sec, qrs_ms=qrs_ms, pr_ms=pr_ms,
+                         st_groups=st_groups, st_novelty=st_novelty)
+    return _finish(record, rec, leads, truncated, start, notes, findings)
 
 
 def _own_or_none(a: np.ndarray, own) -> list[list[int | None]]:
     """(leads, beats) analysis-rate indices (-1 = absent) -> nested lists of own-rate indices or None."""
     mapped = own(np.maximum(a, 0))
     return np.where(a < 0, None, mapped).tolist()
-
-
-def _fill_flagged(raw: np.ndarray, flagged: np.ndarray) -> np.ndarray:
-    """Flagged samples (may be NaN or rail values) replaced by linear interpolation so filters do not ring."""
-    out = raw.copy()
-    t = np.arange(raw.shape[1])
-    for i in np.flatnonzero(flagged.any(axis=1)):
-        good = ~flagged[i] & np.isfinite(raw[i])
-        out[i] = np.interp(t, t[good], raw[i, good]) if good.any() else 0.0
-    return out
 
 
 def _spike_fractions(spikes: np.ndarray, onsets: np.ndarray, fs: float) -> tuple[float | None, float | None]:
@@ -152,24 +145,40 @@ def _spike_fractions(spikes: np.ndarray, onsets: np.ndarray, fs: float) -> tuple
     return float(near(VENTRICULAR_SPIKE_S)), float(near(ANY_SPIKE_S))
 
 
-def _finish(record: EcgRecord, rec: EcgRecord, leads: dict[str, LeadResult], fsa: float, truncated: bool, start: int,
-            hr, cv, rhythm: str, groups, record_novelty: str, sec, tri: Triage, notes: list[str], qrs_ms, pr_ms,
-            st_groups=None, st_novelty: str = "none") -> Analysis:
+@dataclass
+class _Findings:
+    """The record-level findings; the defaults are what a record without a detected QRS complex has."""
+
+    triage: Triage
+    heart_rate_bpm: float | None = None
+    rr_cv: float | None = None
+    rhythm: str = "undetermined"
+    groups: list[TwiGroup] = field(default_factory=list)
+    novelty: str = "none"
+    secondary: list[SecondaryFinding] = field(default_factory=list)
+    qrs_ms: float | None = None
+    pr_ms: float | None = None
+    st_groups: list[TwiGroup] = field(default_factory=list)
+    st_novelty: str = "none"
+
+
+def _finish(record: EcgRecord, rec: EcgRecord, leads: dict[str, LeadResult], truncated: bool, start: int,
+            notes: list[str], f: _Findings) -> Analysis:
     summary = PriorSummary(
         schema_version=SUMMARY_SCHEMA_VERSION,
         source_id=record.source_id,
         acquired_at=iso_utc(record.acquired_at) if record.acquired_at else None,
         lead_t={n: {"polarity": lr.t_polarity, "amplitude_mv": lr.t_amplitude_mv, "quality": lr.quality}
                 for n, lr in leads.items()},
-        twi_groups=[list(g.leads) for g in groups],
+        twi_groups=[list(g.leads) for g in f.groups],
         lead_st={n: {"st_j_mv": lr.st_j_mv, "st_shape": lr.st_shape, "quality": lr.quality} for n, lr in leads.items()},
-        st_depression_groups=[list(g.leads) for g in (st_groups or [])],
+        st_depression_groups=[list(g.leads) for g in f.st_groups],
     )
     return Analysis(
         engine_version=__version__, fs=float(record.fs), duration_s=round(record.duration_s, 3), truncated=truncated,
-        heart_rate_bpm=hr, rr_irregularity=cv, rhythm=rhythm, leads=leads, absent_leads=list(rec.absent_leads),
-        derived_leads=sorted(rec.derived_leads, key=STANDARD_LEADS.index), twi=groups, novelty=record_novelty,
-        secondary=sec, triage=tri, summary=summary, notes=notes, analysed_from_sample=start,
-        qrs_duration_ms=qrs_ms, pr_interval_ms=pr_ms, st_depression=list(st_groups or []),
-        st_depression_novelty=st_novelty,
+        heart_rate_bpm=f.heart_rate_bpm, rr_irregularity=f.rr_cv, rhythm=f.rhythm, leads=leads,
+        absent_leads=list(rec.absent_leads), derived_leads=sorted(rec.derived_leads, key=STANDARD_LEADS.index),
+        twi=f.groups, novelty=f.novelty, secondary=f.secondary, triage=f.triage, summary=summary, notes=notes,
+        analysed_from_sample=start, qrs_duration_ms=f.qrs_ms, pr_interval_ms=f.pr_ms, st_depression=f.st_groups,
+        st_depression_novelty=f.st_novelty,
     )

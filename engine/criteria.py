@@ -1,4 +1,4 @@
-"""GUIDE §4 TWI criteria: T inversion > 0.1 mV in two or more contiguous leads with a prominent R wave.
+"""docs/SPEC.md §4 TWI criteria: T inversion > 0.1 mV in two or more contiguous leads with a prominent R wave.
 
 Contiguity: limb leads in the Cabrera sequence aVL, I, (-aVR), II, aVF, III and precordial V1..V6; neighbours in a
 sequence are contiguous. -aVR sits between I and II, and aVR never counts, so I and II are not neighbours. An absent

@@ -2,7 +2,7 @@
 
 
 class InvalidRecord(ValueError):
-    """The record breaks the GUIDE §10 contract; `reason` is readable and carries no patient data."""
+    """The record breaks the docs/SPEC.md §10 contract; `reason` is readable and carries no patient data."""
 
     def __init__(self, reason: str, code: str = "invalid-record") -> None:
         super().__init__(reason)

@@ -1,4 +1,4 @@
-"""New vs prior TWI (GUIDE §4: no formal standard; compared with the most recent prior ECG).
+"""New vs prior TWI (docs/SPEC.md §4: no formal standard; compared with the most recent prior ECG).
 
 A current group is
   * "persistent" when the most recent prior already had TWI there: it listed a group sharing >= 2 of its leads, or

@@ -1,4 +1,4 @@
-"""The one ECG record type every part of twiwatch uses (GUIDE §10).
+"""The one ECG record type every part of twiwatch uses (docs/SPEC.md §10).
 
 Samples are float32 millivolts, shape (leads, samples), at the record's own sampling rate.
 Standard leads carry canonical names; extra named leads (e.g. Frank vx/vy/vz) are kept and ignored.
@@ -100,7 +100,7 @@ def make_record(
 
 
 def validate(rec: EcgRecord) -> None:
-    """Raise InvalidRecord when the record breaks GUIDE §10. Reasons name leads and numbers, never patient data."""
+    """Raise InvalidRecord when the record breaks docs/SPEC.md §10. Reasons name leads and numbers, never patient data."""
     if not np.isfinite(rec.fs) or not (MIN_FS_HZ <= rec.fs <= MAX_FS_HZ):
         raise InvalidRecord(f"sampling rate {rec.fs!r} Hz outside {MIN_FS_HZ:g}..{MAX_FS_HZ:g} Hz", "sampling-rate")
     seen: set[str] = set()
@@ -154,7 +154,7 @@ def iso_utc(moment: datetime) -> str:
 
 
 def last_window(rec: EcgRecord, seconds: float = MAX_ANALYSED_S) -> tuple[EcgRecord, bool]:
-    """Longer strips are analysed on their last `seconds` (GUIDE §10); returns (record, truncated)."""
+    """Longer strips are analysed on their last `seconds` (docs/SPEC.md §10); returns (record, truncated)."""
     n = int(round(seconds * rec.fs))
     if rec.n_samples <= n:
         return rec, False

@@ -1,15 +1,20 @@
-"""Resampling to the analysis rate and mapping indices back to the record's own rate.
+"""Resampling, in one place: the engine's analysis rate (and indices back to the record's own rate), and the
+windowed band-limited resampler that builds the models' input (`resample_window`).
 
 Every detector and threshold in the engine is tuned at one rate (ANALYSIS_FS), so records at 100, 250, 257, 360,
 500 or 1000 Hz are brought there first with a polyphase filter (scipy.signal.resample_poly), which keeps the
 waveform phase (T-peak timing) and does not assume the strip is periodic, unlike an FFT resampler.
+
+`resample_window` needs numpy alone (a model box may lack scipy): each output sample is a Kaiser-windowed sinc
+interpolation of the input at its exact time, so any pair of rates works (100 -> 500 Hz, 257 -> 500 Hz,
+1000 -> 500 Hz) and only the kept window is computed. Indices past the ends are clamped (edge values repeated) so
+the first and last beats do not ring.
 """
 from __future__ import annotations
 
 from fractions import Fraction
 
 import numpy as np
-from scipy.signal import resample_poly
 
 ANALYSIS_FS = 500.0
 # A denominator cap keeps the polyphase filter short for odd rates (257 Hz -> 500/257 exactly; 256.7 Hz approximated).
@@ -24,6 +29,8 @@ def rational_ratio(fs: float, target: float = ANALYSIS_FS) -> tuple[int, int]:
 
 def to_analysis_rate(signal: np.ndarray, fs: float, target: float = ANALYSIS_FS) -> tuple[np.ndarray, float]:
     """Resample (leads, samples) to ~target Hz. Returns (signal, exact analysis rate = fs * up / down)."""
+    from scipy.signal import resample_poly  # lazily: the model adapters run where scipy may be absent
+
     up, down = rational_ratio(fs, target)
     if up == down:
         return np.asarray(signal, dtype=np.float64), float(fs)
@@ -44,3 +51,41 @@ def to_own_rate(index: np.ndarray | int | None, analysis_fs: float, own_fs: floa
     if n_own is not None:
         out = np.clip(out, 0, n_own - 1)
     return out
+
+
+ZERO_CROSSINGS = 16  # each side of the kernel: ~-80 dB stop band with the Kaiser window below
+KAISER_BETA = 8.6
+ROLLOFF = 0.9  # cut-off as a fraction of the lower Nyquist rate
+
+
+def resample_window(x: np.ndarray, fs_in: float, fs_out: float, t0_s: float, n_out: int) -> np.ndarray:
+    """(leads, n_in) at fs_in -> (leads, n_out) at fs_out, output sample k at time t0_s + k / fs_out."""
+    x = np.asarray(x, dtype=np.float64)
+    times = t0_s + np.arange(n_out) / fs_out
+    start = t0_s * fs_in
+    if fs_in == fs_out and abs(start - round(start)) < 1e-6:
+        start = int(round(start))
+        return x[:, start:start + n_out].copy()  # same rate, sample-aligned: no filtering at all
+    cutoff = ROLLOFF * 0.5 * min(fs_in, fs_out)  # Hz
+    scale = 2.0 * cutoff / fs_in  # cut-off in cycles per input sample x2
+    half = int(np.ceil(ZERO_CROSSINGS / scale))  # kernel half-width in input samples
+    pos = times * fs_in  # fractional input index of each output
+    base = np.floor(pos).astype(np.int64)
+    offsets = np.arange(-half + 1, half + 1)
+    out = np.empty((x.shape[0], n_out), dtype=np.float64)
+    # Chunk the outputs so the (outputs, taps) matrices stay a few MB even at 10 kHz input.
+    chunk = max(1, 2_000_000 // (offsets.size * max(1, x.shape[0])))
+    for s in range(0, n_out, chunk):
+        idx = base[s:s + chunk, None] + offsets[None, :]
+        dist = pos[s:s + chunk, None] - idx
+        w = scale * np.sinc(scale * dist) * _kaiser(dist / half)
+        w /= w.sum(axis=1, keepdims=True)  # unit DC gain, also where the kernel is clipped at the ends
+        np.clip(idx, 0, x.shape[1] - 1, out=idx)
+        out[:, s:s + chunk] = np.einsum("lkt,kt->lk", x[:, idx], w)
+    return out
+
+
+def _kaiser(u: np.ndarray) -> np.ndarray:
+    """Kaiser window on u in [-1, 1] (zero outside)."""
+    inside = np.clip(1.0 - u * u, 0.0, None)
+    return np.where(np.abs(u) <= 1.0, np.i0(KAISER_BETA * np.sqrt(inside)) / np.i0(KAISER_BETA), 0.0)

@@ -1,4 +1,4 @@
-"""Secondary (non-ischemic) causes of T-wave inversion, checked before a TWI is called ischemic (GUIDE §4).
+"""Secondary (non-ischemic) causes of T-wave inversion, checked before a TWI is called ischemic (docs/SPEC.md §4).
 
 Each check returns a SecondaryFinding with `present` and evidence strings naming leads and numbers; a check whose
 leads are absent says so and is not present. Criteria (amplitudes on the median beat, vs the PR level):

@@ -1,4 +1,4 @@
-"""ST segment on the median beat and the 4th UDMI ST-depression criterion that stands beside TWI (GUIDE §4).
+"""ST segment on the median beat and the 4th UDMI ST-depression criterion that stands beside TWI (docs/SPEC.md §4).
 
 4th Universal Definition of MI (Circulation 2018;138:e618): "new horizontal or downsloping ST depression >= 0.5 mm
 (0.05 mV) in two contiguous leads". Definitions used here (none was fitted to data; the 0.05 mV is the UDMI value,

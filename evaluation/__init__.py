@@ -5,6 +5,6 @@ Entry points (the CLI calls these): `evaluation.delineation.run_delineation`, `e
 `evaluation.serial.run_serial`; `python -m evaluation {delineation,twi,serial,markdown} ...` and
 `twiwatch evaluate ...` run the same commands (evaluation/cli.py).
 
-Held-out data is never read: LUDB ids divisible by 4 and PTB-XL fold 10 (GUIDE §7) are skipped before any file of
+Held-out data is never read: LUDB ids divisible by 4 and PTB-XL fold 10 (docs/SPEC.md §7) are skipped before any file of
 theirs is opened (`evaluation.ludb.is_held_out`, `evaluation.ptbxl_labels.HELD_OUT_FOLD`).
 """

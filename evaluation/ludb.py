@@ -5,7 +5,7 @@ reference TWI derived from the annotations, and the diagnoses in ludb.csv.
 Layout accepted (the full copy and the shipped samples alike): a folder holding `data/<id>.{hea,dat,i,ii,...,v6}` and
 `ludb.csv`, or any folder above one (e.g. `../shared/data/ludb`, whose copy sits one level deeper).
 
-Held out: ids divisible by 4 are never opened (GUIDE §7); `record_ids` skips them and `read_record` refuses them.
+Held out: ids divisible by 4 are never opened (docs/SPEC.md §7); `record_ids` skips them and `read_record` refuses them.
 
 Reference definitions (stated in docs/EVALUATION.md):
 * Annotated span of a lead: first annotation onset .. last annotation offset, and within SPAN_MARGIN_S of some
@@ -17,7 +17,7 @@ Reference definitions (stated in docs/EVALUATION.md):
   "flat" (the dead zone; not scored for polarity accuracy).
 * Reference R / S of a lead: median over annotated QRS complexes of the largest positive deflection and the deepest
   negative deflection after it (the deepest point when the R is negligible: QS) vs the isoelectric level.
-* Reference TWI (the GUIDE §4 rule on those references, through engine.criteria so the rule is the engine's own):
+* Reference TWI (the docs/SPEC.md §4 rule on those references, through engine.criteria so the rule is the engine's own):
   T inverted deeper than 0.1 (units of the record) with a prominent R (R >= 0.3 or R/S > 1), aVR never, III and V1
   only with a mostly positive QRS, in >= 2 contiguous leads.
 """
@@ -229,7 +229,7 @@ def lead_reference(x: np.ndarray, waves: list[Wave], fs: float) -> LeadReference
 
 
 def reference_twi(refs: dict[str, LeadReference]) -> tuple[list[list[str]], dict[str, bool]]:
-    """GUIDE §4 groups and per-lead qualification from the annotation-derived references (engine.criteria's rule)."""
+    """docs/SPEC.md §4 groups and per-lead qualification from the annotation-derived references (engine.criteria's rule)."""
     from engine import criteria
     from engine.measure import LeadMeasure, classify_polarity
 

@@ -1,8 +1,8 @@
 """Markdown tables of the evaluation JSON files (what docs/EVALUATION.md quotes), so the document is regenerated from
 the numbers the commands wrote rather than retyped.
 
-    .venv/bin/python -m evaluation markdown --delineation docs/evaluation/delineation.json \
-        --twi docs/evaluation/twi.json --serial docs/evaluation/serial.json
+    .venv/bin/python -m evaluation markdown --delineation docs/results/delineation.json \
+        --twi docs/results/twi.json --serial docs/results/serial.json
 """
 from __future__ import annotations
 
@@ -98,7 +98,7 @@ def twi_tables(report: dict[str, Any]) -> str:
         rows += _bin_rows(lab, "report text says inverted", s["twi_record_vs_report_text"])
     for sp, s in report.get("ludb", {}).get("splits", {}).items():
         rows += _bin_rows(f"LUDB {sp} ({s['records']})", "LUDB-derived TWI", s["twi_record_vs_ludb_derived"])
-    out.append("Record-level TWI (at least one GUIDE §4 group):\n")
+    out.append("Record-level TWI (at least one docs/SPEC.md §4 group):\n")
     out.append(_table(["data (records)", "reference", "pos/neg", "method", "sensitivity", "specificity", "PPV"], rows))
     rows = []
     for rate, s in report.get("ptbxl", {}).get("rates", {}).items():

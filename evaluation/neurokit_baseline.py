@@ -9,7 +9,7 @@ cleaned signal, defined the same way as ours (docs/EVALUATION.md):
 * T amplitude of a lead: median over beats of (signal at its T peak - isoelectric level);
 * R / S of a lead: median over beats of the largest deflection and the deepest point after it inside the QRS bounds
   (R onset..offset, else Q peak..S peak, else +-50 ms around the R peak);
-* TWI groups: engine.criteria (GUIDE §4 rule) applied to those measures.
+* TWI groups: engine.criteria (docs/SPEC.md §4 rule) applied to those measures.
 A lead on which NeuroKit2 raises is a lead without an answer (counted as such, never silently dropped).
 """
 from __future__ import annotations

@@ -8,14 +8,14 @@ References (docs/EVALUATION.md):
   German ("report text says inverted", evaluation.ptbxl_labels.parse_report). Both are reported; they differ.
 * PTB-XL lead level: on records whose report names the inverted leads, a lead is positive when named; aVR is never
   scored (its T is normally inverted and reports do not mention it).
-* LUDB record level: the GUIDE §4 rule applied to the annotation-derived references (evaluation.ludb.reference_twi);
+* LUDB record level: the docs/SPEC.md §4 rule applied to the annotation-derived references (evaluation.ludb.reference_twi);
   lead level: annotation-derived T amplitude < -0.1 (aVR excluded).
 * ST depression (engine only, 4th UDMI, engine/st.py): record level vs PTB-XL STD_ and vs the report text saying the
   ST segments are depressed; lead level vs the leads the text names.
 * Secondary causes: PTB-XL CLBBB / CRBBB / LVH / PACE / WPW codes (any likelihood), LUDB "Complete left/right bundle
   branch block", "Left ventricular hypertrophy", any "Cardiac pacing" entry; against the engine's lbbb, rbbb,
   lvh-strain, ventricular-pacing and wpw findings (NeuroKit2 has no such checks).
-Predictions: record TWI = at least one GUIDE §4 group (engine.criteria for every method); lead TWI =
+Predictions: record TWI = at least one docs/SPEC.md §4 group (engine.criteria for every method); lead TWI =
 evaluation.methods definitions.
 PTB-XL is run at 100 Hz for every record of folds 1-9 and again at 500 Hz where this copy has the 500 Hz signal
 (pacing spikes need >= 400 Hz).
@@ -40,7 +40,7 @@ ENGINE_CAUSE = {"lbbb": "lbbb", "rbbb": "rbbb", "lvh": "lvh-strain", "pacing": "
 RATES = (100, 500)
 WHAT = "TWI (record and lead level) and secondary causes vs PTB-XL labels / report text and LUDB-derived references"
 DEFINITIONS = {
-    "record_twi_prediction": "at least one GUIDE §4 group (engine.criteria: T inverted > 0.1 mV with prominent R in "
+    "record_twi_prediction": "at least one docs/SPEC.md §4 group (engine.criteria: T inverted > 0.1 mV with prominent R in "
                              ">= 2 contiguous leads)",
     "lead_twi_prediction": f"lead T inverted deeper than {TWI_DEPTH_MV} mV on its dominant lobe (ours: negative/"
                            "biphasic t_polarity with t_amplitude_mv < -0.1; NeuroKit2: median T-peak amplitude "
@@ -48,7 +48,7 @@ DEFINITIONS = {
     "ptbxl_invt": "SCP code INVT present (any likelihood; PTB-XL gives INVT likelihood 0 = present, unknown)",
     "ptbxl_report_text": "report says T waves are inverted (EN/DE parser, evaluation/ptbxl_labels.py); lead level on "
                          "records whose report names the leads",
-    "ludb_reference": "GUIDE §4 rule on annotation-derived T amplitude (annotated T peak minus PR level) and R/S; "
+    "ludb_reference": "docs/SPEC.md §4 rule on annotation-derived T amplitude (annotated T peak minus PR level) and R/S; "
                       "amplitudes relative (each lead scaled to 1.0 peak-to-peak in this copy)",
     "secondary": "PTB-XL CLBBB/CRBBB/LVH/PACE/WPW (any likelihood); LUDB complete LBBB/RBBB, LVH, any pacing entry; "
                  "engine findings lbbb/rbbb/lvh-strain/ventricular-pacing/wpw",
@@ -315,7 +315,7 @@ def _plot(report: dict[str, Any], names: list[str], path: Path) -> str:
         ax.grid(axis="y", alpha=0.3)
     axes[0][0].set_ylabel("%")
     axes[0][0].legend(fontsize=8)
-    fig.suptitle("Record-level TWI (GUIDE §4 rule), 95 % bootstrap CI", fontsize=10)
+    fig.suptitle("Record-level TWI (docs/SPEC.md §4 rule), 95 % bootstrap CI", fontsize=10)
     fig.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=110)

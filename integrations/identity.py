@@ -1,4 +1,4 @@
-"""Identity rules of GUIDE §10: stable report identifiers and keyed patient hashes.
+"""Identity rules of docs/SPEC.md §10: stable report identifiers and keyed patient hashes.
 
 Kafka keys and logs carry `patient_key` (HMAC-SHA256 with a configured secret), never the identifier itself.
 """

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Encoder GPU check (GUIDE §10: the lent H200 has torch 2.11 on CUDA, onnx and CPU onnxruntime, no TensorRT, no
+# Encoder GPU check (docs/SPEC.md §10: the lent H200 has torch 2.11 on CUDA, onnx and CPU onnxruntime, no TensorRT, no
 # network). Uses the project's venv when there is one, else the machine's python3; needs only torch, numpy, onnx
 # and onnxruntime (samples/ are read without wfdb). Full run < 8 min; `--device cpu --quick` runs the same path on CPU.
 #   bash scripts/gpu_check.sh [--device cuda|cpu] [--quick] [--variant coca-b50] [--checkpoint PATH] [--json PATH]

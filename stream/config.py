@@ -1,107 +1,81 @@
-"""The one configuration object. Every setting is an environment variable `TWIWATCH_<NAME>`; read once, here.
+"""Configuration, read in this one place: every setting is an environment variable `TWIWATCH_<NAME>`.
 
-Other packages never read the environment: the CLI builds `Settings` and passes plain values down.
+Settings come in groups (Kafka, worker, encoder, reasoner client, reasoner shim, MLLP, HL7, FHIR, identity, local
+broker). Each process builds only the groups it uses (`WorkerSettings`, `MllpSettings`, `ReasonerServeSettings`,
+`ToolSettings`), so a pod's configuration lists what that process reads and nothing else; the Helm chart renders one
+ConfigMap per Deployment from the same groups. Other packages never read the environment: commands build settings
+here and pass plain values down.
+
+Default directories follow the XDG base directories (platformdirs): a checkout's scripts and the chart set them
+explicitly (TWIWATCH_CACHE_DIR, TWIWATCH_DATA_DIR, TWIWATCH_ENCODER_CACHE_DIR).
 """
 from __future__ import annotations
 
 from functools import lru_cache
 from pathlib import Path
 from typing import Literal
-
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
+from platformdirs import user_cache_path, user_data_path
 from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-PROJECT_ROOT = Path(__file__).resolve().parent.parent
 MiB = 1024 * 1024
+_ENV = SettingsConfigDict(env_prefix="TWIWATCH_", extra="ignore")
 
 
-class Settings(BaseSettings):
-    model_config = SettingsConfigDict(env_prefix="TWIWATCH_", extra="ignore")
+def _cache_home() -> Path:
+    return user_cache_path("twiwatch", appauthor=False)
 
-    # Kafka
+
+class _Group(BaseSettings):
+    model_config = _ENV
+    log_level: str = Field("INFO", description="log level")
+
+
+class KafkaSettings(_Group):
     bootstrap: str = Field("", description="Kafka bootstrap servers (default: the local broker, 127.0.0.1:<kafka_port>)")
-    kafka_port: int = Field(9092, description="port of the local broker started by `twiwatch kafka up`")
-    kafka_version: str = Field("4.1.1", description="Apache Kafka broker version resolved from Maven Central")
-    kafka_heap_opts: str = Field("-Xms256m -Xmx1g", description="JVM heap options of the local broker")
-    cache_dir: Path = Field(PROJECT_ROOT / ".cache", description="where the local broker's jars and logs live")
-    partitions: int = Field(6, ge=1)
-    replication: int = Field(1, ge=1)
-    max_message_bytes: int = Field(16 * MiB, ge=1024, description="the one size limit on every hop (GUIDE §10)")
+    kafka_port: int = Field(9092, description="port of the local broker (`twiwatch kafka up`); sets the default "
+                                              "bootstrap")
+    partitions: int = Field(6, ge=1, description="partitions of the topics twiwatch creates")
+    replication: int = Field(1, ge=1, description="replication factor of the topics twiwatch creates")
+    max_message_bytes: int = Field(16 * MiB, ge=1024, description="the one size limit on every hop "
+                                                                  "(docs/SPEC.md §10)")
     topic_hl7_raw: str = "ecg.hl7.raw"
     topic_fhir_raw: str = "ecg.fhir.raw"
+    topic_chunks: str = Field("ecg.chunks", description="decoded monitor chunks (docs/SPEC.md §11)")
     topic_reports: str = "fhir.diagnosticreport"
     topic_deadletter: str = "ecg.deadletter"
     topic_reasoning: str = "ecg.reasoning.requests"
 
-    # Worker
-    app_id: str = Field("twiwatch-worker", description="faust app id (consumer group and table changelog prefix)")
-    worker_web_port: int = Field(6066, description="worker health/metrics HTTP port")
-    data_dir: Path = Field(PROJECT_ROOT / ".cache" / "worker", description="faust table state (rocksdb/memory)")
-    worker_web_bind: str = Field("127.0.0.1", description="address of the worker's /healthz and /metrics (0.0.0.0 in "
-                                                          "a pod, so the kubelet and Prometheus reach them)")
-    exactly_once: bool = Field(
-        False, description="faust processing_guarantee=exactly_once; off by default (see stream/worker.py)",
-    )
-    worker_session_timeout_s: float = Field(10.0, description="Kafka group session timeout of the worker")
-    priors_kept: int = Field(5, ge=1, description="prior-ECG summaries kept per patient")
+    @model_validator(mode="after")
+    def _local_bootstrap(self) -> KafkaSettings:
+        if not self.bootstrap:
+            self.bootstrap = f"127.0.0.1:{self.kafka_port}"
+        return self
 
-    # Encoder + triage head (issue 4): an exported model's manifest; empty = no encoder scores in reports
-    encoder_manifest: str = Field("", description="path of the exported encoder's manifest JSON (or its .onnx)")
-    encoder_runtime: str = Field("", description="force a runtime: tensorrt | ort-cuda | torch-cuda | ort-cpu")
-    encoder_cache_dir: Path = Field(PROJECT_ROOT / ".cache" / "tensorrt", description="TensorRT engine cache")
-    encoder_precision: str = Field("", description="'' = the runtime's default (fp32); int8 (ONNX Runtime CPU, opt-in, "
-                                   "docs/BENCHMARKS.md); fp16 | bf16 (GPU runtimes)")
-    encoder_threads: int = Field(0, ge=0, description="intra-op threads for CPU runtimes; 0 = the runtime's default")
-    encoder_max_batch: int = Field(16, ge=1, le=64, description="micro-batch: most ECGs per analyse batch")
-    encoder_max_wait_ms: float = Field(20.0, ge=0, description="micro-batch: longest wait to fill a batch")
 
-    # ECG-R1 reasoning (issue 4): an OpenAI-compatible endpoint; empty = no reasoning, reports go out preliminary
-    reasoner_url: str = Field("", description="base URL of the ECG-R1 server (e.g. http://127.0.0.1:8011)")
-    reasoner_model: str = Field("ECG-R1-8B-RL", description="model name sent to the reasoner")
-    reasoner_timeout_s: float = Field(120.0, gt=0, description="a reasoning request is abandoned after this")
-    reasoner_concurrency: int = Field(4, ge=1, description="reasoning requests in flight at once")
-    reasoner_queue: int = Field(32, ge=1, description="reasoning requests taken from the topic at once and served "
-                                                      "highest triage priority first (the in-memory queue bound)")
-    # The ECG-R1 serving shim (`twiwatch reasoner serve`, docs/REASONER.md); it serves under reasoner_model's name
-    reasoner_serve_model_path: str = Field("", description="local ECG-R1 model directory the shim serves")
-    reasoner_serve_ecg_tower: str = Field("", description="local ECG encoder checkpoint (cpt_wfep_epoch_20.pt)")
-    reasoner_serve_host: str = Field("127.0.0.1", description="the shim's listen address")
-    reasoner_serve_port: int = Field(8011, description="the shim's port (reasoner_url points here)")
-    reasoner_serve_max_inflight: int = Field(1, ge=1, description="generations running at once on the one GPU engine")
-    reasoner_serve_max_queue: int = Field(8, ge=0, description="requests waiting for a slot; beyond them: HTTP 429")
+class LocalBrokerSettings(_Group):
+    """The development broker started by `twiwatch kafka up` (never deployed by the chart)."""
 
-    # Identity
+    kafka_version: str = Field("4.1.1", description="Apache Kafka broker version resolved from Maven Central")
+    kafka_heap_opts: str = Field("-Xms256m -Xmx1g", description="JVM heap options of the local broker")
+    cache_dir: Path = Field(default_factory=_cache_home, description="the local broker's jars and logs")
+
+
+class IdentitySettings(_Group):
     patient_hash_secret: SecretStr = Field(
         SecretStr("twiwatch-dev-secret-change-me"),
         description="HMAC key for patient-id hashes in Kafka keys and logs",
     )
 
-    # FHIR
-    fhir_version: Literal["R4B", "R5"] = "R4B"
-    fhir_identifier_system: str = "urn:twiwatch:report"
-    organization: str = Field("twiwatch", description="name used in Device and Provenance")
 
-    # MLLP bridge
-    mllp_host: str = "127.0.0.1"
-    mllp_port: int = 2575
-    mllp_web_port: int = Field(6067, description="MLLP bridge health/metrics HTTP port")
-
-    # HL7 vendor specifics (GUIDE §2: vendors differ in attribute codes and scale factors)
-    # Real PCD-01 senders use code 0 with the mnemonic (GUIDE §2); the mnemonic always matches. Add vendor codes here.
+class Hl7Settings(_Group):
+    # Real PCD-01 senders use code 0 with the mnemonic (docs/SPEC.md §2); the mnemonic always matches.
     hl7_samp_rate_codes: str = Field("0", description="OBX-3 codes accepted for MDC_ATTR_SAMP_RATE (comma list)")
-    hl7_counts_scale_mv: float = Field(0.001, description="mV per raw count when OBX-6 gives no unit")
     hl7_timezone: str = Field("UTC", description="IANA zone of HL7 times sent without a UTC offset (MSH-7, OBR-7, "
                                                  "OBX-14); FHIR needs a zone on every time")
-
-    log_level: str = "INFO"
-
-    @model_validator(mode="after")
-    def _local_bootstrap(self) -> "Settings":
-        if not self.bootstrap:
-            self.bootstrap = f"127.0.0.1:{self.kafka_port}"
-        return self
+    hl7_counts_scale_mv: float = Field(0.001, description="mV per raw count when OBX-6 gives no unit")
 
     @field_validator("hl7_timezone")
     @classmethod
@@ -118,6 +92,114 @@ class Settings(BaseSettings):
                 "counts_scale_mv": self.hl7_counts_scale_mv, "assume_tz": ZoneInfo(self.hl7_timezone)}
 
 
+class FhirSettings(_Group):
+    fhir_version: Literal["R4B", "R5"] = Field("R4B", description="FHIR version of everything twiwatch emits")
+    fhir_identifier_system: str = Field("urn:twiwatch:report", description="the reports' identifier system")
+    organization: str = Field("", description="the site running twiwatch: each report's Device.owner (none if empty)")
+
+
+class WorkerGroup(_Group):
+    app_id: str = Field("twiwatch-worker", description="faust app id (consumer group and table changelog prefix)")
+    worker_web_port: int = Field(6066, description="worker health/metrics HTTP port")
+    worker_web_bind: str = Field("127.0.0.1", description="address of the worker's /healthz and /metrics (0.0.0.0 in "
+                                                          "a pod, so the kubelet and Prometheus reach them)")
+    data_dir: Path = Field(default_factory=lambda: user_data_path("twiwatch", appauthor=False) / "worker",
+                           description="faust table state")
+    exactly_once: bool = Field(False, description="faust processing_guarantee=exactly_once; off by default "
+                                                  "(stream/delivery.py says why)")
+    worker_session_timeout_s: float = Field(10.0, description="Kafka group session timeout of the worker")
+    priors_kept: int = Field(5, ge=1, description="prior-ECG summaries kept per patient")
+
+
+class EncoderSettings(_Group):
+    encoder_manifest: str = Field("", description="path of the exported encoder's manifest JSON (or its .onnx); "
+                                                  "empty = no encoder scores in reports")
+    encoder_runtime: str = Field("", description="force a runtime: tensorrt | ort-cuda | torch-cuda | ort-cpu")
+    encoder_cache_dir: Path = Field(default_factory=lambda: _cache_home() / "tensorrt",
+                                    description="TensorRT engines and INT8 models")
+    encoder_precision: str = Field("", description="'' = the runtime's default (fp32); int8 (ONNX Runtime CPU, opt-in, "
+                                   "docs/BENCHMARKS.md); fp16 | bf16 (GPU runtimes)")
+    encoder_threads: int = Field(0, ge=0, description="intra-op threads for CPU runtimes; 0 = the runtime's default")
+    encoder_max_batch: int = Field(16, ge=1, le=64, description="micro-batch: most ECGs per analyse batch")
+    encoder_max_wait_ms: float = Field(20.0, ge=0, description="micro-batch: longest wait to fill a batch")
+
+
+class ReasonerClientSettings(_Group):
+    reasoner_url: str = Field("", description="base URL of the ECG-R1 server (e.g. http://127.0.0.1:8011); empty = "
+                                              "no reasoning, reports go out preliminary")
+    reasoner_model: str = Field("ECG-R1-8B-RL", description="model name sent to (and served by) the reasoner")
+    reasoner_timeout_s: float = Field(120.0, gt=0, description="a reasoning request is abandoned after this")
+    reasoner_concurrency: int = Field(4, ge=1, description="reasoning requests in flight at once")
+    reasoner_queue: int = Field(32, ge=1, description="reasoning requests taken from the topic at once and served "
+                                                      "highest triage priority first (the in-memory queue bound)")
+
+
+class ReasonerServeGroup(_Group):
+    reasoner_serve_model_path: str = Field("", description="local ECG-R1 model directory the shim serves")
+    reasoner_serve_ecg_tower: str = Field("", description="local ECG encoder checkpoint (cpt_wfep_epoch_20.pt)")
+    reasoner_serve_host: str = Field("127.0.0.1", description="the shim's listen address")
+    reasoner_serve_port: int = Field(8011, description="the shim's port (reasoner_url points here)")
+    reasoner_serve_max_inflight: int = Field(1, ge=1, description="generations running at once on the one GPU engine")
+    reasoner_serve_max_queue: int = Field(8, ge=0, description="requests waiting for a slot; beyond them: HTTP 429")
+    reasoner_model: str = Field("ECG-R1-8B-RL", description="model name sent to (and served by) the reasoner")
+    max_message_bytes: int = Field(16 * MiB, ge=1024, description="the one size limit on every hop "
+                                                                  "(docs/SPEC.md §10)")
+
+
+class MllpGroup(_Group):
+    mllp_host: str = Field("127.0.0.1", description="MLLP listen address")
+    mllp_port: int = Field(2575, description="MLLP listen port")
+    mllp_web_port: int = Field(6067, description="MLLP bridge health/metrics HTTP port")
+
+
+# --- what each process reads ---
+
+class WorkerSettings(KafkaSettings, WorkerGroup, EncoderSettings, ReasonerClientSettings, Hl7Settings, FhirSettings,
+                     IdentitySettings):
+    """`twiwatch worker`."""
+
+
+class MllpSettings(KafkaSettings, MllpGroup, Hl7Settings, IdentitySettings):
+    """`twiwatch mllp`."""
+
+
+class ReasonerServeSettings(ReasonerServeGroup):
+    """`twiwatch reasoner serve`."""
+
+
+class ToolSettings(WorkerSettings, LocalBrokerSettings):
+    """Developer tools (local broker, replay, e2e, watch), which start or imitate every process."""
+
+
+# Every group, for documentation and for the chart's tests (each name must be a setting some process reads).
+GROUPS: dict[str, type[_Group]] = {
+    "kafka": KafkaSettings, "local broker": LocalBrokerSettings, "identity": IdentitySettings, "hl7": Hl7Settings,
+    "fhir": FhirSettings, "worker": WorkerGroup, "encoder": EncoderSettings, "reasoner client": ReasonerClientSettings,
+    "reasoner shim": ReasonerServeGroup, "mllp": MllpGroup,
+}
+PROCESSES: dict[str, type[_Group]] = {"worker": WorkerSettings, "mllp": MllpSettings,
+                                      "reasoner": ReasonerServeSettings}
+
+
+def env_names(settings_class: type[BaseSettings]) -> set[str]:
+    return {f"TWIWATCH_{name.upper()}" for name in settings_class.model_fields}
+
+
 @lru_cache(maxsize=1)
-def settings() -> Settings:
-    return Settings()
+def worker_settings() -> WorkerSettings:
+    return WorkerSettings()
+
+
+@lru_cache(maxsize=1)
+def mllp_settings() -> MllpSettings:
+    return MllpSettings()
+
+
+@lru_cache(maxsize=1)
+def reasoner_serve_settings() -> ReasonerServeSettings:
+    return ReasonerServeSettings()
+
+
+@lru_cache(maxsize=1)
+def tool_settings() -> ToolSettings:
+    return ToolSettings()

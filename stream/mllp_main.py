@@ -1,4 +1,4 @@
-"""`twiwatch mllp`: the MLLP bridge (integrations.hl7.mllp) wired to Kafka and to the one Settings object.
+"""`twiwatch mllp`: the MLLP bridge (integrations.hl7.mllp_bridge) wired to Kafka and to its settings.
 
 Values go to `topic` as the original bytes keyed by the keyed patient hash; refused messages go to
 `deadletter_topic` in the project's dead-letter layout (stream.deadletter: original bytes, reason in headers).
@@ -17,11 +17,12 @@ from kafka import KafkaProducer
 from engine.record import EcgRecord
 from integrations.hl7 import codes
 from integrations.hl7.decode import DEFAULT_COUNTS_SCALE_MV
-from integrations.hl7.mllp import DEFAULT_MAX_MESSAGE_BYTES, MllpBridge
+from integrations.hl7.mllp_bridge import MllpBridge
+from integrations.hl7.mllp_framing import DEFAULT_MAX_MESSAGE_BYTES
 from integrations.identity import patient_key
-from stream.config import Settings
+from stream.config import MllpSettings
 from stream.deadletter import PREFIX, deadletter_record
-from stream.topics import HEADROOM, ensure_topics
+from stream.topics import HEADROOM, edge_topic_specs, ensure_topics
 
 log = logging.getLogger("twiwatch.mllp")
 
@@ -83,7 +84,7 @@ def serve(
     bootstrap: Kafka bootstrap servers. topic: raw HL7 topic (topic_hl7_raw). deadletter_topic: topic_deadletter.
     patient_hash_secret: HMAC key for the Kafka key (settings patient_hash_secret, unwrapped).
     web_port: /healthz and /metrics port (mllp_web_port); None disables HTTP.
-    max_message_bytes: the one size limit (GUIDE §10). samp_rate_codes, counts_scale_mv: vendor specifics
+    max_message_bytes: the one size limit (docs/SPEC.md §10). samp_rate_codes, counts_scale_mv: vendor specifics
     (hl7_samp_rate_codes split on commas, hl7_counts_scale_mv); assume_tz: the zone of HL7 times without an offset
     (hl7_timezone). Settings.hl7_decode_options() gives all three. produce_timeout_s: longest wait for Kafka
     before answering AR. workers: decode/produce thread pool size. producer: a ready kafka-python producer
@@ -126,9 +127,9 @@ def serve(
             producer.close(timeout=10)
 
 
-def serve_bridge(s: Settings, host: str | None = None, port: int | None = None) -> None:
+def serve_bridge(s: MllpSettings, host: str | None = None, port: int | None = None) -> None:
     """The CLI entry: settings in, a running bridge until SIGINT/SIGTERM."""
-    ensure_topics(s)
+    ensure_topics(s, edge_topic_specs(s))
     serve(
         host=host or s.mllp_host, port=port or s.mllp_port, bootstrap=s.bootstrap, topic=s.topic_hl7_raw,
         deadletter_topic=s.topic_deadletter, patient_hash_secret=s.patient_hash_secret.get_secret_value(),

@@ -3,11 +3,11 @@ from __future__ import annotations
 
 from kafka import KafkaProducer
 
-from stream.config import Settings
+from stream.config import KafkaSettings
 from stream.topics import HEADROOM
 
 
-def make_producer(s: Settings, client_id: str = "twiwatch-producer", **overrides) -> KafkaProducer:
+def make_producer(s: KafkaSettings, client_id: str = "twiwatch-producer", **overrides) -> KafkaProducer:
     opts = dict(
         bootstrap_servers=s.bootstrap,
         client_id=client_id,

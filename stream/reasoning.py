@@ -8,16 +8,16 @@ from typing import TypeVar
 from engine.reasoner.base import Reasoner
 from engine.reasoner.orchestrate import ReasoningResult
 from stream import metrics
-from stream.config import Settings
+from stream.config import ReasonerClientSettings
 
 T = TypeVar("T")
 
 
-def make_reasoner(s: Settings) -> Reasoner | None:
+def make_reasoner(s: ReasonerClientSettings) -> Reasoner | None:
     """The HTTP backend when a reasoner URL is configured; None turns reasoning off (reports go out preliminary)."""
     if not s.reasoner_url:
         return None
-    from engine.reasoner.http_backend import HttpReasoner
+    from integrations.reasoner.http_client import HttpReasoner
 
     return HttpReasoner(s.reasoner_url, model=s.reasoner_model)
 

@@ -15,11 +15,12 @@ from typing import Any
 import numpy as np
 
 from engine.encoder.adapter import AdapterError, adapt
-from engine.encoder.runtime import EncoderRuntime, select_runtime
+from engine.encoder.runtime import EncoderRuntime
+from engine.encoder.runtime_choice import select_runtime
 from engine.encoder.triage_head import HeadThresholds, TriageScores, head_disagrees
 from stream import metrics
-from stream.config import Settings
-from stream.pipeline import Analysed
+from stream.config import EncoderSettings
+from stream.stages import Analysed
 
 log = logging.getLogger("twiwatch.scoring")
 
@@ -63,7 +64,7 @@ class Scorer:
         return await asyncio.get_running_loop().run_in_executor(self._pool, self.score, items)
 
 
-def make_scorer(s: Settings) -> Scorer | None:
+def make_scorer(s: EncoderSettings) -> Scorer | None:
     if not s.encoder_manifest:
         return None
     from engine.encoder.manifest import load_manifest

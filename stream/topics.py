@@ -7,7 +7,7 @@ from kafka import KafkaAdminClient
 from kafka.admin import NewTopic
 from kafka.errors import TopicAlreadyExistsError
 
-from stream.config import Settings
+from stream.config import KafkaSettings, WorkerSettings
 
 # Envelope headroom: headers and the dead-letter metadata ride on top of a message at the limit.
 HEADROOM = 64 * 1024
@@ -21,24 +21,32 @@ class TopicSpec:
     log_append_time: bool = False
 
 
-def topic_specs(s: Settings) -> list[TopicSpec]:
+def edge_topic_specs(s: KafkaSettings) -> list[TopicSpec]:
+    """What the edges (MLLP bridge, replay) write to."""
     return [
-        TopicSpec(s.topic_hl7_raw, "HL7 v2 ORU^R01 waveform messages, raw bytes, keyed by hashed patient"),
-        TopicSpec(s.topic_fhir_raw, "FHIR Observation (SampledData) JSON, raw bytes"),
+        TopicSpec(s.topic_hl7_raw, "HL7 v2 waveform messages, raw bytes, keyed by hashed patient"),
+        TopicSpec(s.topic_fhir_raw, "FHIR Observation (SampledData) JSON or XML, raw bytes"),
+        TopicSpec(s.topic_deadletter, "messages that failed, original bytes + reason headers"),
+    ]
+
+
+def topic_specs(s: WorkerSettings) -> list[TopicSpec]:
+    """Every topic of a worker deployment (the edges' and the worker's own)."""
+    return edge_topic_specs(s) + [
         TopicSpec(by_patient_topic(s), "decoded ECG records re-keyed by hashed patient (internal)"),
         # LogAppendTime: the broker stamps reports, so latency is measured against the broker's clock.
         TopicSpec(s.topic_reports, "FHIR Bundles with the research-only DiagnosticReport, keyed by report id",
                   log_append_time=True),
-        TopicSpec(s.topic_deadletter, "messages that failed, original bytes + reason headers"),
         TopicSpec(s.topic_reasoning, "flagged new TWIs waiting for ECG-R1 (record + what version 1 compared against)"),
+        TopicSpec(s.topic_chunks, "decoded monitor chunks (one bed, all its leads, about a second), keyed by stream"),
     ]
 
 
-def by_patient_topic(s: Settings) -> str:
+def by_patient_topic(s: WorkerSettings) -> str:
     return f"{s.app_id}.ecg.by-patient"
 
 
-def topic_config(s: Settings, spec: TopicSpec) -> dict[str, str]:
+def topic_config(s: KafkaSettings, spec: TopicSpec) -> dict[str, str]:
     cfg = {"max.message.bytes": str(s.max_message_bytes + HEADROOM)}
     if spec.compacted:
         cfg["cleanup.policy"] = "compact"
@@ -47,12 +55,13 @@ def topic_config(s: Settings, spec: TopicSpec) -> dict[str, str]:
     return cfg
 
 
-def ensure_topics(s: Settings, extra: list[TopicSpec] | None = None) -> list[str]:
-    """Create missing topics with the configured partitions/replication and size limit. Returns those created."""
+def ensure_topics(s: KafkaSettings, specs: list[TopicSpec]) -> list[str]:
+    """Create the missing ones of `specs` with the configured partitions/replication and size limit. Returns those
+    created."""
     admin = KafkaAdminClient(bootstrap_servers=s.bootstrap, client_id="twiwatch-admin")
     try:
         existing = set(admin.list_topics())
-        wanted = [t for t in topic_specs(s) + (extra or []) if t.name not in existing]
+        wanted = [t for t in specs if t.name not in existing]
         created = []
         for spec in wanted:
             try:

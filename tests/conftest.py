@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from stream.config import Settings
-from stream.e2e import isolated_settings
+from stream.config import ToolSettings
+from stream.devtools.e2e import isolated_settings
 
 ROOT = Path(__file__).resolve().parent.parent
 SAMPLES = ROOT / "samples"
@@ -19,9 +19,9 @@ SAMPLES = ROOT / "samples"
 @pytest.fixture(scope="session")
 def kafka_bootstrap() -> str:
     """Start the local broker if it is not running (scripts/test.sh starts it first; this keeps `pytest` alone working)."""
-    from stream.kafka_local import LocalKafka, status, up
+    from stream.devtools.kafka_local import LocalKafka, status, up
 
-    s = Settings()
+    s = ToolSettings()
     k = LocalKafka(s.cache_dir, s.kafka_version, s.kafka_port, s.max_message_bytes, s.kafka_heap_opts)
     ok, _ = status(k)
     if not ok:
@@ -30,15 +30,15 @@ def kafka_bootstrap() -> str:
 
 
 @pytest.fixture
-def isolated(kafka_bootstrap) -> Settings:
-    """Settings whose topics and app id are unique to this test, so tests never see each other's messages."""
-    isolated = isolated_settings(Settings(), "t" + uuid.uuid4().hex[:8])
+def isolated(kafka_bootstrap) -> ToolSettings:
+    """ToolSettings whose topics and app id are unique to this test, so tests never see each other's messages."""
+    isolated = isolated_settings(ToolSettings(), "t" + uuid.uuid4().hex[:8])
     return isolated.model_copy(update={"partitions": 3})
 
 
 @pytest.fixture(scope="session")
 def recordings():
-    from integrations.datasets import find_recordings
+    from integrations.datasets.recordings import find_recordings
 
     return find_recordings(SAMPLES)
 
@@ -66,7 +66,7 @@ def standin_shim(output: str = "lateral-twi", *, load: bool = True, server_optio
     hand-written ECG-R1-format outputs; NOT ECG-R1): yields (server, generator). Faults are set on the generator
     (`generator.set(delay_s=..., fail=True, output=...)`); load=False leaves it loading (every chat answer 503).
     options go to the generator, server_options to ShimServer (max_inflight, max_queue, ...)."""
-    from engine.reasoner.serve import ShimServer, StandinGenerator
+    from integrations.reasoner.serve import ShimServer, StandinGenerator
 
     generator = StandinGenerator(output, **options)
     server = ShimServer(generator, port=0, **(server_options or {}))

@@ -7,7 +7,7 @@ import sys
 import time
 import types
 
-from engine.reasoner import vllm_backend
+from integrations.reasoner import vllm_backend
 
 
 def make_model_dir(tmp_path):

@@ -8,10 +8,10 @@ import numpy as np
 import pytest
 
 from engine.encoder.adapter import AdapterError, adapt, adapt_batch
-from engine.encoder.resampling import resample_window
+from engine.resample import resample_window
 from engine.encoder.variants import MODEL_LEADS
 from engine.record import STANDARD_LEADS, make_record
-from integrations.wfdb_io import read_wfdb
+from integrations.datasets.wfdb_io import read_wfdb
 
 SAMPLES = Path(__file__).resolve().parent.parent / "samples"
 PTBXL = SAMPLES / "ptbxl"

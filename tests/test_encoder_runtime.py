@@ -10,7 +10,8 @@ import numpy as np
 import pytest
 
 from engine.encoder.hardware import Environment
-from engine.encoder.runtime import AUTO_ORDER, RuntimeUnavailable, choose_backend, select_runtime
+from engine.encoder.runtime import RuntimeUnavailable
+from engine.encoder.runtime_choice import AUTO_ORDER, choose_backend, select_runtime
 from engine.encoder.runtime_tensorrt import engine_cache_key
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -50,7 +51,7 @@ def test_tensorrt_needs_cuda_python_for_buffers(manifest):
 
 
 def test_the_lent_h200_gets_torch_on_cuda_and_without_weights_ort_cpu(manifest):
-    """torch 2.11 + CPU-only onnxruntime + no TensorRT, as GUIDE §10 describes the lent box."""
+    """torch 2.11 + CPU-only onnxruntime + no TensorRT, as docs/SPEC.md §10 describes the lent box."""
     choice = choose_backend(H200_LENT, manifest)
     assert choice.backend == "torch-cuda"
     assert "tensorrt is not installed" in choice.skipped[0][1]
@@ -87,7 +88,7 @@ def test_tensorrt_backend_module_imports_without_tensorrt():
 @pytest.fixture(scope="module")
 def small_export(tmp_path_factory) -> Path:
     pytest.importorskip("torch", reason="torch not installed (pip install -e '.[train]')")
-    from engine.encoder.export import export_onnx
+    from integrations.encoder.export import export_onnx
     from engine.encoder.torch_model import build_model
 
     out = tmp_path_factory.mktemp("rt") / "encoder.onnx"
@@ -123,10 +124,10 @@ def test_a_worker_embeds_without_importing_torch(small_export):
     code = f"""
 import json, sys
 import numpy as np
-from engine.encoder.runtime import select_runtime
+from engine.encoder.runtime_choice import select_runtime
 from engine.encoder.adapter import adapt_batch
 from engine.encoder.triage_head import head_disagrees, HeadThresholds
-from integrations.datasets import find_recordings
+from integrations.datasets.recordings import find_recordings
 recs = [r.load() for r in find_recordings({str(ROOT / 'samples')!r})[:4]]
 x, mask = adapt_batch(recs)
 emb, scores = select_runtime({str(small_export)!r}).embed(x)

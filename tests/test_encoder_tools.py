@@ -48,7 +48,7 @@ def test_thresholds_come_from_the_manifest():
 def test_training_runs_end_to_end_on_the_samples(tmp_path):
     """samples/ has the PTB-XL and LUDB layouts: one epoch over it exercises data, splits, export and the card."""
     pytest.importorskip("torch", reason="torch not installed (pip install -e '.[train]')")
-    from engine.encoder.train import train
+    from integrations.encoder.train import train
 
     m = train(ROOT / "samples", tmp_path / "out", epochs=1, n_boot=20, workers=1, cache_dir=tmp_path / "cache",
               ship_to=tmp_path / "ship", log=lambda *_: None)
@@ -67,7 +67,7 @@ def test_training_runs_end_to_end_on_the_samples(tmp_path):
 
 
 def test_splits_never_read_fold_10_and_are_patient_disjoint():
-    from engine.encoder import training_data as td
+    from integrations.encoder import training_data as td
 
     items = td.find_items(ROOT / "samples")
     assert {it.split for it in items} <= set(td.SPLITS)

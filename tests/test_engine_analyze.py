@@ -10,7 +10,7 @@ from engine import __version__
 from engine.analyze import analyze
 from engine.record import make_record
 from engine.result import SUMMARY_SCHEMA_VERSION, PriorSummary
-from engine.synthetic import synthetic_ecg, synthetic_record
+from tests.support.synthetic import synthetic_ecg, synthetic_record
 
 INFERIOR_TWI = {"II": -0.3, "III": -0.25, "aVF": -0.3}
 

@@ -15,7 +15,7 @@ from engine.analyze import analyze
 from engine.pacing import detect_spikes
 from engine.record import STANDARD_LEADS, make_record
 from engine.result import PriorSummary
-from engine.synthetic import synthetic_ecg
+from tests.support.synthetic import synthetic_ecg
 from test_engine_support import load_wfdb, ptbxl_path
 
 FS = 500.0

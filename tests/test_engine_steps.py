@@ -12,7 +12,7 @@ from engine.qrs import detect_qrs
 from engine.filters import detection_filter
 from engine.resample import rational_ratio, to_analysis_rate, to_own_rate
 from engine.result import PriorSummary, SecondaryFinding
-from engine.synthetic import synthetic_ecg
+from tests.support.synthetic import synthetic_ecg
 from engine.triage import triage
 
 

@@ -102,7 +102,7 @@ STANDARD = ("I", "II", "III", "aVR", "aVL", "aVF", "V1", "V2", "V3", "V4", "V5",
 
 
 def test_decode_equals_hl7apy_full_parse_on_real_12_lead():
-    """GUIDE §2: prove the numpy decode equal to a full hl7apy parse (one real 10-s 12-lead, ~5 s)."""
+    """docs/SPEC.md §2: prove the numpy decode equal to a full hl7apy parse (one real 10-s 12-lead, ~5 s)."""
     msg = message("ludb/data/1", control_id="EQ-1")
     rec = decode_oru(msg)
     parsed = parse_message(msg.decode(), find_groups=True)
@@ -525,19 +525,19 @@ def test_na_parser_errors(payload, index):
 def test_hl7_times_without_an_offset_take_the_configured_site_zone():
     from datetime import timedelta
 
-    from stream.config import Settings
-    from stream.pipeline import decode_message
+    from stream.config import ToolSettings
+    from stream.stages import decode_message
 
     record = sample_record("ludb/data/1").replace(acquired_at=datetime(2024, 1, 15, 10, 30))  # no zone
     msg = encode_oru(record, control_id="CTRL-TZ")
     assert b"20240115103000|" in msg or b"20240115103000^" in msg or b"20240115103000\r" in msg
-    naive = decode_message(msg, "hl7", Settings()).acquired_at
-    berlin = decode_message(msg, "hl7", Settings(hl7_timezone="Europe/Berlin")).acquired_at
+    naive = decode_message(msg, "hl7", ToolSettings()).acquired_at
+    berlin = decode_message(msg, "hl7", ToolSettings(hl7_timezone="Europe/Berlin")).acquired_at
     assert naive.tzinfo is not None and berlin.tzinfo is not None  # FHIR needs a zone on every time
     assert naive.replace(tzinfo=None) == berlin.replace(tzinfo=None)  # the same wall-clock time ...
     assert naive - berlin == berlin.utcoffset() != timedelta(0)  # ... read in the site's zone
     with pytest.raises(ValueError, match="unknown time zone"):
-        Settings(hl7_timezone="Mars/Olympus_Mons")
+        ToolSettings(hl7_timezone="Mars/Olympus_Mons")
 
 
 def test_prior_order_is_by_instant_not_by_text():

@@ -18,7 +18,8 @@ import hl7
 import pytest
 from hl7.client import MLLPClient
 
-from integrations.hl7.mllp import EB, SB, FrameReader, Frame, MllpBridge, Oversize, frame, unframe
+from integrations.hl7.mllp_bridge import MllpBridge
+from integrations.hl7.mllp_framing import EB, SB, Frame, FrameReader, Oversize, frame, unframe
 from integrations.identity import patient_key
 from test_hl7_codec import PATIENT_MARK, message, segments, join, set_field
 

@@ -9,15 +9,15 @@ from collections import Counter
 
 import pytest
 
-from integrations.datasets import find_recordings
+from integrations.datasets.recordings import find_recordings
 from integrations.fhir.report import report_resource
 from integrations.identity import report_id
-from stream.config import Settings
-from stream.e2e import isolated_settings, run_e2e, start_worker, stop_worker, wait_healthy
-from stream.outputs import collect, wait_for
+from stream.config import ToolSettings
+from stream.devtools.e2e import isolated_settings, run_e2e, start_worker, stop_worker, wait_healthy
+from stream.devtools.outputs import collect, wait_for
 from stream.producer import make_producer
-from stream.replay import messages, send_all
-from stream.topics import ensure_topics
+from stream.devtools.replay import messages, send_all
+from stream.topics import ensure_topics, topic_specs
 
 from conftest import SAMPLES
 
@@ -25,7 +25,7 @@ pytestmark = pytest.mark.kafka
 
 
 def test_e2e_real_ecgs_hl7_and_fhir_with_bad_input(kafka_bootstrap):
-    result = run_e2e(Settings(), 40, SAMPLES, timeout_s=240)
+    result = run_e2e(ToolSettings(), 40, SAMPLES, timeout_s=240)
     s = result.summary
     assert set(s) == {"sent_valid", "sent_invalid", "reports", "research_flagged", "fhir_valid", "deadletter",
                       "duplicates", "latency_ms"}
@@ -63,8 +63,8 @@ def _conclusion(report: dict) -> str:
 def test_priors_survive_a_killed_worker(kafka_bootstrap):
     """PTB-XL serial ECGs: the first ECG of two patients, SIGKILL, restart, then their later ECGs. The later reports
     can only compare with the earlier ones if the per-patient table came back from its changelog."""
-    s = isolated_settings(Settings(), "prior" + uuid.uuid4().hex[:6])
-    ensure_topics(s)
+    s = isolated_settings(ToolSettings(), "prior" + uuid.uuid4().hex[:6])
+    ensure_topics(s, topic_specs(s))
     recs = {r.record_id: r for r in find_recordings(SAMPLES) if r.dataset == "ptbxl"}
     first = [recs["266"], recs["273"]]  # patients 641 and 340, earlier ECGs
     later = [recs["281"], recs["298"]]  # their ECGs four and five days later
@@ -97,9 +97,9 @@ def test_priors_survive_a_killed_worker(kafka_bootstrap):
 
 
 def test_sigkill_mid_stream_loses_nothing(kafka_bootstrap):
-    base = Settings()
+    base = ToolSettings()
     s = isolated_settings(base, "kill" + str(int(time.time()))[-6:])
-    ensure_topics(s)
+    ensure_topics(s, topic_specs(s))
     recs = find_recordings(SAMPLES)
     items = list(messages(recs, "mixed", s, count=60))
     log = s.cache_dir / "test" / f"{s.app_id}.log"

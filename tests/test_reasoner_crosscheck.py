@@ -15,7 +15,7 @@ from engine.analyze import analyze
 from engine.reasoner.claims import claims_in_text, extract_claims
 from engine.reasoner.crosscheck import check_claims, cross_check, describe
 from engine.reasoner.parse import parse_reasoning
-from engine.reasoner.standin import load_outputs
+from integrations.reasoner.standin import load_outputs
 
 
 @pytest.fixture(scope="module")

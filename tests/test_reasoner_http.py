@@ -17,12 +17,13 @@ import pytest
 
 from engine.analyze import analyze
 from engine.reasoner import (
-    ECGR1_PROMPT, ECGR1_SYSTEM_PROMPT, HttpReasoner, ReasonerTimeout, ReasonerUnavailable, areason_and_check,
+    ECGR1_PROMPT, ECGR1_SYSTEM_PROMPT, ReasonerTimeout, ReasonerUnavailable, areason_and_check,
     normalise, reason_and_check, to_report_dict,
 )
-from engine.reasoner.standin import STANDIN_MODEL
-from engine.reasoner.wire import decode_ecg_part, encode_ecg_part, read_chat_response
-from stream.e2e import free_port
+from integrations.reasoner.http_client import HttpReasoner
+from integrations.reasoner.standin import STANDIN_MODEL
+from integrations.reasoner.wire import decode_ecg_part, encode_ecg_part, read_chat_response
+from stream.devtools.e2e import free_port
 
 from conftest import standin_shim
 

@@ -8,7 +8,7 @@ import pytest
 from engine.reasoner.errors import ReasonerInputError
 from engine.reasoner.normalise import ECGR1_LEADS, MAX_FLAGGED_FRACTION, normalise
 from engine.record import make_record
-from integrations.datasets import find_recordings
+from integrations.datasets.recordings import find_recordings
 from conftest import SAMPLES
 
 

@@ -7,7 +7,7 @@ import random
 import pytest
 
 from engine.reasoner.parse import STEP_TITLES, parse_reasoning, split_labels
-from engine.reasoner.standin import load_outputs
+from integrations.reasoner.standin import load_outputs
 
 OUT = load_outputs()
 

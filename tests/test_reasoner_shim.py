@@ -28,16 +28,17 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from engine.analyze import analyze
 from engine.reasoner import (
-    ECGR1_PROMPT, ECGR1_SYSTEM_PROMPT, HttpReasoner, ReasonerInputError, ReasonerUnavailable, areason_and_check,
+    ECGR1_PROMPT, ECGR1_SYSTEM_PROMPT, ReasonerInputError, ReasonerUnavailable, areason_and_check,
     normalise, parse_reasoning, reason_and_check, to_report_dict,
 )
-from engine.reasoner.serve import STANDIN_WARNING, ShimServer, StandinGenerator
-from engine.reasoner.standin import STANDIN_MODEL
-from engine.reasoner.wire import (
+from integrations.reasoner.serve import STANDIN_WARNING, ShimServer, StandinGenerator
+from integrations.reasoner.http_client import HttpReasoner
+from integrations.reasoner.standin import STANDIN_MODEL
+from integrations.reasoner.wire import (
     build_chat_request, build_chat_response, encode_ecg_part, error_body, error_message, parse_chat_request,
     read_chat_response,
 )
-from stream.e2e import free_port
+from stream.devtools.e2e import free_port
 
 from conftest import standin_shim
 
@@ -117,12 +118,12 @@ def test_http_reasoner_through_the_shim(shim, records):
 
 def test_the_worker_reasoning_path_against_the_shim(shim, records):
     """What the worker runs (stream.reasoning.make_reasoner -> areason_and_check), sync and asyncio."""
-    from stream.config import Settings
+    from stream.config import ToolSettings
     from stream.reasoning import make_reasoner
 
     rec = records[0]
     a = analyze(rec)
-    reasoner = make_reasoner(Settings(reasoner_url=shim.url))
+    reasoner = make_reasoner(ToolSettings(reasoner_url=shim.url))
     for res in (asyncio.run(areason_and_check(rec, a, reasoner, timeout_s=10)),
                 reason_and_check(rec, a, HttpReasoner(shim.url + "/v1"), timeout_s=10)):
         assert res.status == "completed" and res.parsed.complete and res.model == STANDIN_MODEL
@@ -479,8 +480,8 @@ from fake_vllm import FakeLLM  # noqa: E402 - the fixtures model_dir and fake_en
 
 
 def test_vllm_generator_behind_the_shim_with_a_fake_vllm(fake_env, records):
-    from engine.reasoner.serve import VllmGenerator
-    from engine.reasoner.vllm_backend import ECG_PLACEHOLDER
+    from integrations.reasoner.serve import VllmGenerator
+    from integrations.reasoner.vllm_backend import ECG_PLACEHOLDER
 
     (path, tower), registered = fake_env
     gen = VllmGenerator(path, ecg_tower_path=tower, served_name="ECG-R1-8B-RL")

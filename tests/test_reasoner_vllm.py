@@ -15,8 +15,8 @@ import numpy as np
 import pytest
 
 from engine.reasoner import ECGR1_PROMPT, ReasonerTimeout, ReasonerUnavailable
-from engine.reasoner import vllm_backend
-from engine.reasoner.vllm_backend import ECG_PLACEHOLDER, VllmReasoner
+from integrations.reasoner import vllm_backend
+from integrations.reasoner.vllm_backend import ECG_PLACEHOLDER, VllmReasoner
 from fake_vllm import FakeLLM
 
 
@@ -28,9 +28,6 @@ def test_clear_error_when_vllm_is_absent(model_dir):
         VllmReasoner(path, ecg_tower_path=tower)
     assert err.value.code == "backend-missing" and "vllm is not installed" in err.value.reason
     assert "HttpReasoner" in err.value.reason
-    import engine.reasoner
-
-    assert engine.reasoner.VllmReasoner is VllmReasoner  # the lazy export works without vllm
 
 
 def test_wiring_with_a_fake_vllm(fake_env):

@@ -10,14 +10,14 @@ import urllib.request
 
 import pytest
 
-from integrations.datasets import find_recordings
+from integrations.datasets.recordings import find_recordings
 from integrations.fhir.report import report_resource
 from integrations.identity import report_id
-from stream.e2e import start_worker, stop_worker, wait_healthy
-from stream.outputs import collect
+from stream.devtools.e2e import start_worker, stop_worker, wait_healthy
+from stream.devtools.outputs import collect
 from stream.producer import make_producer
-from stream.replay import messages, send_all
-from stream.topics import ensure_topics
+from stream.devtools.replay import messages, send_all
+from stream.topics import ensure_topics, topic_specs
 
 from conftest import ROOT, SAMPLES, standin_shim
 
@@ -42,7 +42,7 @@ def _run(isolated, timeout_s: float, *, encoder: bool = False, **standin) -> tup
         if encoder:
             update["encoder_manifest"] = str(ROOT / "models" / "triage-s50" / "encoder.json")
         s = isolated.model_copy(update=update)
-        ensure_topics(s)
+        ensure_topics(s, topic_specs(s))
         worker = start_worker(s, s.cache_dir / "test" / f"{s.app_id}.log")
         producer = make_producer(s)
         try:
@@ -100,7 +100,7 @@ def test_worker_scores_with_the_shipped_encoder_in_micro_batches(isolated):
     carries the head's scores, and the batch-size metric shows batches of more than one ECG."""
     s = isolated.model_copy(update={"encoder_manifest": str(ROOT / "models" / "triage-s50" / "encoder.json"),
                                     "encoder_max_batch": 8, "encoder_max_wait_ms": 200})
-    ensure_topics(s)
+    ensure_topics(s, topic_specs(s))
     recs = find_recordings(SAMPLES)[:12]
     worker = start_worker(s, s.cache_dir / "test" / f"{s.app_id}.log")
     producer = make_producer(s)
@@ -132,7 +132,7 @@ def test_sigterm_while_reasoning_exits_cleanly_and_the_request_is_redelivered(is
     recs = {r.record_id: r for r in find_recordings(SAMPLES) if r.dataset == "ptbxl"}
     with standin_shim("lateral-twi", delay_s=30) as (server, generator):
         s = isolated.model_copy(update={"reasoner_url": server.url, "reasoner_timeout_s": 60})
-        ensure_topics(s)
+        ensure_topics(s, topic_specs(s))
         log = s.cache_dir / "test" / f"{s.app_id}.log"
         worker = start_worker(s, log)
         producer = make_producer(s)

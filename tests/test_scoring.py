@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from stream.config import Settings
-from stream.pipeline import analyse_only
+from stream.config import ToolSettings
+from stream.stages import analyse_only
 from stream.scoring import make_scorer
 
 MANIFEST = Path(__file__).resolve().parent.parent / "models" / "triage-s50" / "encoder.json"
@@ -15,17 +15,17 @@ MANIFEST = Path(__file__).resolve().parent.parent / "models" / "triage-s50" / "e
 
 @pytest.fixture(scope="module")
 def analysed(recordings):
-    s = Settings()
+    s = ToolSettings()
     return [analyse_only(r.load(), None, {}, s) for r in recordings[:6]]
 
 
 def test_no_manifest_no_scorer():
-    assert make_scorer(Settings(encoder_manifest="")) is None
+    assert make_scorer(ToolSettings(encoder_manifest="")) is None
 
 
 def test_int8_on_request_scores_like_fp32_and_says_so(analysed, tmp_path):
-    fp32 = make_scorer(Settings(encoder_manifest=str(MANIFEST), encoder_runtime="ort-cpu"))
-    int8 = make_scorer(Settings(encoder_manifest=str(MANIFEST), encoder_runtime="ort-cpu", encoder_precision="int8",
+    fp32 = make_scorer(ToolSettings(encoder_manifest=str(MANIFEST), encoder_runtime="ort-cpu"))
+    int8 = make_scorer(ToolSettings(encoder_manifest=str(MANIFEST), encoder_runtime="ort-cpu", encoder_precision="int8",
                                 encoder_threads=1, encoder_cache_dir=tmp_path))
     assert fp32.runtime.describe()["precision"] == "fp32" and int8.runtime.describe()["precision"] == "int8"
     assert int8.runtime.session.get_session_options().intra_op_num_threads == 1

@@ -7,9 +7,9 @@ import numpy as np
 
 from engine.record import STANDARD_LEADS
 from integrations.identity import patient_key
-from integrations.wfdb_io import read_wfdb, write_wfdb
-from stream.config import Settings
-from stream.replay import messages
+from integrations.datasets.wfdb_io import read_wfdb, write_wfdb
+from stream.config import ToolSettings
+from stream.devtools.replay import messages
 
 
 def test_wfdb_round_trip_within_one_microvolt(recordings, tmp_path):
@@ -34,7 +34,7 @@ def test_ptbdb_layout_lower_case_names_frank_leads_kept(recordings, tmp_path):
 
 
 def test_replay_uses_real_patient_ids_and_says_when_synthetic(recordings):
-    s = Settings()
+    s = ToolSettings()
     secret = s.patient_hash_secret.get_secret_value()
     ptb = [r for r in recordings if r.dataset == "ptbxl"][:6]
     real = list(messages(ptb, "mixed", s, run_id="t"))

@@ -13,13 +13,13 @@ import pytest
 from engine.record import STANDARD_LEADS, make_record
 from integrations.fhir.report import report_resource
 from integrations.identity import patient_key, report_id
-from stream.config import Settings
-from stream.e2e import start_worker, stop_worker, wait_healthy
-from stream.outputs import collect
-from stream.pipeline import already_reported, analyse_record
+from stream.config import ToolSettings
+from stream.devtools.e2e import start_worker, stop_worker, wait_healthy
+from stream.devtools.outputs import collect
+from stream.stages import already_reported, analyse_record
 from stream.producer import make_producer
-from stream.replay import Outgoing, encode_for, send_all
-from stream.topics import ensure_topics
+from stream.devtools.replay import Outgoing, encode_for, send_all
+from stream.topics import ensure_topics, topic_specs
 
 from conftest import SAMPLES
 
@@ -35,7 +35,7 @@ def test_ecgs_without_a_patient_id_are_keyed_by_their_own_source():
 
 
 def test_redelivery_is_recognised_beyond_the_priors_kept(recordings):
-    s = Settings(priors_kept=5)
+    s = ToolSettings(priors_kept=5)
     base = next(r for r in recordings if r.dataset == "ptbxl").load()
     state, sent = None, []
     start = datetime(2020, 1, 1, 8, 0)
@@ -58,7 +58,7 @@ def _zero_record(source_id: str, patient_id: str | None) -> object:
 @pytest.mark.kafka
 def test_a_record_that_outgrows_the_internal_hop_is_a_dead_letter(isolated):
     s = isolated.model_copy(update={"max_message_bytes": 200_000})
-    ensure_topics(s)
+    ensure_topics(s, topic_specs(s))
     control = "big-" + uuid.uuid4().hex[:8]
     topic, value, source_id = encode_for(_zero_record("x", "p-big"), "hl7", control, s)
     assert len(value) < s.max_message_bytes  # accepted at the edge: the limit is only passed after decoding
@@ -86,7 +86,7 @@ def test_ecgs_without_a_patient_id_are_nobodys_prior(isolated, recordings):
     """Two different people's ECGs, neither with a patient id: the second must not be compared with the first."""
     ptb = {r.record_id: r for r in recordings if r.dataset == "ptbxl"}
     first, second = ptb["266"].load(), ptb["281"].load()  # one patient's ECGs: 281 has a TWI that 266 lacks
-    ensure_topics(isolated)
+    ensure_topics(isolated, topic_specs(isolated))
     items = []
     for i, rec in enumerate((first, second)):
         topic, value, source_id = encode_for(rec.replace(patient_id=None), "hl7", f"anon-{uuid.uuid4().hex[:6]}-{i}",
@@ -112,9 +112,9 @@ def test_ecgs_without_a_patient_id_are_nobodys_prior(isolated, recordings):
 
 
 def test_an_ecg_whose_report_failed_is_neither_a_prior_nor_reported(recordings):
-    from stream.pipeline import without_ecgs
+    from stream.stages import without_ecgs
 
-    s = Settings()
+    s = ToolSettings()
     base = next(r for r in recordings if r.dataset == "ptbxl").load()
     state = None
     for i in range(3):
@@ -128,9 +128,9 @@ def test_an_ecg_whose_report_failed_is_neither_a_prior_nor_reported(recordings):
 
 def test_one_patient_key_whether_replayed_as_hl7_or_fhir(recordings):
     """A dataset patient's ECGs keep one key through HL7 (PID-3) and FHIR (with or without a contained Patient)."""
-    from stream.pipeline import decode_message
+    from stream.stages import decode_message
 
-    s = Settings()
+    s = ToolSettings()
     secret = s.patient_hash_secret.get_secret_value()
     rec = next(r for r in recordings if r.dataset == "ptbxl").load()
     keys = set()

@@ -1,10 +1,10 @@
 """EcgRecord -> the encoder's input: (12, 5000) float32, 500 Hz, raw mV, MIMIC-IV-ECG lead order. numpy only.
 
 What it does, in order (each step is said in `AdaptedEcg.notes`):
-- limb leads derived from I and II when only those came (GUIDE §10; marked derived, counted present);
+- limb leads derived from I and II when only those came (docs/SPEC.md §10; marked derived, counted present);
 - samples the sender flagged (FHIR E/U/L, saturation) replaced by linear interpolation, as the engine does;
 - the last 10 s kept (the engine also analyses the end of long strips); shorter strips are zero-padded at the end;
-- resampled to 500 Hz (band-limited, see `resampling`);
+- resampled to 500 Hz (band-limited, `engine.resample.resample_window`);
 - leads put in the model's order (aVF before aVL); absent leads are zero with `lead_mask` False.
 No filtering and no normalisation: the reference ECG-CoCa code feeds raw mV.
 
@@ -21,11 +21,9 @@ import numpy as np
 
 from engine.errors import InvalidRecord
 from engine.record import MAX_FS_HZ, MIN_FS_HZ, EcgRecord, derive_limb_leads, fill_flagged
-from engine.encoder.resampling import resample_window
-from engine.encoder.variants import MODEL_FS_HZ, MODEL_LEADS, MODEL_SAMPLES
+from engine.resample import resample_window
+from engine.encoder.variants import MAX_PLAUSIBLE_MV, MODEL_FS_HZ, MODEL_LEADS, MODEL_SAMPLES
 
-# Surface ECG deflections stay within ~±10 mV; pacing spikes reach a few tens. Beyond this the units are wrong.
-MAX_PLAUSIBLE_MV = 50.0
 
 
 class AdapterError(InvalidRecord):

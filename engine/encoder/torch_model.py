@@ -1,4 +1,4 @@
-"""The ECG-CoCa signal tower in PyTorch, written from the architecture in GUIDE §6, and the triage model around it.
+"""The ECG-CoCa signal tower in PyTorch, written from the architecture in docs/SPEC.md §6, and the triage model around it.
 
 Parameter names follow the public checkpoint (open_clip naming under `ecg.`), so its state dict loads as is:
 conv1 (no bias), class_embedding, positional_embedding, ln_pre, transformer.resblocks.i.{ln_1, attn.in_proj_weight,
@@ -44,7 +44,7 @@ class PackedSelfAttention(nn.Module):
 
     def _export_projections(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """The same q, k, v as three projections from slices of the packed weight. Only the ONNX graph uses this
-        form: it is the pattern ONNX Runtime's attention fusion recognises (engine.encoder.export writes a fused
+        form: it is the pattern ONNX Runtime's attention fusion recognises (integrations.encoder.export writes a fused
         graph for ORT CPU), whereas the packed form leaves a Slice/Squeeze/Transpose chain per block."""
         b, t, w = x.shape
         weights, biases = self.in_proj_weight.chunk(3), self.in_proj_bias.chunk(3)

@@ -1,6 +1,6 @@
 """Encoder variants (architecture hyper-parameters) and the model's input contract. No torch here.
 
-`coca-b50` is the public ECG-CoCa signal tower (GUIDE §6); `coca-s50` is a small tower with the same input and the same
+`coca-b50` is the public ECG-CoCa signal tower (docs/SPEC.md §6); `coca-s50` is a small tower with the same input and the same
 key layout, sized to train on 2 CPU cores in minutes.
 """
 from __future__ import annotations
@@ -13,6 +13,9 @@ MODEL_LEADS: tuple[str, ...] = ("I", "II", "III", "aVR", "aVF", "aVL", "V1", "V2
 MODEL_FS_HZ = 500.0
 MODEL_SECONDS = 10.0
 MODEL_SAMPLES = 5000
+# Surface ECG deflections stay within ~±10 mV; pacing spikes reach a few tens. Beyond this the units are wrong
+# (microvolts sent as millivolts), which neither model could notice.
+MAX_PLAUSIBLE_MV = 50.0
 
 
 @dataclass(frozen=True)

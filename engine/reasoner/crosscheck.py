@@ -24,7 +24,7 @@ Tolerances (measurements are the engine's, on the median beat, vs the isoelectri
 A claim naming several leads is contradicted when any verifiable lead contradicts it, supported when none does
 and at least one supports, otherwise unverifiable. A T or ST claim naming no leads is about the whole ECG:
 positive ones need one supporting lead (aVR excluded for T), negated ones are checked on every analysable lead;
-"no T-wave inversion" is contradicted by a TWI group that met the GUIDE §4 criteria.
+"no T-wave inversion" is contradicted by a TWI group that met the docs/SPEC.md §4 criteria.
 contradiction_rate = contradicted / (supported + contradicted); None when no claim could be checked.
 """
 from __future__ import annotations

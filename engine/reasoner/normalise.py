@@ -1,7 +1,7 @@
 """Any EcgRecord -> the one input ECG-R1 accepts: (12, 5000) float32 mV at 500 Hz, in ECG-R1's lead order.
 
-ECG-R1 (GUIDE §6) was trained on MIMIC-IV-ECG: 10 s at 500 Hz, raw millivolts, leads I, II, III, aVR, aVF, aVL,
-V1-V6 (aVF before aVL, unlike the canonical order of GUIDE §10). Its reference code checks neither rate nor order,
+ECG-R1 (docs/SPEC.md §6) was trained on MIMIC-IV-ECG: 10 s at 500 Hz, raw millivolts, leads I, II, III, aVR, aVF, aVL,
+V1-V6 (aVF before aVL, unlike the canonical order of docs/SPEC.md §10). Its reference code checks neither rate nor order,
 so a 100 Hz or PTB-XL-ordered signal would go in silently wrong; this module is the only place that builds the
 array, and it refuses (ReasonerInputError) rather than guess.
 
@@ -13,8 +13,9 @@ Decisions (documented because they change what the model sees):
   the first 5000 samples; their training strips were all exactly 10 s, so this only matters for longer strips.)
 * Short strips: 8 s <= duration < 10 s are padded at the start (the older side) with each lead's first value,
   noted; under 8 s the strip is refused, since more than a fifth of the model's window would be invented.
-* Resampling: scipy resample_poly via engine.resample (edge-padded so the filter does not ring into the ends);
-  a 0.5 s margin before the window is resampled with it when the strip has one, then cut off.
+* Resampling: the same band-limited resampler as the encoder's adapter (engine.resample.resample_window), which
+  computes each output sample at its exact time; a 0.5 s margin before the window feeds its kernel when the strip
+  has one.
 * Flagged samples (FHIR E/U/L, saturation) are linearly interpolated, noted; a lead with more than
   MAX_FLAGGED_FRACTION of its window flagged is refused.
 * Units: the contract says mV. A lead swinging over MAX_PLAUSIBLE_MV peak-to-peak is refused as mis-scaled
@@ -28,18 +29,15 @@ import numpy as np
 
 from engine.record import EcgRecord, derive_limb_leads, fill_flagged
 from engine.reasoner.errors import ReasonerInputError
-from engine.resample import to_analysis_rate
+from engine.encoder.variants import MAX_PLAUSIBLE_MV, MODEL_FS_HZ, MODEL_LEADS, MODEL_SAMPLES, MODEL_SECONDS
+from engine.resample import resample_window
 
-ECGR1_LEADS: tuple[str, ...] = ("I", "II", "III", "aVR", "aVF", "aVL", "V1", "V2", "V3", "V4", "V5", "V6")
-ECGR1_FS = 500.0
-ECGR1_WINDOW_S = 10.0
-ECGR1_SAMPLES = 5000
+# ECG-R1 consumes the ECG-CoCa tower's input: one definition of it (engine.encoder.variants), named here for the model.
+ECGR1_LEADS, ECGR1_FS, ECGR1_WINDOW_S, ECGR1_SAMPLES = MODEL_LEADS, MODEL_FS_HZ, MODEL_SECONDS, MODEL_SAMPLES
 MIN_PADDED_S = 8.0
 MARGIN_S = 0.5  # resampled with the window so the polyphase filter's start-up stays outside it
 MAX_FLAGGED_FRACTION = 0.10
-MAX_PLAUSIBLE_MV = 50.0
 FLAT_LEAD_MV = 0.01
-_RATE_TOLERANCE = 1e-3  # relative: engine.resample approximates odd rates with a rational up/down
 
 
 @dataclass(frozen=True)
@@ -83,14 +81,11 @@ def normalise(record: EcgRecord) -> NormalisedEcg:
     chunk = _repair(chunk, flags, n_window, notes)
     _check_units(chunk[:, -n_window:])
 
-    resampled, fs_out = to_analysis_rate(chunk, fs, ECGR1_FS)
-    if abs(fs_out - ECGR1_FS) > _RATE_TOLERANCE * ECGR1_FS:
-        raise ReasonerInputError(f"cannot resample {fs:g} Hz to {ECGR1_FS:g} Hz exactly (got {fs_out:.3f} Hz)",
-                                 "sampling-rate")
     if fs != ECGR1_FS:
         notes.append(f"resampled {fs:g} Hz -> {ECGR1_FS:g} Hz")
     real_n = min(ECGR1_SAMPLES, int(round(n_window * ECGR1_FS / fs)))
-    window = resampled[:, -real_n:]
+    # The window starts at the strip's sample n_take - n_window of the chunk; the margin before it feeds the kernel.
+    window = resample_window(chunk, fs, ECGR1_FS, (n_take - n_window) / fs, real_n)
     padded_s = 0.0
     if real_n < ECGR1_SAMPLES:
         pad = ECGR1_SAMPLES - real_n

@@ -1,4 +1,4 @@
-"""The prompt ECG-R1 was trained with (GUIDE §6), and the one marker backends translate.
+"""The prompt ECG-R1 was trained with (docs/SPEC.md §6), and the one marker backends translate.
 
 `<ecg>` marks where the signal goes, as in the authors' ms-swift template. Each backend maps it to its own form:
 the in-process vLLM backend to the plugin's placeholder tokens, the HTTP backend to an `ecg` content part.
@@ -9,7 +9,7 @@ from __future__ import annotations
 from engine.reasoner.errors import ReasonerInputError
 
 ECG_MARKER = "<ecg>"
-# Wording used by the authors (GUIDE §6); it says "image" even when only the signal is given, as in training.
+# Wording used by the authors (docs/SPEC.md §6); it says "image" even when only the signal is given, as in training.
 ECGR1_INSTRUCTION = (
     "Interpret the provided ECG image, identify key features and abnormalities in each lead, and generate a "
     "clinical diagnosis that is supported by the observed evidence."

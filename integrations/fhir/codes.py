@@ -1,4 +1,4 @@
-"""Code systems, codes and labels the FHIR codecs and builders share (GUIDE §2, §3).
+"""Code systems, codes and labels the FHIR codecs and builders share (docs/SPEC.md §2, §3).
 
 One place for every URI and code so that decoders accept the same set the builders emit.
 """
@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from engine.record import STANDARD_LEADS
 
-# --- MDC (IEEE 11073-10101). Both URIs travel in the wild; we emit the OID form only (GUIDE §2).
+# --- MDC (IEEE 11073-10101). Both URIs travel in the wild; we emit the OID form only (docs/SPEC.md §2).
 MDC_OID = "urn:oid:2.16.840.1.113883.6.24"
 MDC_ISO_URN = "urn:iso:std:iso:11073:10101"
 MDC_SYSTEMS: frozenset[str] = frozenset({MDC_OID, MDC_ISO_URN})
@@ -46,7 +46,7 @@ LOINC = "http://loinc.org"
 LOINC_EKG_STUDY = "11524-6"
 LOINC_EKG_IMPRESSION = "8601-7"
 
-# --- SNOMED CT findings (GUIDE §3, PhysioNet/CinC 2021 mapping). Findings only: no code here names a diagnosis
+# --- SNOMED CT findings (docs/SPEC.md §3, PhysioNet/CinC 2021 mapping). Findings only: no code here names a diagnosis
 # the engine cannot make (myocardial ischemia 164861001 is deliberately absent, see diagnostic_report.py).
 SNOMED = "http://snomed.info/sct"
 SNOMED_TWI = ("59931005", "T wave inversion")
@@ -70,7 +70,7 @@ V3_DATA_OPERATION = "http://terminology.hl7.org/CodeSystem/v3-DataOperation"
 PROVENANCE_PARTICIPANT_TYPE = "http://terminology.hl7.org/CodeSystem/provenance-participant-type"
 UCUM = "http://unitsofmeasure.org"
 
-# --- Research-only labelling (GUIDE §3): no standard "not for clinical use" code exists, so all of these together.
+# --- Research-only labelling (docs/SPEC.md §3): no standard "not for clinical use" code exists, so all of these together.
 SECURITY_AIAST = {"system": V3_OBSERVATION_VALUE, "code": "AIAST", "display": "Artificial Intelligence asserted"}
 SECURITY_HRESCH = {"system": V3_ACT_REASON, "code": "HRESCH", "display": "healthcare research"}
 PROJECT_TAG_SYSTEM = "urn:twiwatch:tag"
@@ -87,6 +87,6 @@ DISCLAIMER = (
 MEASURE_SYSTEM = "urn:twiwatch:measure"  # per-lead measure component codes
 TRIAGE_SYSTEM = "urn:twiwatch:triage"  # triage classes ("ischemic-pattern", "secondary:lbbb", ...)
 DEVICE_ID_SYSTEM = "urn:twiwatch:device"
-SOURCE_ID_SYSTEM = "urn:twiwatch:source"  # GUIDE §10 source id (sender + control id, or Observation identifier)
+SOURCE_ID_SYSTEM = "urn:twiwatch:source"  # docs/SPEC.md §10 source id (sender + control id, or Observation identifier)
 DEFAULT_ECG_IDENTIFIER_SYSTEM = "urn:twiwatch:ecg"
 DEFAULT_REPORT_IDENTIFIER_SYSTEM = "urn:twiwatch:report"  # matches stream.config fhir_identifier_system

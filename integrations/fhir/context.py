@@ -30,7 +30,7 @@ class ReportContext:
         return {"system": self.identifier_system, "value": "/".join((self.report_id,) + parts)}
 
     def subject(self) -> dict[str, Any] | None:
-        """Real subject reference (GUIDE §10: EHRs need it)."""
+        """Real subject reference (docs/SPEC.md §10: EHRs need it)."""
         return patient_reference(self.patient_id, self.patient_system) if self.patient_id else None
 
     def stamp(self, resource: dict[str, Any]) -> dict[str, Any]:
@@ -58,7 +58,7 @@ def identifier(value: str, system: str | None) -> dict[str, str]:
 
 
 def research_meta(version: int | None = None, *, security: bool = True) -> dict[str, Any]:
-    """meta with the research-only labels (GUIDE §3): AIAST + HRESCH security labels and the project tag."""
+    """meta with the research-only labels (docs/SPEC.md §3): AIAST + HRESCH security labels and the project tag."""
     meta: dict[str, Any] = {}
     if version is not None:
         meta["versionId"] = str(version)

@@ -27,7 +27,10 @@ def device_url(name: str, version: str, extra: dict[str, str]) -> str:
 
 
 def _device(fhir_version: str, name: str, type_text: str, versions: list[tuple[str, str]], notes: list[str],
-            organization: str, key_extra: dict[str, str], main_version: str) -> dict[str, Any]:
+            organization: str | None, key_extra: dict[str, str], main_version: str,
+            manufacturer: str | None = None) -> dict[str, Any]:
+    """organization: the site running twiwatch (TWIWATCH_ORGANIZATION), written as the Device's owner; the maker of
+    the software or model is the manufacturer, a different party."""
     did = device_id(name, main_version, key_extra)
     device: dict[str, Any] = {
         "resourceType": "Device",
@@ -35,8 +38,11 @@ def _device(fhir_version: str, name: str, type_text: str, versions: list[tuple[s
         "meta": research_meta(security=False),
         "identifier": [{"system": codes.DEVICE_ID_SYSTEM, "value": did}],
         "status": "active",
-        "manufacturer": organization,
     }
+    if manufacturer:
+        device["manufacturer"] = manufacturer
+    if organization:
+        device["owner"] = {"display": organization}
     type_concept = {"text": type_text}
     if fhir_version == "R4B":
         device["deviceName"] = [{"name": name, "type": "user-friendly-name"}]
@@ -54,13 +60,13 @@ def build_software_device(
     *,
     software_version: str,
     model_versions: dict[str, str],
-    organization: str = "twiwatch",
+    organization: str | None = None,
     model_card: str = DEFAULT_MODEL_CARD,
 ) -> dict[str, Any]:
     versions = [("software", software_version)] + [(f"model {k}", v) for k, v in sorted(model_versions.items())]
     notes = [codes.DISCLAIMER, f"Model card: {model_card}"]
     return _device(fhir_version, "twiwatch", "ECG T-wave analysis software with ML models (research use only)",
-                   versions, notes, organization, model_versions, software_version)
+                   versions, notes, organization, model_versions, software_version, manufacturer="twiwatch project")
 
 
 def reasoning_device_identity(reasoning: dict[str, Any], model_versions: dict[str, str]) -> tuple[str, str]:
@@ -71,7 +77,7 @@ def reasoning_device_identity(reasoning: dict[str, Any], model_versions: dict[st
 
 
 def build_reasoning_device(
-    fhir_version: str, reasoning: dict[str, Any], model_versions: dict[str, str], organization: str = "twiwatch"
+    fhir_version: str, reasoning: dict[str, Any], model_versions: dict[str, str], organization: str | None = None
 ) -> dict[str, Any]:
     name, version = reasoning_device_identity(reasoning, model_versions)
     notes = [codes.DISCLAIMER, "Multimodal language model producing ECG reasoning text; its lead-level claims are "

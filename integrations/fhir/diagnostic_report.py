@@ -1,4 +1,4 @@
-"""DiagnosticReport builder (GUIDE §3): research-only labels, partial -> preliminary lifecycle, SNOMED findings.
+"""DiagnosticReport builder (docs/SPEC.md §3): research-only labels, partial -> preliminary lifecycle, SNOMED findings.
 
 conclusionCode policy (findings, never diagnoses the engine cannot make):
 - 59931005 T wave inversion when a TWI group met the criteria;

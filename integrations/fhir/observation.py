@@ -1,4 +1,4 @@
-"""ECG Observation (SampledData, one component per lead) <-> EcgRecord, FHIR R4/R4B and R5 (GUIDE §3).
+"""ECG Observation (SampledData, one component per lead) <-> EcgRecord, FHIR R4/R4B and R5 (docs/SPEC.md §3).
 
 Decoding is pure: bytes in, an EcgRecord or a DecodeError out. The structure is checked with the matching
 fhir.resources model; the sample arrays are parsed with numpy (sampled_data.py).

@@ -1,6 +1,6 @@
 """Provenance builder (AI Transparency IG AIProvenance pattern): what the report was made from and by which Device.
 
-Observation.performer cannot reference a Device in R4 (GUIDE §3), so the Device is named here. Provenance has no
+Observation.performer cannot reference a Device in R4 (docs/SPEC.md §3), so the Device is named here. Provenance has no
 business identifier in R4B or R5: one Provenance per report version, with an id derived from report id + version.
 """
 from __future__ import annotations

@@ -55,7 +55,7 @@ def build_report_bundle(
     model_versions: dict[str, str] | None = None,
     reasoning: dict[str, Any] | None = None,
     bundle_type: BundleType = "collection",
-    organization: str = "twiwatch",
+    organization: str | None = None,
     model_card: str = DEFAULT_MODEL_CARD,
     prior_acquired_at: str | datetime | None = None,
     validate: bool = True,
@@ -118,7 +118,7 @@ def build_report_bundle(
         "resourceType": "Bundle",
         "id": ctx.rid("bundle", f"v{version}"),
         "meta": research_meta(security=False),
-        # (identifier, version) is the dedup key of GUIDE §10; the Bundle carries both for consumers of the topic.
+        # (identifier, version) is the dedup key of docs/SPEC.md §10; the Bundle carries both for consumers of the topic.
         "identifier": ctx.identifier(f"v{version}"),
         "type": bundle_type,
         "timestamp": ctx.issued,

@@ -1,4 +1,4 @@
-"""SampledData `data` strings <-> numpy, units and sampling rates (GUIDE §3).
+"""SampledData `data` strings <-> numpy, units and sampling rates (docs/SPEC.md §3).
 
 The arrays are parsed here with numpy rather than through fhir.resources: a 12-lead, 10-s strip is 60,000 numbers and
 the model layer would only hand them back as one string anyway.

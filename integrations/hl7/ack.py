@@ -1,4 +1,4 @@
-"""HL7 ACKs built with hl7apy: MSH + MSA (+ ERR when not AA), GUIDE §2.
+"""HL7 ACKs built with hl7apy: MSH + MSA (+ ERR when not AA), docs/SPEC.md §2.
 
 MSA-3 carries the readable reason, ERR-3 the HL7 error code (table 0357), ERR-4 the severity, ERR-8 the reason
 again for receivers that read only ERR. With an unreadable MSH there is nothing to echo: MSA-2 stays empty.

@@ -1,4 +1,4 @@
-"""MDC (ISO/IEEE 11073-10101) codes the HL7 codec reads and writes (GUIDE §2).
+"""MDC (ISO/IEEE 11073-10101) codes the HL7 codec reads and writes (docs/SPEC.md §2).
 
 Codes are 32-bit: partition << 16 | term code. Leads come in two families, both accepted on input:
 MDC_ECG_ELEC_POTL_* (the waveform's electric potential, what IHE PCD-01 sends) and MDC_ECG_LEAD_* (lead names).
@@ -10,7 +10,7 @@ from engine.record import STANDARD_LEADS
 
 CODING_SYSTEM = "MDC"
 
-# canonical lead -> (MDC_ECG_ELEC_POTL_* code, MDC_ECG_LEAD_* code); table of GUIDE §2.
+# canonical lead -> (MDC_ECG_ELEC_POTL_* code, MDC_ECG_LEAD_* code); table of docs/SPEC.md §2.
 LEAD_CODES: dict[str, tuple[int, int]] = {
     "I": (131329, 131073),
     "II": (131330, 131074),
@@ -104,7 +104,7 @@ class UnknownUnit(ValueError):
 
 
 def mv_per_unit(code: str, text: str, counts_scale_mv: float) -> float:
-    """Multiplier from the OBX-6 unit to mV; raw counts use the configured scale (vendors differ, GUIDE §2).
+    """Multiplier from the OBX-6 unit to mV; raw counts use the configured scale (vendors differ, docs/SPEC.md §2).
     A code and a text naming different voltage units are refused: either reading scales the signal by 1000."""
     by_code, by_text = _MV_PER_UNIT.get(code.strip().upper()), _MV_PER_UNIT.get(text.strip().upper())
     if by_code is not None and by_text is not None and by_code != by_text:
@@ -131,7 +131,7 @@ def is_per_second(code: str, text: str) -> bool:
 # --- attributes carried in child OBXs ---
 SAMP_RATE_MNEMONIC = "MDC_ATTR_SAMP_RATE"
 DATA_RANGE_MNEMONIC = "MDC_ATTR_DATA_RANGE"
-# Real PCD-01 messages send 0 with the mnemonic (GUIDE §2). No numeric code is assumed by default: in
+# Real PCD-01 messages send 0 with the mnemonic (docs/SPEC.md §2). No numeric code is assumed by default: in
 # ISO/IEEE 11073-10101:2004 partition 1 term 2444 (67980) is MDC_ATTR_TIME_PD_OP_HRS, not a sample rate, so a
 # vendor's numeric code is configured (TWIWATCH_HL7_SAMP_RATE_CODES), and a present mnemonic always decides.
 DEFAULT_SAMP_RATE_CODES: tuple[int, ...] = (0,)

@@ -1,4 +1,4 @@
-"""HL7 v2 ORU^R01 (IHE PCD-01 style) bytes → EcgRecord, as a pure function (GUIDE §2, §10).
+"""HL7 v2 ORU^R01 (IHE PCD-01 style) bytes → EcgRecord, as a pure function (docs/SPEC.md §2, §10).
 
 Errors are DecodeError with a machine `code`, a readable reason that never quotes patient data, and the HL7
 answer an MLLP edge gives: AR for what is refused outright (not HL7, unreadable MSH, unsupported message type),

@@ -19,15 +19,15 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from integrations.identity import patient_key
-from stream.config import Settings
-from stream.outputs import Collected, collect, summarise, wait_for
+from stream.config import ToolSettings
+from stream.devtools.outputs import Collected, collect, summarise, wait_for
 from stream.producer import make_producer
-from stream.badinput import BadCase, corpus
-from stream.replay import Outgoing, load_recordings, messages, send_all
-from stream.topics import ensure_topics
+from stream.devtools.badinput import BadCase, corpus
+from stream.devtools.replay import Outgoing, load_recordings, messages, send_all
+from stream.topics import ensure_topics, topic_specs
 
 
-def isolated_settings(base: Settings, run_id: str) -> Settings:
+def isolated_settings(base: ToolSettings, run_id: str) -> ToolSettings:
     prefix = f"e2e-{run_id}."
     return base.model_copy(update={
         "topic_hl7_raw": prefix + base.topic_hl7_raw,
@@ -35,6 +35,7 @@ def isolated_settings(base: Settings, run_id: str) -> Settings:
         "topic_reports": prefix + base.topic_reports,
         "topic_deadletter": prefix + base.topic_deadletter,
         "topic_reasoning": prefix + base.topic_reasoning,
+        "topic_chunks": prefix + base.topic_chunks,
         "app_id": f"twiwatch-e2e-{run_id}",
         "data_dir": base.cache_dir / "e2e" / run_id,
         "worker_web_port": free_port(),
@@ -47,7 +48,7 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
-def settings_env(s: Settings) -> dict[str, str]:
+def settings_env(s: ToolSettings) -> dict[str, str]:
     """The settings as TWIWATCH_* variables, for a worker subprocess."""
     env = dict(os.environ)
     for name, value in s.model_dump().items():
@@ -57,7 +58,7 @@ def settings_env(s: Settings) -> dict[str, str]:
     return env
 
 
-def start_worker(s: Settings, log_path: Path) -> subprocess.Popen:
+def start_worker(s: ToolSettings, log_path: Path) -> subprocess.Popen:
     log_path.parent.mkdir(parents=True, exist_ok=True)
     log = open(log_path, "ab")
     return subprocess.Popen(
@@ -66,7 +67,7 @@ def start_worker(s: Settings, log_path: Path) -> subprocess.Popen:
     )
 
 
-def wait_healthy(s: Settings, proc: subprocess.Popen, timeout_s: float = 120) -> None:
+def wait_healthy(s: ToolSettings, proc: subprocess.Popen, timeout_s: float = 120) -> None:
     """Block until the worker's /healthz says ready (partitions assigned, state restored)."""
     url = f"http://127.0.0.1:{s.worker_web_port}/healthz"
     deadline = time.monotonic() + timeout_s
@@ -98,17 +99,17 @@ def stop_worker(proc: subprocess.Popen, timeout_s: float = 30) -> None:
 class E2EResult:
     summary: dict  # exactly the keys issue 2 names
     details: dict
-    settings: Settings
+    settings: ToolSettings
     sent: list[Outgoing]  # the valid messages, in send order
     bad: list[BadCase]
     collected: Collected
 
 
-def run_e2e(base: Settings, n_messages: int, source: Path, timeout_s: float = 300, log=print,
+def run_e2e(base: ToolSettings, n_messages: int, source: Path, timeout_s: float = 300, log=print,
             isolate: bool = True, rate: float | None = None) -> E2EResult:
     run_id = uuid.uuid4().hex[:8]
     s = isolated_settings(base, run_id) if isolate else base
-    ensure_topics(s)
+    ensure_topics(s, topic_specs(s))
     worker = start_worker(s, s.cache_dir / "e2e" / f"worker-{run_id}.log")
     log(f"e2e run {run_id}: worker pid {worker.pid}, topics prefixed e2e-{run_id}.")
     wait_healthy(s, worker)

@@ -9,7 +9,7 @@ from rich.console import Console
 
 from integrations.fhir.codes import DISCLAIMER
 from integrations.fhir.report import report_resource
-from stream.config import Settings
+from stream.config import ToolSettings
 from stream.topics import HEADROOM
 
 
@@ -21,7 +21,7 @@ def _row(bundle: dict) -> tuple[str, str, str, str]:
     return report["identifier"][0]["value"][:12], report["meta"]["versionId"], report["status"], finding.strip()
 
 
-def _consumer_from(s: Settings, since_ms: int | None) -> KafkaConsumer:
+def _consumer_from(s: ToolSettings, since_ms: int | None) -> KafkaConsumer:
     consumer = KafkaConsumer(
         bootstrap_servers=s.bootstrap, group_id=None, enable_auto_commit=False,
         fetch_max_bytes=s.max_message_bytes + HEADROOM, max_partition_fetch_bytes=s.max_message_bytes + HEADROOM,
@@ -40,7 +40,7 @@ def _consumer_from(s: Settings, since_ms: int | None) -> KafkaConsumer:
     return consumer
 
 
-def watch_reports(s: Settings, *, until_idle: float | None, since_ms: int | None, console: Console) -> int:
+def watch_reports(s: ToolSettings, *, until_idle: float | None, since_ms: int | None, console: Console) -> int:
     """Print reports from `since_ms` (broker time; default: from now) until idle for `until_idle` seconds."""
     consumer = _consumer_from(s, since_ms)
     seen, last = 0, time.monotonic()

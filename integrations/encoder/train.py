@@ -20,11 +20,11 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from engine.encoder import training_data as td
+from integrations.encoder import training_data as td
 from engine.encoder.checkpoint import save_weights
-from engine.encoder.export import export_onnx
+from integrations.encoder.export import export_onnx
 from engine.encoder.metrics import binary_report
-from engine.encoder.model_card import write_model_card
+from integrations.encoder.model_card import write_model_card
 from engine.encoder.torch_model import TriageModel, build_model, count_parameters
 from engine.encoder.triage_head import HeadThresholds
 
@@ -154,9 +154,10 @@ def _signals(items: list[td.Item], workers: int, cache_dir: str | Path | None, l
 
 
 def _adapter_fingerprint() -> str:
-    from engine.encoder import adapter, resampling, variants
+    from engine import resample
+    from engine.encoder import adapter, variants
 
-    sources = (Path(m.__file__).read_bytes() for m in (adapter, resampling, variants, td))
+    sources = (Path(m.__file__).read_bytes() for m in (adapter, resample, variants, td))
     return hashlib.sha256(b"".join(sources)).hexdigest()
 
 
@@ -247,7 +248,7 @@ def _ship(out_dir: Path, ship_to: Path) -> None:
 
 
 def main(argv: list[str] | None = None) -> None:
-    """`python -m engine.encoder.train DATA_DIR OUT_DIR [--ship-to models/triage-s50]` (until `twiwatch train`)."""
+    """`python -m integrations.encoder.train DATA_DIR OUT_DIR [--ship-to models/triage-s50]` (until `twiwatch train`)."""
     import argparse
 
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])

@@ -21,7 +21,7 @@ import numpy as np
 from engine.reasoner.base import RawReasoning, Reasoner, check_ecg_array, check_timeout
 from engine.reasoner.errors import ReasonerTimeout, ReasonerUnavailable
 from engine.reasoner.prompt import ECGR1_MAX_TOKENS, ECGR1_SYSTEM_PROMPT
-from engine.reasoner.wire import CHAT_PATH, build_chat_request, error_message, read_chat_response
+from integrations.reasoner.wire import CHAT_PATH, build_chat_request, error_message, read_chat_response
 
 MAX_RESPONSE_BYTES = 4 * 1024 * 1024  # 2048 tokens of text is ~10 KB; anything near this is not an answer
 

@@ -1,7 +1,7 @@
 """`twiwatch replay`: real WFDB recordings streamed as if from bedside monitors (HL7 v2) and ECG carts (FHIR).
 
 Patients: each recording's real patient id where the dataset has one (PTB-XL `patient_id`), so a patient's serial
-ECGs arrive as prior and current (GUIDE §10); `--patients N` instead spreads load over N synthetic patients
+ECGs arrive as prior and current (docs/SPEC.md §10); `--patients N` instead spreads load over N synthetic patients
 (ids `synthetic-<n>`, and the report says so through that id).
 """
 from __future__ import annotations
@@ -15,11 +15,11 @@ from pathlib import Path
 from typing import Iterator
 
 from engine.record import EcgRecord
-from integrations.datasets import Recording, find_recordings
+from integrations.datasets.recordings import Recording, find_recordings
 from integrations.fhir.observation import encode_observation
 from integrations.hl7.encode import encode_oru
 from integrations.identity import fhir_source_id, hl7_source_id, patient_key
-from stream.config import Settings
+from stream.config import ToolSettings
 from stream.deadletter import deadletter_record
 
 FORMATS = ("hl7", "fhir", "mixed")
@@ -38,7 +38,7 @@ class Outgoing:
 SENDING_APP, SENDING_FACILITY, IDENTIFIER_SYSTEM = "TWIWATCH-REPLAY", "SAMPLES", "urn:twiwatch:replay"
 
 
-def encode_for(record: EcgRecord, fmt: str, control_id: str, s: Settings) -> tuple[str, bytes, str]:
+def encode_for(record: EcgRecord, fmt: str, control_id: str, s: ToolSettings) -> tuple[str, bytes, str]:
     """(topic, bytes, source id) for one record in one format."""
     if fmt == "hl7":
         value = encode_oru(record, control_id=control_id, sending_app=SENDING_APP, sending_facility=SENDING_FACILITY)
@@ -49,7 +49,7 @@ def encode_for(record: EcgRecord, fmt: str, control_id: str, s: Settings) -> tup
 
 
 def messages(
-    recordings: list[Recording], fmt: str, s: Settings, *, patients: int | None = None, loop: bool = False,
+    recordings: list[Recording], fmt: str, s: ToolSettings, *, patients: int | None = None, loop: bool = False,
     count: int | None = None, run_id: str | None = None,
 ) -> Iterator[Outgoing]:
     """Encoded messages in recording order; control ids are unique per run (`run_id`), so every run is new input."""
@@ -70,7 +70,7 @@ def messages(
         yield Outgoing(topic, key, value, this_fmt, source_id, f"{rec.dataset}:{rec.record_id}")
 
 
-def send_all(producer, items, s: Settings, rate: float | None = None, on_sent=None) -> dict[str, int]:
+def send_all(producer, items, s: ToolSettings, rate: float | None = None, on_sent=None) -> dict[str, int]:
     """Produce each message (acks=all). Over the size limit, the edge refuses it and dead-letters its first 1 MiB."""
     sent = refused = 0
     interval = 1.0 / rate if rate else 0.0
@@ -117,7 +117,12 @@ def _pending(futures: list) -> list:
 
 
 def default_source() -> Path:
-    return Path(__file__).resolve().parent.parent / "samples"
+    """The shipped samples of a checkout (`samples/` in the working directory): an installed package carries no
+    recordings, so a command run elsewhere must name its source."""
+    folder = Path.cwd() / "samples"
+    if not folder.is_dir():
+        raise FileNotFoundError(f"no recordings folder given and no samples/ in {Path.cwd()}: name one (SOURCE)")
+    return folder
 
 
 def load_recordings(source: Path, prefer_500hz: bool = False) -> list[Recording]:

@@ -48,15 +48,15 @@ from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, G
 
 from engine.reasoner.errors import ReasonerError, ReasonerUnavailable
 from engine.reasoner.prompt import ECGR1_MAX_TOKENS
-from engine.reasoner.standin import OUTPUTS_PATH, STANDIN_MODEL, Replay, estimate_tokens
-from engine.reasoner.wire import CHAT_PATH, build_chat_response, error_body, parse_chat_request
+from integrations.reasoner.standin import OUTPUTS_PATH, STANDIN_MODEL, Replay, estimate_tokens
+from integrations.reasoner.wire import CHAT_PATH, build_chat_response, error_body, parse_chat_request
 
 log = logging.getLogger("twiwatch.reasoner.serve")
 
 STANDIN_WARNING = ("STAND-IN, NOT ECG-R1: replays hand-written ECG-R1-format fixture outputs; no model runs and "
                    "the ECG sent is not read")
-ECG_TOKENS = 101  # the plugin expands the ECG pad to 101 tokens (GUIDE §6)
-MAX_REQUEST_BYTES = 16 * 1024 * 1024  # GUIDE §10's size limit; the CLI passes TWIWATCH_MAX_MESSAGE_BYTES
+ECG_TOKENS = 101  # the plugin expands the ECG pad to 101 tokens (docs/SPEC.md §6)
+MAX_REQUEST_BYTES = 16 * 1024 * 1024  # docs/SPEC.md §10's size limit; the CLI passes TWIWATCH_MAX_MESSAGE_BYTES
 OUTCOMES = ("ok", "bad_request", "not_found", "too_large", "too_many", "not_ready", "error", "cancelled")
 
 
@@ -96,7 +96,7 @@ class VllmGenerator:
 
     def __init__(self, model_path: str | Path, *, ecg_tower_path: str | Path | None = None,
                  served_name: str = "ECG-R1-8B-RL", **options: Any) -> None:
-        from engine.reasoner.vllm_backend import VllmReasoner
+        from integrations.reasoner.vllm_backend import VllmReasoner
 
         self._reasoner = VllmReasoner(model_path, ecg_tower_path=ecg_tower_path, model_name=served_name, **options)
         self.name = served_name

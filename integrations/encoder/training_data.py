@@ -62,7 +62,7 @@ def ptbxl_items(root: Path) -> list[Item]:
         for row in csv.DictReader(f):
             fold = int(row["strat_fold"])
             if fold == HELD_OUT_FOLD:
-                continue  # never read: PTB-XL's recommended test fold is held out (GUIDE §7)
+                continue  # never read: PTB-XL's recommended test fold is held out (docs/SPEC.md §7)
             split = next(s for s, folds in PTBXL_FOLDS.items() if fold in folds)
             name = row["filename_hr"] if row.get("filename_hr") and (root / (row["filename_hr"] + ".hea")).exists() \
                 else row["filename_lr"]

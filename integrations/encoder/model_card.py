@@ -42,11 +42,11 @@ def write_model_card(path: Path, m: dict[str, Any], manifest: dict[str, Any]) ->
     text = f"""# Triage model card: `{m['variant']}` encoder + triage head
 
 **Research only. Not for clinical use.** The head's outputs are never findings: twiwatch's measured TWI criteria
-(GUIDE §4, `engine.analyze`) are the primary evidence, and `engine.encoder.triage_head.head_disagrees` only says when
+(docs/SPEC.md §4, `engine.analyze`) are the primary evidence, and `engine.encoder.triage_head.head_disagrees` only says when
 the head contradicts them.
 
 ## Model
-- Encoder: ECG-CoCa signal-tower architecture (GUIDE §6), small variant: width {cfg['width']}, {cfg['layers']} blocks, {cfg['heads']} heads,
+- Encoder: ECG-CoCa signal-tower architecture (docs/SPEC.md §6), small variant: width {cfg['width']}, {cfg['layers']} blocks, {cfg['heads']} heads,
   MLP {cfg['mlp']}, patch {cfg['patch']}, embedding {cfg['embed_dim']}; {m['parameters']:,} parameters with the head. Trained from scratch here (the public ECG-CoCa checkpoint is not reachable from this
   project); same input contract and key layout as `coca-b50`.
 - Input: (12, 5000) float32, 500 Hz, 10 s, raw mV, lead order {', '.join(manifest['input']['lead_order'])}
@@ -84,7 +84,7 @@ positives cannot select anything); augmentation: gain, time shift, baseline wand
 absent leads (so zero-filled leads are not entirely unseen). {m['train_seconds']:.0f} s wall-clock on
 {m['hardware']['cpus']} CPU cores{load} (torch {m['hardware']['torch']}); an epoch takes about 13 s on an idle machine
 of this kind, and the time grows with other load. Reproduce (same seed and machine, same weights):
-`python -m engine.encoder.train ../shared/data OUT --ship-to models/triage-s50`.
+`python -m integrations.encoder.train ../shared/data OUT --ship-to models/triage-s50`.
 
 ## Test results (PTB-XL fold 9 + LUDB test records), 95 % percentile-bootstrap CIs over records
 

@@ -1,6 +1,6 @@
 """Read back what the pipeline wrote (reports and dead letters) and judge it: the e2e summary and the tests use this.
 
-A duplicate (GUIDE §10) is a second copy of the same (report identifier, meta.versionId) on the reports topic.
+A duplicate (docs/SPEC.md §10) is a second copy of the same (report identifier, meta.versionId) on the reports topic.
 """
 from __future__ import annotations
 
@@ -14,7 +14,7 @@ from kafka import KafkaConsumer, TopicPartition
 
 from integrations.fhir.report import is_research_flagged, report_resource
 from integrations.fhir.validation import validate_bundle
-from stream.config import Settings
+from stream.config import ToolSettings
 from stream.deadletter import read_headers
 from stream.topics import HEADROOM
 
@@ -25,7 +25,7 @@ class Collected:
     deadletters: list[dict] = field(default_factory=list)  # {"meta", "value", "key"}
 
 
-def _consumer(s: Settings) -> KafkaConsumer:
+def _consumer(s: ToolSettings) -> KafkaConsumer:
     return KafkaConsumer(
         bootstrap_servers=s.bootstrap, enable_auto_commit=False, group_id=None,
         fetch_max_bytes=s.max_message_bytes + HEADROOM, max_partition_fetch_bytes=s.max_message_bytes + HEADROOM,
@@ -55,7 +55,7 @@ def report_identity(bundle: dict) -> tuple[str, str]:
     return ident, report["meta"]["versionId"]
 
 
-def collect(s: Settings) -> Collected:
+def collect(s: ToolSettings) -> Collected:
     consumer = _consumer(s)
     try:
         out = Collected()
@@ -71,7 +71,7 @@ def collect(s: Settings) -> Collected:
         consumer.close()
 
 
-def wait_for(s: Settings, reports: int, deadletters: int, timeout_s: float) -> Collected:
+def wait_for(s: ToolSettings, reports: int, deadletters: int, timeout_s: float) -> Collected:
     deadline = time.monotonic() + timeout_s
     while True:
         got = collect(s)
@@ -81,7 +81,7 @@ def wait_for(s: Settings, reports: int, deadletters: int, timeout_s: float) -> C
         time.sleep(1.0)
 
 
-def summarise(got: Collected, s: Settings, sent_valid: int, sent_invalid: int) -> tuple[dict, dict]:
+def summarise(got: Collected, s: ToolSettings, sent_valid: int, sent_invalid: int) -> tuple[dict, dict]:
     """The e2e summary (exactly the keys issue 2 names) and, apart, the details a reader needs to trust it."""
     counts = Counter((r["id"], r["version"]) for r in got.reports)
     byte_copies = Counter((r["id"], r["version"], r["value"]) for r in got.reports)

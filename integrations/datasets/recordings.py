@@ -1,4 +1,4 @@
-"""Find real recordings in a folder (LUDB, PTB-XL or any WFDB folder) with their real patient ids (GUIDE §10).
+"""Find real recordings in a folder (LUDB, PTB-XL or any WFDB folder) with their real patient ids (docs/SPEC.md §10).
 
 Used by replay, e2e and the tests; reads only the folder it is given (the shipped samples/ by default).
 """
@@ -11,7 +11,7 @@ from datetime import datetime
 from pathlib import Path
 
 from engine.record import EcgRecord
-from integrations.wfdb_io import read_wfdb
+from integrations.datasets.wfdb_io import read_wfdb
 
 
 @dataclass(frozen=True)
@@ -38,7 +38,7 @@ def _ptbxl(root: Path, prefer_500hz: bool) -> list[Recording]:
     with open(root / "ptbxl_database.csv", newline="") as f:
         for row in csv.DictReader(f):
             if row.get("strat_fold") == "10":
-                continue  # PTB-XL's recommended test fold is held out (GUIDE §7)
+                continue  # PTB-XL's recommended test fold is held out (docs/SPEC.md §7)
             name = row["filename_hr"] if prefer_500hz and row.get("filename_hr") else row["filename_lr"]
             if not name or not (root / (name + ".hea")).exists():
                 continue

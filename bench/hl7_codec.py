@@ -1,4 +1,4 @@
-"""Quick timing check of the HL7 codec: `python -m integrations.hl7.bench [WFDB record path]`.
+"""Quick timing check of the HL7 codec: `python -m bench.hl7_codec [WFDB record path]`.
 
 Prints best-of-N encode/decode times for a 12-lead message (no assertions: timings belong in docs, not tests).
 """
@@ -14,7 +14,7 @@ from engine.record import make_record
 from integrations.hl7.decode import decode_oru, parse_header
 from integrations.hl7.encode import encode_oru
 
-DEFAULT = Path(__file__).resolve().parents[2] / "samples" / "ludb" / "data" / "1"
+DEFAULT = Path(__file__).resolve().parents[1] / "samples" / "ludb" / "data" / "1"
 
 
 def best_ms(fn, repeat: int = 20) -> float:

@@ -1,7 +1,7 @@
 """A real single-node Apache Kafka (KRaft, broker+controller) for development, tests and the demo.
 
-The broker comes from Maven Central (`deploy/kafka/pom.xml` resolved with `mvn dependency:copy-dependencies`)
-because there is no Docker engine or download site on our machines (GUIDE §9). We run the same classes the
+The broker comes from Maven Central (`stream/devtools/kafka_pom.xml` resolved with `mvn dependency:copy-dependencies`)
+because there is no Docker engine or download site on our machines (docs/SPEC.md §9). We run the same classes the
 distribution's scripts run: `kafka.tools.StorageTool format` then `kafka.Kafka server.properties`.
 """
 from __future__ import annotations
@@ -16,9 +16,8 @@ import uuid
 from dataclasses import dataclass
 from pathlib import Path
 
-from stream.config import PROJECT_ROOT
 
-POM = PROJECT_ROOT / "deploy" / "kafka" / "pom.xml"
+POM = Path(__file__).with_name("kafka_pom.xml")  # shipped in the package: the broker is resolved from it
 
 
 @dataclass(frozen=True)
@@ -88,7 +87,7 @@ def _properties(k: LocalKafka) -> str:
         "share.coordinator.state.topic.min.isr=1",
         "group.initial.rebalance.delay.ms=0",
         "auto.create.topics.enable=false",
-        # GUIDE §10: one size limit on every hop, the broker included.
+        # docs/SPEC.md §10: one size limit on every hop, the broker included.
         f"message.max.bytes={k.max_message_bytes + 65536}",
         f"replica.fetch.max.bytes={k.max_message_bytes + 65536}",
         f"socket.request.max.bytes={max(k.max_message_bytes * 2, 104857600)}",

@@ -19,12 +19,12 @@ from integrations.fhir.report import build_report_bundle, bundle_bytes
 from integrations.hl7.decode import decode_oru
 from integrations.identity import report_id
 from stream import metrics
-from stream.config import Settings
+from stream.config import Hl7Settings, WorkerSettings
 
 SOFTWARE_VERSION = ENGINE_VERSION
 
 
-def decode_message(raw: bytes, fmt: str, s: Settings) -> EcgRecord:
+def decode_message(raw: bytes, fmt: str, s: Hl7Settings) -> EcgRecord:
     started = time.perf_counter()
     if fmt == "hl7":
         record = decode_oru(raw, **s.hl7_decode_options())
@@ -94,7 +94,7 @@ def without_ecgs(state: dict[str, Any], source_ids: set[str]) -> dict[str, Any]:
 
 
 def _report(
-    analysis: Analysis, record: EcgRecord, priors: list[PriorSummary], source: dict[str, Any], s: Settings, *,
+    analysis: Analysis, record: EcgRecord, priors: list[PriorSummary], source: dict[str, Any], s: WorkerSettings, *,
     version: int, status: str, issued: datetime, reasoning: dict[str, Any] | None,
     head: dict[str, Any] | None = None, model_versions: dict[str, str] | None = None,
 ) -> tuple[str, bytes, list[tuple[str, bytes]]]:
@@ -127,7 +127,7 @@ class Analysed:
     new_state: dict[str, Any]
 
 
-def analyse_only(record: EcgRecord, state: dict[str, Any] | None, source: dict[str, Any], s: Settings) -> Analysed:
+def analyse_only(record: EcgRecord, state: dict[str, Any] | None, source: dict[str, Any], s: WorkerSettings) -> Analysed:
     started = time.perf_counter()
     priors = _priors_for(record, state)
     analysis = analyze(record, priors)
@@ -135,9 +135,9 @@ def analyse_only(record: EcgRecord, state: dict[str, Any] | None, source: dict[s
     return Analysed(record, source, analysis, priors, _updated_state(state, analysis.summary, s.priors_kept))
 
 
-def first_report(a: Analysed, s: Settings, *, reasoning_enabled: bool = False,
+def first_report(a: Analysed, s: WorkerSettings, *, reasoning_enabled: bool = False,
                  head: dict[str, Any] | None = None, model_versions: dict[str, str] | None = None) -> ReportOut:
-    """Version 1 of the report: `partial` when a reasoning request will follow, else `preliminary` (GUIDE §3)."""
+    """Version 1 of the report: `partial` when a reasoning request will follow, else `preliminary` (docs/SPEC.md §3)."""
     priority = reasoning_priority(a.analysis) if reasoning_enabled else None
     status = "partial" if priority is not None else "preliminary"
     # issued is the source message's broker time, not "now": a redelivered message then yields the same bytes.
@@ -149,7 +149,7 @@ def first_report(a: Analysed, s: Settings, *, reasoning_enabled: bool = False,
 
 
 def analyse_record(
-    record: EcgRecord, state: dict[str, Any] | None, source: dict[str, Any], s: Settings,
+    record: EcgRecord, state: dict[str, Any] | None, source: dict[str, Any], s: WorkerSettings,
     reasoning_enabled: bool = False,
 ) -> ReportOut:
     """analyse_only + first_report, without the encoder (tests, tools)."""
@@ -164,7 +164,7 @@ def reanalyse(record: EcgRecord, priors_used: list[dict[str, Any]]) -> tuple[Ana
 
 def reasoned_report(
     record: EcgRecord, analysis: Analysis, priors: list[PriorSummary], source: dict[str, Any],
-    reasoning: dict[str, Any], s: Settings,
+    reasoning: dict[str, Any], s: WorkerSettings,
 ) -> ReportOut:
     """Version 2: the same report with the reasoning added (or marked abandoned, with why), status preliminary.
     The encoder's scores and model versions of version 1 travel in `source` (the reasoning request), so version 2

@@ -1,0 +1,184 @@
+"""What the worker's agents do with each event or batch: the stages (`stream.stages`) joined to the topics and tables
+the composition root (`stream.app`) declared. Every function takes the `Wiring` it writes through, so the agents stay
+one line each and no closure hides state.
+"""
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass
+from typing import Any
+
+from engine.errors import InvalidRecord
+from engine.reasoner.base import Reasoner
+from engine.reasoner.orchestrate import areason_and_check, to_report_dict
+from integrations.identity import patient_key
+from stream import envelope, metrics
+from stream.config import WorkerSettings
+from stream.deadletter import deadletter_record
+from stream.delivery import event_context, one_line
+from stream.reasoning import observe_reasoning, run_by_priority
+from stream.scoring import Scorer
+from stream.stages import (
+    REPORTED_KEPT, Analysed, already_reported, analyse_only, decode_message, first_report, reanalyse,
+    reasoned_report, without_ecgs,
+)
+
+log = logging.getLogger("twiwatch.worker")
+
+
+@dataclass
+class Wiring:
+    """The worker's outputs and state, as declared by `stream.app.build_app`."""
+
+    s: WorkerSettings
+    by_patient: Any  # faust topics
+    reports: Any
+    deadletters: Any
+    reasoning_requests: Any
+    priors: Any  # faust tables: per hashed patient, the prior-ECG summaries and reported ids
+    reasoned: Any  # per hashed patient, the latest report ids whose reasoned version is written
+    reasoner: Reasoner | None
+    scorer: Scorer | None
+
+    @property
+    def secret(self) -> str:
+        return self.s.patient_hash_secret.get_secret_value()
+
+
+async def send_deadletter(w: Wiring, raw_bytes: bytes, exc: BaseException, stage: str, msg: Any) -> None:
+    code = getattr(exc, "code", type(exc).__name__)
+    reason = getattr(exc, "reason", None) or str(exc) or type(exc).__name__
+    value, headers = deadletter_record(
+        raw_bytes, reason=reason, error_class=type(exc).__name__, code=code, source_topic=msg.topic,
+        partition=msg.partition, offset=msg.offset, timestamp_ms=int(msg.timestamp * 1000),
+        max_message_bytes=w.s.max_message_bytes,
+    )
+    await w.deadletters.send(key=msg.key, value=value, headers=headers)
+    metrics.DEADLETTERS.labels(stage, code).inc()
+    log.warning("dead letter stage=%s topic=%s partition=%s offset=%s code=%s: %s",
+                stage, msg.topic, msg.partition, msg.offset, code, reason)
+
+
+async def decode_one(w: Wiring, event: Any) -> None:
+    """Raw HL7/FHIR bytes -> a record on the by-patient topic, or a dead letter with the reason."""
+    s, msg, raw_bytes = w.s, event.message, event.value
+    metrics.MESSAGES_IN.labels(msg.topic).inc()
+    try:
+        if len(raw_bytes) > s.max_message_bytes:
+            raise InvalidRecord(f"message of {len(raw_bytes)} bytes over the {s.max_message_bytes}-byte limit",
+                                "too-large")
+        fmt = "hl7" if msg.topic == s.topic_hl7_raw else "fhir"
+        record = decode_message(raw_bytes, fmt, s)
+        source = {"topic": msg.topic, "partition": msg.partition, "offset": msg.offset,
+                  "timestamp_ms": int(round(msg.timestamp * 1000)), "format": fmt}
+        value = envelope.pack(record, source)
+        if len(value) > s.max_message_bytes:
+            # float32 samples can outgrow the text they came from (about 13 minutes of 12 leads at 500 Hz)
+            raise InvalidRecord(f"decoded record is {len(value)} bytes as float32 samples, over the "
+                                f"{s.max_message_bytes}-byte limit of the internal hop; send strips of at most "
+                                f"a few minutes (only the last 60 s are analysed)", "too-large-decoded")
+    except Exception as exc:  # every failure becomes a dead letter; the worker keeps going
+        if not isinstance(exc, InvalidRecord):
+            log.error("decoder fault: %s", one_line(exc))
+        await send_deadletter(w, raw_bytes, exc, "decode", msg)
+        return
+    key = patient_key(record.patient_id, w.secret, record.source_id, system=record.patient_system)
+    await w.by_patient.send(key=key.encode(), value=value)
+
+
+async def analyse_batch(w: Wiring, stream: Any, events: list[Any]) -> None:
+    """A micro-batch across partitions. A patient's ECGs stay in order and each sees the ones before it as priors."""
+    batch: list[tuple[Any, str, Analysed]] = []
+    pending_state: dict[str, Any] = {}
+    for event in events:
+        msg = event.message
+        try:
+            record, source = envelope.unpack(event.value)
+            patient = msg.key.decode()
+            state = pending_state[patient] if patient in pending_state else w.priors.get(patient)
+            if already_reported(state, record.source_id):
+                metrics.REDELIVERIES_SKIPPED.inc()
+                continue
+            analysed = analyse_only(record, state, source, w.s)
+        except Exception as exc:
+            log.error("analysis fault: %s", one_line(exc))
+            await send_deadletter(w, event.value, exc, "analyse", msg)
+            continue
+        pending_state[patient] = analysed.new_state
+        batch.append((event, patient, analysed))
+    heads: list[Any] = [None] * len(batch)
+    if w.scorer and batch:
+        try:
+            heads = await w.scorer.score_async([a for _, _, a in batch])
+        except Exception as exc:  # the head is an addition: the measured criteria still go out
+            metrics.ENCODER_FAULTS.inc()
+            log.error("encoder fault, %d report(s) go out without head scores: %s", len(batch), one_line(exc))
+    failed: set[str] = set()
+    for (event, patient, analysed), head in zip(batch, heads, strict=True):
+        await emit_first_report(w, stream, event, patient, analysed, head, failed)
+
+
+async def emit_first_report(w: Wiring, stream: Any, event: Any, patient: str, analysed: Analysed,
+                            head: dict[str, Any] | None, failed: set[str]) -> None:
+    versions = w.scorer.versions if w.scorer else None
+    try:
+        out = first_report(analysed, w.s, reasoning_enabled=w.reasoner is not None, head=head,
+                           model_versions=versions)
+    except Exception as exc:
+        log.error("report fault: %s", one_line(exc))
+        await send_deadletter(w, event.value, exc, "report", event.message)
+        failed.add(analysed.record.source_id)  # not reported: never a prior, never "already reported"
+        return
+    delivery = await w.reports.send(key=out.report_id.encode(), value=out.value, headers=out.headers)
+    # The table records an ECG only once its report is on the broker (acks=all), so a redelivered
+    # message that finds itself in the table is skipped without risk of losing its report.
+    await delivery
+    if out.reasoning_priority is not None:
+        request = {**analysed.source, "report_id": out.report_id, "priority": out.reasoning_priority,
+                   "priors_used": out.priors_used, "head": head, "model_versions": versions}
+        sent = await w.reasoning_requests.send(key=event.message.key, value=envelope.pack(analysed.record, request))
+        await sent
+    with event_context(stream, event):
+        w.priors[patient] = without_ecgs(out.priors, failed) if failed else out.priors
+    metrics.REPORTS.labels(out.status, out.triage).inc()
+    metrics.INPUT_TO_REPORT_SECONDS.observe(max(0.0, time.time() - analysed.source["timestamp_ms"] / 1000))
+    log.info("report %s v%d %s patient=%s", out.report_id, out.version, out.triage, patient)
+
+
+async def reason_batch(w: Wiring, stream: Any, events: list[Any]) -> None:
+    """Version 2 of flagged reports, served highest triage priority first, `reasoner_concurrency` at a time, each
+    written as soon as it is answered; a timeout or outage yields an 'abandoned' version, never a lost report."""
+    jobs, seen = [], set()
+    for event in events:
+        try:
+            record, request = envelope.unpack(event.value)
+        except Exception as exc:
+            await send_deadletter(w, event.value, exc, "reason", event.message)
+            continue
+        rid = request["report_id"]
+        if rid in (w.reasoned.get(event.message.key.decode()) or ()) or rid in seen:
+            metrics.REDELIVERIES_SKIPPED.inc()  # a redelivered request, maybe in the same batch
+            continue
+        seen.add(rid)
+        jobs.append((request["priority"], (record, request, event)))
+    await run_by_priority(jobs, w.s.reasoner_concurrency, lambda job: reason_and_write(w, stream, *job))
+
+
+async def reason_and_write(w: Wiring, stream: Any, record: Any, request: dict[str, Any], event: Any) -> None:
+    try:
+        analysis, used = reanalyse(record, request["priors_used"])
+        result = await areason_and_check(record, analysis, w.reasoner, w.s.reasoner_timeout_s)
+        observe_reasoning(result)
+        log.info("reasoning %s for report %s (%s)", result.status, request["report_id"], result.code or "ok")
+        out = reasoned_report(record, analysis, used, request, to_report_dict(result), w.s)
+    except Exception as exc:  # a record the engine or the report builder cannot handle: its dead letter
+        log.error("reasoned-report fault: %s", one_line(exc))
+        await send_deadletter(w, event.value, exc, "reason", event.message)
+        return
+    delivery = await w.reports.send(key=out.report_id.encode(), value=out.value, headers=out.headers)
+    await delivery
+    patient = event.message.key.decode()
+    with event_context(stream, event):  # no await between read and write: one task at a time updates it
+        w.reasoned[patient] = [*(w.reasoned.get(patient) or ()), out.report_id][-REPORTED_KEPT:]
+    metrics.REPORTS.labels(out.status, out.triage).inc()
