@@ -76,6 +76,8 @@ class Hl7Settings(_Group):
     hl7_timezone: str = Field("UTC", description="IANA zone of HL7 times sent without a UTC offset (MSH-7, OBR-7, "
                                                  "OBX-14); FHIR needs a zone on every time")
     hl7_counts_scale_mv: float = Field(0.001, description="mV per raw count when OBX-6 gives no unit")
+    senders: str = Field("", description="per-sender feed rules as JSON (strip or chunk feed, mV per count when the "
+                                         "message states no scale, bed component); empty: every sender sends strips")
 
     @field_validator("hl7_timezone")
     @classmethod

@@ -46,7 +46,7 @@ def recordings():
 @pytest.fixture
 def model_dir(tmp_path):
     """A model directory that passes the vLLM backend's preconditions (config + encoder file; no weights)."""
-    from fake_vllm import make_model_dir
+    from tests.support.fake_vllm import make_model_dir
 
     return make_model_dir(tmp_path)
 
@@ -54,7 +54,7 @@ def model_dir(tmp_path):
 @pytest.fixture
 def fake_env(monkeypatch, model_dir):
     """The FAKE vllm module installed (tests/fake_vllm.py): ((model dir, encoder path), plugin registrations)."""
-    from fake_vllm import install_fake_vllm
+    from tests.support.fake_vllm import install_fake_vllm
 
     return install_fake_vllm(monkeypatch, model_dir)
 

@@ -13,7 +13,7 @@ from engine.encoder.variants import MODEL_LEADS
 from engine.record import STANDARD_LEADS, make_record
 from integrations.datasets.wfdb_io import read_wfdb
 
-SAMPLES = Path(__file__).resolve().parent.parent / "samples"
+SAMPLES = Path(__file__).resolve().parents[2] / "samples"
 PTBXL = SAMPLES / "ptbxl"
 
 

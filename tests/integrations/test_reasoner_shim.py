@@ -42,7 +42,7 @@ from stream.devtools.e2e import free_port
 
 from conftest import standin_shim
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 
 
 @pytest.fixture(scope="module")
@@ -476,7 +476,7 @@ def test_cli_serves_the_standin_and_stops_on_sigterm(records, tmp_path):
 
 # --- the vLLM generator behind the shim (fake vllm module; the real model is not run here) ---
 
-from fake_vllm import FakeLLM  # noqa: E402 - the fixtures model_dir and fake_env are in conftest.py
+from tests.support.fake_vllm import FakeLLM  # noqa: E402 - the fixtures model_dir and fake_env are in conftest.py
 
 
 def test_vllm_generator_behind_the_shim_with_a_fake_vllm(fake_env, records):

@@ -14,7 +14,7 @@ from engine.encoder.runtime import RuntimeUnavailable
 from engine.encoder.runtime_choice import AUTO_ORDER, choose_backend, select_runtime
 from engine.encoder.runtime_tensorrt import engine_cache_key
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 CPU_ONLY = Environment(ort_providers=("CPUExecutionProvider",), has_torch=True)
 H200_LENT = Environment(cuda_devices=("NVIDIA H200",), ort_providers=("CPUExecutionProvider",), has_torch=True)
 FULL_GPU = Environment(cuda_devices=("NVIDIA H200",), has_tensorrt=True, has_cuda_python=True,

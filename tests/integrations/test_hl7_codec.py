@@ -14,7 +14,7 @@ import wfdb
 from engine.record import EcgRecord, make_record
 from integrations.hl7.encode import encode_oru
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 SHARED = ROOT.parent / "shared" / "data"
 _SHARED_LAYOUT = {
     "ludb": SHARED / "ludb" / "lobachevsky-university-electrocardiography-database-1.0.1",

@@ -12,7 +12,7 @@ import pytest
 from engine.encoder.triage_head import HeadThresholds, TriageScores, head_disagrees
 from engine.result import Triage, TwiGroup
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def _analysis(cls: str, groups: list[list[str]]):

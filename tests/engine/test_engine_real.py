@@ -10,7 +10,7 @@ from __future__ import annotations
 
 
 from engine.analyze import analyze
-from test_engine_support import load_wfdb, ludb_path, ludb_waves, ptbxl_path
+from tests.support.records import load_wfdb, ludb_path, ludb_waves, ptbxl_path
 
 
 def test_ludb11_inverted_t_in_ii_found_with_the_right_sign_and_timing():

@@ -10,7 +10,7 @@ from pathlib import Path
 
 from engine.record import EcgRecord, make_record
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 SAMPLES = ROOT / "samples"
 
 

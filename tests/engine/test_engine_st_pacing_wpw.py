@@ -16,7 +16,7 @@ from engine.pacing import detect_spikes
 from engine.record import STANDARD_LEADS, make_record
 from engine.result import PriorSummary
 from tests.support.synthetic import synthetic_ecg
-from test_engine_support import load_wfdb, ptbxl_path
+from tests.support.records import load_wfdb, ptbxl_path
 
 FS = 500.0
 BEATS = np.arange(0.35, 9.95, 1.0)  # synthetic_ecg's R peaks at 60 bpm

@@ -17,7 +17,7 @@ import pytest
 from engine.reasoner import ECGR1_PROMPT, ReasonerTimeout, ReasonerUnavailable
 from integrations.reasoner import vllm_backend
 from integrations.reasoner.vllm_backend import ECG_PLACEHOLDER, VllmReasoner
-from fake_vllm import FakeLLM
+from tests.support.fake_vllm import FakeLLM
 
 
 def test_clear_error_when_vllm_is_absent(model_dir):

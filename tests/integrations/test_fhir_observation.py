@@ -17,7 +17,7 @@ from integrations.fhir import codes
 from integrations.fhir.observation import build_observation, decode_observation, encode_observation
 from integrations.fhir.validation import InvalidFhir, validate_resource
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 SHARED_DATA = ROOT.parent / "shared" / "data"
 LUDB_DIR = "lobachevsky-university-electrocardiography-database-1.0.1"
 

@@ -10,7 +10,7 @@ from stream.config import ToolSettings
 from stream.stages import analyse_only
 from stream.scoring import make_scorer
 
-MANIFEST = Path(__file__).resolve().parent.parent / "models" / "triage-s50" / "encoder.json"
+MANIFEST = Path(__file__).resolve().parents[2] / "models" / "triage-s50" / "encoder.json"
 
 
 @pytest.fixture(scope="module")

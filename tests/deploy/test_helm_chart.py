@@ -17,7 +17,7 @@ from pydantic_settings import BaseSettings
 
 import stream.config
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 CHART = ROOT / "deploy" / "helm" / "twiwatch"
 GPU = ("reasoner.enabled=true", "reasoner.modelsClaim=ecg-r1-weights")
 
