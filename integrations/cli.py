@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Optional
 
 import typer
 from rich.console import Console
@@ -19,11 +18,10 @@ app.add_typer(model_app, name="model")
 @app.command()
 def analyze(
     record: Path = typer.Argument(..., help="WFDB record path without extension"),
-    json_path: Optional[Path] = typer.Option(None, "--json", help="write the analysis here (default: stdout)"),
+    json_path: Path | None = typer.Option(None, "--json", help="write the analysis here (default: stdout)"),
 ) -> None:
     """Analyse one WFDB record with the TWI engine and print the per-lead measures and calls."""
     from engine.analyze import analyze as run
-
     from integrations.datasets.wfdb_io import read_wfdb
 
     result = run(read_wfdb(record)).to_dict()
@@ -39,7 +37,7 @@ def analyze(
 def model_export(
     out: Path = typer.Option(..., "--out", help="ONNX file to write (a manifest .json is written beside it)"),
     variant: str = typer.Option("coca-b50", help="coca-b50 (the published ECG-CoCa tower) or coca-s50 (small, CPU)"),
-    checkpoint: Optional[Path] = typer.Option(None, help="local checkpoint in the public ECG-CoCa layout (ecg.* keys)"),
+    checkpoint: Path | None = typer.Option(None, help="local checkpoint in the public ECG-CoCa layout (ecg.* keys)"),
     tokens: bool = typer.Option(False, help="also output the 101x768 token sequence (what ECG-R1 consumes)"),
 ) -> None:
     """Export the encoder to ONNX (dynamic batch, opset 18) with a manifest. Never downloads weights."""
@@ -50,7 +48,7 @@ def model_export(
         manifest = export_onnx(variant, out, checkpoint=checkpoint, tokens=tokens)
     except CheckpointError as exc:
         console.print(f"[red]checkpoint does not fit {variant}:[/red] {exc}")
-        raise typer.Exit(2)
+        raise typer.Exit(2) from None
     console.print(f"wrote {out} (sha256 {manifest['model_sha256'][:16]}…) and its manifest")
 
 
@@ -61,7 +59,7 @@ def train(
     variant: str = typer.Option("coca-s50", help="encoder variant"),
     seed: int = typer.Option(0, help="random seed (splits are fixed; the seed sets init and order)"),
     epochs: int = typer.Option(12, help="training epochs"),
-    ship_to: Optional[Path] = typer.Option(None, help="also copy the ONNX model, manifest and card here"),
+    ship_to: Path | None = typer.Option(None, help="also copy the ONNX model, manifest and card here"),
 ) -> None:
     """Train the small encoder + triage head on patient-disjoint splits (PTB-XL strat_fold, LUDB by record)."""
     from integrations.encoder.train import train as run

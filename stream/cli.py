@@ -6,7 +6,6 @@ Processes (worker, MLLP bridge, reasoner shim) have their entry points in `strea
 from __future__ import annotations
 
 import logging
-from typing import Optional
 
 import typer
 from rich.console import Console
@@ -57,8 +56,8 @@ def worker(loglevel: str = typer.Option("info", help="faust log level")) -> None
 
 @app.command()
 def mllp(
-    host: Optional[str] = typer.Option(None, help="listen address (default TWIWATCH_MLLP_HOST)"),
-    port: Optional[int] = typer.Option(None, help="listen port (default TWIWATCH_MLLP_PORT)"),
+    host: str | None = typer.Option(None, help="listen address (default TWIWATCH_MLLP_HOST)"),
+    port: int | None = typer.Option(None, help="listen port (default TWIWATCH_MLLP_PORT)"),
 ) -> None:
     """Receive HL7 v2 over MLLP and write it to Kafka; ACK AA only once the broker has it."""
     from stream.mllp_main import serve_bridge

@@ -34,7 +34,8 @@ class _Group(BaseSettings):
 
 
 class KafkaSettings(_Group):
-    bootstrap: str = Field("", description="Kafka bootstrap servers (default: the local broker, 127.0.0.1:<kafka_port>)")
+    bootstrap: str = Field("", description="Kafka bootstrap servers (default: the local broker, "
+                                           "127.0.0.1:<kafka_port>)")
     kafka_port: int = Field(9092, description="port of the local broker (`twiwatch kafka up`); sets the default "
                                               "bootstrap")
     partitions: int = Field(6, ge=1, description="partitions of the topics twiwatch creates")

@@ -20,8 +20,15 @@ from stream.delivery import event_context, one_line
 from stream.reasoning import observe_reasoning, run_by_priority
 from stream.scoring import Scorer
 from stream.stages import (
-    REPORTED_KEPT, Analysed, already_reported, analyse_only, decode_message, first_report, reanalyse,
-    reasoned_report, without_ecgs,
+    REPORTED_KEPT,
+    Analysed,
+    already_reported,
+    analyse_only,
+    decode_message,
+    first_report,
+    reanalyse,
+    reasoned_report,
+    without_ecgs,
 )
 
 log = logging.getLogger("twiwatch.worker")

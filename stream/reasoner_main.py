@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Optional
 
 import typer
 from rich.console import Console
@@ -16,19 +15,20 @@ app = typer.Typer(help="ECG-R1 reasoning: the OpenAI-compatible serving shim in 
 
 @app.command("serve")
 def reasoner_serve(
-    model: Optional[Path] = typer.Option(None, "--model", help="local ECG-R1 model directory "
+    model: Path | None = typer.Option(None, "--model", help="local ECG-R1 model directory "
                                          "(default TWIWATCH_REASONER_SERVE_MODEL_PATH)"),
-    ecg_tower: Optional[Path] = typer.Option(None, "--ecg-tower", help="local ECG encoder checkpoint "
+    ecg_tower: Path | None = typer.Option(None, "--ecg-tower", help="local ECG encoder checkpoint "
                                              "cpt_wfep_epoch_20.pt (default TWIWATCH_REASONER_SERVE_ECG_TOWER, "
                                              "else the model config's ecg_tower_path)"),
-    host: Optional[str] = typer.Option(None, help="listen address (default TWIWATCH_REASONER_SERVE_HOST)"),
-    port: Optional[int] = typer.Option(None, help="port (default TWIWATCH_REASONER_SERVE_PORT)"),
-    max_inflight: Optional[int] = typer.Option(None, "--max-inflight", min=1,
-                                               help="generations at once (default TWIWATCH_REASONER_SERVE_MAX_INFLIGHT)"),
-    max_queue: Optional[int] = typer.Option(None, "--max-queue", min=0,
+    host: str | None = typer.Option(None, help="listen address (default TWIWATCH_REASONER_SERVE_HOST)"),
+    port: int | None = typer.Option(None, help="port (default TWIWATCH_REASONER_SERVE_PORT)"),
+    max_inflight: int | None = typer.Option(None, "--max-inflight", min=1,
+                                               help="generations at once "
+                                               "(default TWIWATCH_REASONER_SERVE_MAX_INFLIGHT)"),
+    max_queue: int | None = typer.Option(None, "--max-queue", min=0,
                                             help="requests waiting beyond those; then 429 "
                                             "(default TWIWATCH_REASONER_SERVE_MAX_QUEUE)"),
-    served_name: Optional[str] = typer.Option(None, "--served-name",
+    served_name: str | None = typer.Option(None, "--served-name",
                                               help="model name to answer to (default TWIWATCH_REASONER_MODEL)"),
     standin: bool = typer.Option(False, "--standin", help="serve the STAND-IN generator instead: NOT ECG-R1, it "
                                  "replays hand-written fixture outputs (tests and demos)"),
@@ -49,7 +49,7 @@ def reasoner_serve(
         try:
             generator = StandinGenerator(standin_output, delay_s=standin_delay)
         except ValueError as exc:
-            raise typer.BadParameter(str(exc))
+            raise typer.BadParameter(str(exc)) from None
         name = served_name  # None: the stand-in's own name, which says it is one
     else:
         if model_path is None:
@@ -60,7 +60,7 @@ def reasoner_serve(
             generator = VllmGenerator(model_path, ecg_tower_path=tower, served_name=name)
         except ReasonerUnavailable as exc:
             console.print(f"[red]cannot serve ECG-R1 ({exc.code}):[/red] {exc.reason}")
-            raise typer.Exit(2)
+            raise typer.Exit(2) from None
     style = "[bold red]" if standin else "[bold]"
     code = run(generator, host=host or s.reasoner_serve_host, port=s.reasoner_serve_port if port is None else port,
                served_name=name, max_inflight=max_inflight or s.reasoner_serve_max_inflight,

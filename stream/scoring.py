@@ -31,7 +31,8 @@ class Scorer:
         self.thresholds = HeadThresholds.from_manifest(manifest)
         precision = runtime.describe().get("precision", "fp32")
         # an INT8 model is another numerical model: the report says which one scored
-        self.model = f"{manifest.get('variant', 'encoder')} triage head" + ("" if precision == "fp32" else f" ({precision})")
+        suffix = "" if precision == "fp32" else f" ({precision})"
+        self.model = f"{manifest.get('variant', 'encoder')} triage head{suffix}"
         self.versions = {"encoder": str(manifest.get("model_sha256", "unknown"))[:12]}
         self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="encoder")
 
@@ -51,7 +52,7 @@ class Scorer:
         metrics.ENCODER_BATCH.observe(len(signals))
         if head is None:
             return out
-        for row, i in zip(head, index):
+        for row, i in zip(head, index, strict=True):
             scores = TriageScores.from_row(row)
             out[i] = {"model": self.model, "twi_present": scores.twi_present,
                       "ischemic_vs_secondary": scores.ischemic_vs_secondary,

@@ -1,13 +1,14 @@
 """The worker's two stages as plain functions, so they run the same inside faust and in a test.
 
 decode_message: raw HL7/FHIR bytes -> EcgRecord (integrations codecs)
-analyse_record: EcgRecord + the patient's priors -> (report bundle bytes, headers, updated priors) (engine + FHIR builder)
+analyse_record: EcgRecord + the patient's priors -> (report bundle bytes, headers, updated priors)
+    (engine + FHIR builder)
 """
 from __future__ import annotations
 
 import time
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 
 from engine import __version__ as ENGINE_VERSION
@@ -127,7 +128,8 @@ class Analysed:
     new_state: dict[str, Any]
 
 
-def analyse_only(record: EcgRecord, state: dict[str, Any] | None, source: dict[str, Any], s: WorkerSettings) -> Analysed:
+def analyse_only(record: EcgRecord, state: dict[str, Any] | None, source: dict[str, Any],
+                 s: WorkerSettings) -> Analysed:
     started = time.perf_counter()
     priors = _priors_for(record, state)
     analysis = analyze(record, priors)
@@ -141,7 +143,7 @@ def first_report(a: Analysed, s: WorkerSettings, *, reasoning_enabled: bool = Fa
     priority = reasoning_priority(a.analysis) if reasoning_enabled else None
     status = "partial" if priority is not None else "preliminary"
     # issued is the source message's broker time, not "now": a redelivered message then yields the same bytes.
-    issued = datetime.fromtimestamp(a.source["timestamp_ms"] / 1000, tz=timezone.utc)
+    issued = datetime.fromtimestamp(a.source["timestamp_ms"] / 1000, tz=UTC)
     rid, value, headers = _report(a.analysis, a.record, a.priors, a.source, s, version=1, status=status,
                                   issued=issued, reasoning=None, head=head, model_versions=model_versions)
     return ReportOut(rid, 1, status, value, headers, a.new_state, a.analysis.triage.cls, priority,
@@ -170,6 +172,6 @@ def reasoned_report(
     The encoder's scores and model versions of version 1 travel in `source` (the reasoning request), so version 2
     keeps them and names the same devices."""
     rid, value, headers = _report(analysis, record, priors, source, s, version=2, status="preliminary",
-                                  issued=datetime.now(timezone.utc), reasoning=reasoning, head=source.get("head"),
+                                  issued=datetime.now(UTC), reasoning=reasoning, head=source.get("head"),
                                   model_versions=source.get("model_versions"))
     return ReportOut(rid, 2, "preliminary", value, headers, {}, analysis.triage.cls)

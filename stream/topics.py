@@ -65,7 +65,8 @@ def ensure_topics(s: KafkaSettings, specs: list[TopicSpec]) -> list[str]:
         created = []
         for spec in wanted:
             try:
-                admin.create_topics([NewTopic(spec.name, s.partitions, s.replication, topic_configs=topic_config(s, spec))])
+                topic = NewTopic(spec.name, s.partitions, s.replication, topic_configs=topic_config(s, spec))
+                admin.create_topics([topic])
                 created.append(spec.name)
             except TopicAlreadyExistsError:
                 pass

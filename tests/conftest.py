@@ -18,7 +18,8 @@ SAMPLES = ROOT / "samples"
 
 @pytest.fixture(scope="session")
 def kafka_bootstrap() -> str:
-    """Start the local broker if it is not running (scripts/test.sh starts it first; this keeps `pytest` alone working)."""
+    """Start the local broker if it is not running (scripts/test.sh starts it first; this keeps `pytest` alone
+    working)."""
     from stream.devtools.kafka_local import LocalKafka, status, up
 
     s = ToolSettings()

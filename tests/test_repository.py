@@ -43,7 +43,8 @@ def test_engine_never_writes_the_environment():
 
 
 def test_the_environment_check_sees_writes():
-    sample = "import os\nos.environ['A'] = '1'\nos.environ.setdefault('B', '2')\ndel os.environ['A']\nos.putenv('C', '')\n"
+    sample = ("import os\nos.environ['A'] = '1'\nos.environ.setdefault('B', '2')\ndel os.environ['A']\n"
+              "os.putenv('C', '')\n")
     assert sorted(_environ_writes(ast.parse(sample))) == [2, 3, 4, 5]
 
 

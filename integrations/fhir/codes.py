@@ -70,7 +70,8 @@ V3_DATA_OPERATION = "http://terminology.hl7.org/CodeSystem/v3-DataOperation"
 PROVENANCE_PARTICIPANT_TYPE = "http://terminology.hl7.org/CodeSystem/provenance-participant-type"
 UCUM = "http://unitsofmeasure.org"
 
-# --- Research-only labelling (docs/SPEC.md §3): no standard "not for clinical use" code exists, so all of these together.
+# --- Research-only labelling (docs/SPEC.md §3): no standard "not for clinical use" code exists, so all of these
+# together.
 SECURITY_AIAST = {"system": V3_OBSERVATION_VALUE, "code": "AIAST", "display": "Artificial Intelligence asserted"}
 SECURITY_HRESCH = {"system": V3_ACT_REASON, "code": "HRESCH", "display": "healthcare research"}
 PROJECT_TAG_SYSTEM = "urn:twiwatch:tag"

@@ -5,20 +5,20 @@ written as UTC: the codec that read them is the place to attach the sender's zon
 """
 from __future__ import annotations
 
-from datetime import date, datetime, timezone
+from datetime import UTC, date, datetime
 from typing import Any
 
 
 def to_fhir_datetime(value: datetime) -> str:
-    aware = value if value.tzinfo is not None else value.replace(tzinfo=timezone.utc)
+    aware = value if value.tzinfo is not None else value.replace(tzinfo=UTC)
     text = aware.isoformat(timespec="milliseconds" if aware.microsecond else "seconds")
     return text.replace("+00:00", "Z")
 
 
 def to_fhir_instant(value: datetime) -> str:
     """Instants (issued, recorded, timestamp) normalised to UTC so that equal times give equal strings."""
-    aware = value if value.tzinfo is not None else value.replace(tzinfo=timezone.utc)
-    return to_fhir_datetime(aware.astimezone(timezone.utc))
+    aware = value if value.tzinfo is not None else value.replace(tzinfo=UTC)
+    return to_fhir_datetime(aware.astimezone(UTC))
 
 
 def parse_fhir_datetime(value: Any) -> datetime | None:

@@ -26,11 +26,19 @@ from integrations.fhir import codes
 from integrations.fhir.context import ReportContext, research_meta
 from integrations.fhir.datetimes import to_fhir_datetime, to_fhir_instant
 from integrations.fhir.device import (
-    DEFAULT_MODEL_CARD, build_reasoning_device, build_software_device, device_url, reasoning_device_identity,
+    DEFAULT_MODEL_CARD,
+    build_reasoning_device,
+    build_software_device,
+    device_url,
+    reasoning_device_identity,
 )
 from integrations.fhir.diagnostic_report import REPORT_STATUSES, build_diagnostic_report
 from integrations.fhir.measures import (
-    analysable_leads, build_impression_observation, build_lead_observation, impression_url, lead_observation_url,
+    analysable_leads,
+    build_impression_observation,
+    build_lead_observation,
+    impression_url,
+    lead_observation_url,
 )
 from integrations.fhir.narrative import reasoning_lines
 from integrations.fhir.provenance import build_provenance, source_entity
@@ -94,7 +102,8 @@ def build_report_bundle(
     observations = lead_obs + [impression]
     results = [(url, obs["code"]["text"]) for url, obs in observations]
     report = (ctx.url("DiagnosticReport"), build_diagnostic_report(
-        ctx, analysis, status=status, results=results, reasoning=reasoning, prior_acquired_at=prior_acquired_at, head=head))
+        ctx, analysis, status=status, results=results, reasoning=reasoning, prior_acquired_at=prior_acquired_at,
+        head=head))
 
     software = build_software_device(fhir_version, software_version=software_version, model_versions=model_versions,
                                      organization=organization, model_card=model_card)
@@ -118,7 +127,8 @@ def build_report_bundle(
         "resourceType": "Bundle",
         "id": ctx.rid("bundle", f"v{version}"),
         "meta": research_meta(security=False),
-        # (identifier, version) is the dedup key of docs/SPEC.md §10; the Bundle carries both for consumers of the topic.
+        # (identifier, version) is the dedup key of docs/SPEC.md §10; the Bundle carries both for consumers of the
+        # topic.
         "identifier": ctx.identifier(f"v{version}"),
         "type": bundle_type,
         "timestamp": ctx.issued,

@@ -6,7 +6,7 @@ patient data.
 from __future__ import annotations
 
 import importlib
-from functools import lru_cache
+from functools import cache
 from typing import Any, Literal
 
 from pydantic import BaseModel, ValidationError
@@ -59,7 +59,7 @@ def check_version(fhir_version: str) -> FhirVersion:
     return fhir_version  # type: ignore[return-value]
 
 
-@lru_cache(maxsize=None)
+@cache
 def model_class(fhir_version: str, resource_type: str) -> type[BaseModel]:
     """fhir.resources model class: `fhir.resources.R4B.<type>` or the default (R5) package."""
     package = "fhir.resources.R4B" if check_version(fhir_version) == "R4B" else "fhir.resources"

@@ -27,8 +27,8 @@ from engine.record import EcgRecord
 from integrations.errors import DecodeError
 from integrations.hl7 import codes
 from integrations.hl7.ack import make_ack
-from integrations.hl7.mllp_framing import DEFAULT_MAX_MESSAGE_BYTES, Frame, FrameReader, Oversize, frame
 from integrations.hl7.decode import DEFAULT_COUNTS_SCALE_MV, decode_oru, parse_header
+from integrations.hl7.mllp_framing import DEFAULT_MAX_MESSAGE_BYTES, Frame, FrameReader, Oversize, frame
 
 log = logging.getLogger("twiwatch.mllp")
 
@@ -166,7 +166,8 @@ class MllpBridge:
                     self.metrics.acks.labels(code).inc()
                     self.metrics.latency.observe(time.perf_counter() - started)
             if frames.in_frame:
-                log.warning("connection closed inside an MLLP frame; the partial message is dropped (sender got no ACK)")
+                log.warning("connection closed inside an MLLP frame; the partial message is dropped "
+                            "(sender got no ACK)")
         except (ConnectionError, asyncio.IncompleteReadError):
             pass
         except asyncio.CancelledError:

@@ -8,8 +8,6 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 
-import numpy as np
-
 from engine.record import EcgRecord
 from integrations.fhir.observation import encode_observation
 from integrations.hl7.encode import encode_oru
@@ -43,7 +41,8 @@ def _set_na_payload(seg: bytes, fn) -> bytes:
 
 def hl7_cases(record: EcgRecord, control_prefix: str, max_message_bytes: int) -> list[BadCase]:
     def good(tag: str, rec: EcgRecord = record) -> bytes:
-        return encode_oru(rec, control_id=f"{control_prefix}-{tag}", sending_app="TWIWATCH-BAD", sending_facility="CORPUS")
+        return encode_oru(rec, control_id=f"{control_prefix}-{tag}", sending_app="TWIWATCH-BAD",
+                          sending_facility="CORPUS")
 
     cases: list[BadCase] = []
     msg = good("trunc")
@@ -115,7 +114,8 @@ def _short_strip(short: EcgRecord, good) -> bytes:
 def fhir_cases(record: EcgRecord, control_prefix: str, fhir_version: str) -> list[BadCase]:
     def good(tag: str) -> dict:
         return json.loads(encode_observation(record, fhir_version=fhir_version,
-                                             identifier_system="urn:twiwatch:bad", identifier_value=f"{control_prefix}-{tag}"))
+                                             identifier_system="urn:twiwatch:bad",
+                                             identifier_value=f"{control_prefix}-{tag}"))
 
     cases = [BadCase("fhir-invalid-json", "fhir", b'{"resourceType": "Observation", "component": [')]
     obs = good("wrongtype")
@@ -139,7 +139,8 @@ def fhir_cases(record: EcgRecord, control_prefix: str, fhir_version: str) -> lis
     obs = good("dup")
     obs["component"][1]["code"] = obs["component"][0]["code"]
     cases.append(BadCase("fhir-duplicate-lead", "fhir", json.dumps(obs).encode()))
-    cases.append(BadCase("fhir-non-utf8", "fhir", json.dumps(good("latin1")).encode().replace(b'"Observation"', b'"Obs\xe9rvation"', 1)))
+    latin1 = json.dumps(good("latin1")).encode().replace(b'"Observation"', b'"Obs\xe9rvation"', 1)
+    cases.append(BadCase("fhir-non-utf8", "fhir", latin1))
     return cases
 
 

@@ -1,4 +1,5 @@
-"""Developer tools' commands: the local broker, replay, e2e and the report watcher (`twiwatch kafka|replay|e2e|reports`).
+"""Developer tools' commands: the local broker, replay, e2e and the report watcher
+(`twiwatch kafka|replay|e2e|reports`).
 
 They start or imitate every process, so they read `ToolSettings` (all groups plus the local broker's).
 """
@@ -6,7 +7,6 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Optional
 
 import typer
 from rich.console import Console
@@ -15,8 +15,10 @@ from stream.config import tool_settings as settings
 
 console = Console(stderr=True)
 app = typer.Typer(no_args_is_help=True)
-kafka_app = typer.Typer(help="A local single-node Apache Kafka (KRaft) resolved from Maven Central.", no_args_is_help=True)
-reports_app = typer.Typer(help="Look at the research-only DiagnosticReports on the reports topic.", no_args_is_help=True)
+kafka_app = typer.Typer(help="A local single-node Apache Kafka (KRaft) resolved from Maven Central.",
+                        no_args_is_help=True)
+reports_app = typer.Typer(help="Look at the research-only DiagnosticReports on the reports topic.",
+                          no_args_is_help=True)
 app.add_typer(kafka_app, name="kafka")
 app.add_typer(reports_app, name="reports")
 
@@ -68,16 +70,16 @@ def replay(
     source: Path = typer.Argument(None, help="folder of WFDB recordings (LUDB / PTB-XL layout); default: samples/"),
     format: str = typer.Option("mixed", "--format", help="hl7 | fhir | mixed"),
     rate: float = typer.Option(2.0, help="messages per second (0 = as fast as possible)"),
-    patients: Optional[int] = typer.Option(None, help="spread over N synthetic patients instead of the real ids"),
+    patients: int | None = typer.Option(None, help="spread over N synthetic patients instead of the real ids"),
     loop: bool = typer.Option(False, help="start again at the end (stop with Ctrl-C)"),
-    count: Optional[int] = typer.Option(None, help="stop after this many messages"),
+    count: int | None = typer.Option(None, help="stop after this many messages"),
     prefer_500hz: bool = typer.Option(False, help="PTB-XL: use the 500 Hz records where present"),
 ) -> None:
     """Stream real ECG recordings into Kafka as if from bedside monitors (HL7) and ECG carts (FHIR)."""
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-    from stream.producer import make_producer
     from stream.devtools.replay import FORMATS, default_source, load_recordings, messages, send_all
+    from stream.producer import make_producer
     from stream.topics import edge_topic_specs, ensure_topics
 
     if format not in FORMATS:
@@ -87,7 +89,8 @@ def replay(
     recordings = load_recordings(source or default_source(), prefer_500hz)
     total = count or (None if loop else len(recordings))
     if patients:
-        console.print(f"[yellow]synthetic load: {patients} synthetic patient ids (synthetic-N), not the recordings' own[/yellow]")
+        console.print(f"[yellow]synthetic load: {patients} synthetic patient ids (synthetic-N), "
+                      "not the recordings' own[/yellow]")
     producer = make_producer(s, client_id="twiwatch-replay")
     with Progress(TextColumn("[bold]replay"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
                   TextColumn("{task.description}"), console=console) as progress:
@@ -110,7 +113,7 @@ def replay(
 def e2e(
     messages_: int = typer.Option(40, "--messages", help="valid ECG messages to send (half HL7, half FHIR)"),
     json_path: Path = typer.Option(..., "--json", help="where to write the summary"),
-    source: Optional[Path] = typer.Option(None, help="recordings folder (default samples/)"),
+    source: Path | None = typer.Option(None, help="recordings folder (default samples/)"),
     timeout: float = typer.Option(300, help="seconds to wait for all outputs"),
     rate: float = typer.Option(0, help="messages per second (0 = all at once: latency then includes queueing)"),
 ) -> None:
@@ -132,8 +135,8 @@ def e2e(
 
 @reports_app.command("watch")
 def reports_watch(
-    until_idle: Optional[float] = typer.Option(None, help="stop after this many seconds without a new report"),
-    since_ms: Optional[int] = typer.Option(None, help="start at this broker time (ms since epoch); default: now"),
+    until_idle: float | None = typer.Option(None, help="stop after this many seconds without a new report"),
+    since_ms: int | None = typer.Option(None, help="start at this broker time (ms since epoch); default: now"),
 ) -> None:
     """Print each report version as it arrives: status, TWI groups, novelty, triage (no patient identifiers)."""
     from stream.devtools.watch import watch_reports

@@ -20,10 +20,10 @@ from pathlib import Path
 
 from integrations.identity import patient_key
 from stream.config import ToolSettings
-from stream.devtools.outputs import Collected, collect, summarise, wait_for
-from stream.producer import make_producer
 from stream.devtools.badinput import BadCase, corpus
+from stream.devtools.outputs import Collected, collect, summarise, wait_for
 from stream.devtools.replay import Outgoing, load_recordings, messages, send_all
+from stream.producer import make_producer
 from stream.topics import ensure_topics, topic_specs
 
 

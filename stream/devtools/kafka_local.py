@@ -16,7 +16,6 @@ import uuid
 from dataclasses import dataclass
 from pathlib import Path
 
-
 POM = Path(__file__).with_name("kafka_pom.xml")  # shipped in the package: the broker is resolved from it
 
 

@@ -9,10 +9,10 @@ from __future__ import annotations
 import itertools
 import time
 import uuid
+from collections.abc import Iterator
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
-from typing import Iterator
 
 from engine.record import EcgRecord
 from integrations.datasets.recordings import Recording, find_recordings
@@ -62,7 +62,7 @@ def messages(
             record = record.replace(patient_id=f"synthetic-{seq % patients}", patient_system="")
         if record.acquired_at is None or loop or (count and seq >= len(recordings)):
             # Repeated passes are new ECGs: give them a fresh acquisition time so prior/current order holds.
-            record = record.replace(acquired_at=datetime.now(timezone.utc).replace(tzinfo=None))
+            record = record.replace(acquired_at=datetime.now(UTC).replace(tzinfo=None))
         this_fmt = fmt if fmt != "mixed" else ("hl7" if seq % 2 == 0 else "fhir")
         control_id = f"{run_id}-{seq:06d}"
         topic, value, source_id = encode_for(record, this_fmt, control_id, s)

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import copy
 import importlib
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta, timezone
 
 import numpy as np
 import pytest
@@ -15,7 +15,7 @@ from integrations.fhir.report import build_report_bundle, bundle_bytes, is_resea
 from integrations.fhir.validation import InvalidFhir, validate_bundle
 
 VERSIONS = ["R4B", "R5"]
-ISSUED = datetime(2024, 5, 1, 10, 1, 2, tzinfo=timezone.utc)
+ISSUED = datetime(2024, 5, 1, 10, 1, 2, tzinfo=UTC)
 ACQUIRED = datetime(2024, 5, 1, 11, 0, 0, tzinfo=timezone(timedelta(hours=1)))
 INFERIOR = ("II", "III", "aVF")
 

@@ -17,11 +17,11 @@ from concurrent.futures import ThreadPoolExecutor
 import hl7
 import pytest
 from hl7.client import MLLPClient
+from test_hl7_codec import PATIENT_MARK, join, message, segments, set_field
 
 from integrations.hl7.mllp_bridge import MllpBridge
 from integrations.hl7.mllp_framing import EB, SB, Frame, FrameReader, Oversize, frame, unframe
 from integrations.identity import patient_key
-from test_hl7_codec import PATIENT_MARK, message, segments, join, set_field
 
 SECRET = "test-secret"
 
@@ -85,7 +85,7 @@ class Running:
         self.loop = asyncio.new_event_loop()
         self.thread = threading.Thread(target=self.loop.run_forever, daemon=True)
 
-    def __enter__(self) -> "Running":
+    def __enter__(self) -> Running:
         self.thread.start()
         asyncio.run_coroutine_threadsafe(self.bridge.start(), self.loop).result(10)
         return self
@@ -349,8 +349,8 @@ def _consume(bootstrap: str, topic: str, n: int) -> list:
 def test_kafka_aa_only_after_message_is_in_topic(kafka_topics, good):
     from kafka import KafkaProducer
 
-    from stream.mllp_main import kafka_callbacks
     from stream.deadletter import read_headers
+    from stream.mllp_main import kafka_callbacks
 
     bootstrap, (raw_topic, dlq_topic) = kafka_topics
     limit = 16 * 1024 * 1024
@@ -385,8 +385,8 @@ def test_kafka_aa_only_after_message_is_in_topic(kafka_topics, good):
 def test_kafka_oversize_dead_letter_keeps_head_size_and_hash(kafka_topics, good):
     from kafka import KafkaProducer
 
-    from stream.mllp_main import kafka_callbacks
     from stream.deadletter import read_headers
+    from stream.mllp_main import kafka_callbacks
 
     bootstrap, (raw_topic, dlq_topic) = kafka_topics
     limit = 100 * 1024

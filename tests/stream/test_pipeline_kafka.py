@@ -8,18 +8,17 @@ import uuid
 from collections import Counter
 
 import pytest
+from conftest import SAMPLES
 
 from integrations.datasets.recordings import find_recordings
 from integrations.fhir.report import report_resource
 from integrations.identity import report_id
 from stream.config import ToolSettings
 from stream.devtools.e2e import isolated_settings, run_e2e, start_worker, stop_worker, wait_healthy
-from stream.devtools.outputs import collect, wait_for
-from stream.producer import make_producer
+from stream.devtools.outputs import wait_for
 from stream.devtools.replay import messages, send_all
+from stream.producer import make_producer
 from stream.topics import ensure_topics, topic_specs
-
-from conftest import SAMPLES
 
 pytestmark = pytest.mark.kafka
 

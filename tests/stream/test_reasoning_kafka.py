@@ -1,25 +1,24 @@
 """Asynchronous ECG-R1 reasoning on the real broker, with the serving shim and its stand-in generator (a stand-in:
-the 8B model cannot run here). A flagged new TWI goes out first as version 1 `partial`; version 2 `preliminary` follows with the reasoning
-and its cross-check, or says the reasoning was abandoned and why."""
+the 8B model cannot run here). A flagged new TWI goes out first as version 1 `partial`; version 2 `preliminary`
+follows with the reasoning and its cross-check, or says the reasoning was abandoned and why."""
 from __future__ import annotations
 
 import signal
 import time
-from collections import Counter
 import urllib.request
+from collections import Counter
 
 import pytest
+from conftest import ROOT, SAMPLES, standin_shim
 
 from integrations.datasets.recordings import find_recordings
 from integrations.fhir.report import report_resource
 from integrations.identity import report_id
 from stream.devtools.e2e import start_worker, stop_worker, wait_healthy
 from stream.devtools.outputs import collect
-from stream.producer import make_producer
 from stream.devtools.replay import messages, send_all
+from stream.producer import make_producer
 from stream.topics import ensure_topics, topic_specs
-
-from conftest import ROOT, SAMPLES, standin_shim
 
 pytestmark = pytest.mark.kafka
 

@@ -7,8 +7,8 @@ from pathlib import Path
 import pytest
 
 from stream.config import ToolSettings
-from stream.stages import analyse_only
 from stream.scoring import make_scorer
+from stream.stages import analyse_only
 
 MANIFEST = Path(__file__).resolve().parents[2] / "models" / "triage-s50" / "encoder.json"
 
@@ -32,7 +32,7 @@ def test_int8_on_request_scores_like_fp32_and_says_so(analysed, tmp_path):
     assert fp32.model == "coca-s50 triage head" and int8.model == "coca-s50 triage head (int8)"
     a, b = fp32.score(analysed), int8.score(analysed)
     assert all(x is not None for x in a + b)
-    for x, y in zip(a, b):
+    for x, y in zip(a, b, strict=True):
         # docs/BENCHMARKS.md: on the test split the largest change is < 0.01 and no abstention-band decision moves
         assert abs(x["twi_present"] - y["twi_present"]) < 0.02
         assert abs(x["ischemic_vs_secondary"] - y["ischemic_vs_secondary"]) < 0.02

@@ -6,8 +6,8 @@ from collections import Counter
 import numpy as np
 
 from engine.record import STANDARD_LEADS
-from integrations.identity import patient_key
 from integrations.datasets.wfdb_io import read_wfdb, write_wfdb
+from integrations.identity import patient_key
 from stream.config import ToolSettings
 from stream.devtools.replay import messages
 

@@ -16,12 +16,10 @@ from integrations.identity import patient_key, report_id
 from stream.config import ToolSettings
 from stream.devtools.e2e import start_worker, stop_worker, wait_healthy
 from stream.devtools.outputs import collect
-from stream.stages import already_reported, analyse_record
-from stream.producer import make_producer
 from stream.devtools.replay import Outgoing, encode_for, send_all
+from stream.producer import make_producer
+from stream.stages import already_reported, analyse_record
 from stream.topics import ensure_topics, topic_specs
-
-from conftest import SAMPLES
 
 SECRET = "test-secret"
 
