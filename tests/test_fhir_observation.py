@@ -15,6 +15,7 @@ from engine.record import STANDARD_LEADS, EcgRecord, make_record
 from integrations.errors import DecodeError
 from integrations.fhir import codes
 from integrations.fhir.observation import build_observation, decode_observation, encode_observation
+from integrations.senders import SenderMatch, SenderRule
 from integrations.fhir.validation import InvalidFhir, validate_resource
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -240,7 +241,7 @@ def test_units(origin, scale):
 
 def test_unitless_scale_is_configurable():
     doc = _bytes(example_observation([_component("131330", [10] * 300, origin={"value": 2048}, factor=1.612)]))
-    rec = decode_observation(doc, unitless_mv=0.001)
+    rec = decode_observation(doc, sender=SenderRule(name="t", match=SenderMatch(fhir_source="x"), mv_per_count=0.001))
     assert np.allclose(rec.signal, (2048 + 16.12) / 1000)
 
 

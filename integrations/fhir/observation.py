@@ -1,7 +1,8 @@
-"""ECG Observation (SampledData, one component per lead) <-> EcgRecord, FHIR R4/R4B and R5 (GUIDE §3).
+"""ECG Observation (SampledData, one component per lead) <-> EcgRecord, FHIR R4/R4B and R5 (docs/SPEC.md §3).
 
-Decoding is pure: bytes in, an EcgRecord or a DecodeError out. The structure is checked with the matching
-fhir.resources model; the sample arrays are parsed with numpy (sampled_data.py).
+Decoding is pure: bytes (JSON, or XML through xml.py) in, an EcgRecord or a DecodeError out. The structure is checked
+with the matching fhir.resources model; the sample arrays are parsed with numpy (sampled_data.py). The PoCD
+SampleArrayObservation chunks reuse the helpers here (sample_array.py).
 """
 from __future__ import annotations
 
@@ -14,11 +15,13 @@ from engine.errors import InvalidRecord
 from engine.record import STANDARD_LEADS, EcgRecord, canonical_lead, make_record
 from integrations.errors import DecodeError
 from integrations.fhir import codes
+from integrations.fhir.xml import is_xml, load_xml
 from integrations.fhir.context import identifier, patient_reference
 from integrations.fhir.datetimes import parse_fhir_date, parse_fhir_datetime, to_fhir_datetime
 from integrations.fhir.sampled_data import format_microvolts, json_number, mv_per_unit, parse_data, sampling_rate_hz
 from integrations.fhir.validation import InvalidFhir, check_version, validate_resource
 from integrations.identity import fhir_source_id
+from integrations.senders import SenderRule
 
 _SEX_BY_GENDER = {"male": "M", "female": "F"}
 _GENDER_BY_SEX = {"M": "male", "F": "female"}
@@ -30,19 +33,30 @@ _NOT_ANALYSABLE_STATUSES = ("entered-in-error", "cancelled")
 # ---------------------------------------------------------------------------------------------------------- decode
 
 
-def decode_observation(data: bytes, *, unitless_mv: float | None = None) -> EcgRecord:
-    """One FHIR Observation (JSON, UTF-8) -> EcgRecord in mV. Raises DecodeError with a reason free of patient data.
+def decode_observation(data: bytes, *, sender: SenderRule | None = None) -> EcgRecord:
+    """One FHIR Observation (JSON or XML, UTF-8) -> EcgRecord (a strip) in mV. Raises DecodeError with a reason free
+    of patient data.
 
-    `unitless_mv`: mV per unit for SampledData whose origin carries no unit (the FHIR R4 example sends raw ADC
-    counts); None rejects such messages.
+    `sender`: the sender's rule; its `mv_per_count` is the mV per unit for SampledData whose origin carries no unit
+    (the FHIR R4 example sends raw ADC counts). None (no rule) rejects such messages: there is no global default.
     """
-    doc = _load_json(data)
+    return decode_observation_doc(load_observation(data), sender=sender)
+
+
+def load_observation(data: bytes) -> dict[str, Any]:
+    """The Observation as its JSON dict, from JSON or XML bytes; refuses other resource types and withdrawn ECGs."""
+    doc = load_xml(data) if is_xml(data) else _load_json(data)
     if doc.get("resourceType") != "Observation":
         found = doc.get("resourceType")
         shown = repr(found[:40]) if isinstance(found, str) else "none"
         raise DecodeError(f"wrong resourceType {shown} (expected Observation)", "resource-type", ack_code="AR")
     if doc.get("status") in _NOT_ANALYSABLE_STATUSES:
         raise DecodeError(f"Observation status {doc['status']} is not analysable", "status")
+    return doc
+
+
+def validated_blocks(doc: dict[str, Any]) -> tuple[list[tuple[str, dict, dict]], str]:
+    """(SampledData blocks, FHIR version) after validating the document with that version's model."""
     blocks = _waveform_blocks(doc)
     if not blocks:
         raise DecodeError("Observation carries no SampledData", "no-data")
@@ -51,6 +65,13 @@ def decode_observation(data: bytes, *, unitless_mv: float | None = None) -> EcgR
         validate_resource(doc, version)
     except InvalidFhir as exc:
         raise DecodeError(str(exc), "fhir-invalid") from None
+    return blocks, version
+
+
+def decode_observation_doc(doc: dict[str, Any], *, sender: SenderRule | None) -> EcgRecord:
+    """decode_observation on an already loaded document."""
+    blocks, version = validated_blocks(doc)
+    unitless_mv = sender.mv_per_count if sender is not None else None
 
     leads: list[str] = []
     rows: list[np.ndarray] = []
