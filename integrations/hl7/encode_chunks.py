@@ -70,7 +70,8 @@ def encode_pcd01_chunk(
     time = format_dtm(start)
     signals: list[tuple[str, str, np.ndarray, bool]] = []
     for n, lead in enumerate(record.leads):
-        signals.append((_lead_code(lead, lead_style), lead, counts[n], True))
+        sent = _MONITORING_NAME.get(lead, lead) if lead in record.approximated_leads else lead
+        signals.append((_lead_code(sent, lead_style), lead, counts[n], True))
     for mnemonic, values in extra_signals:
         signals.append((f"0^{mnemonic}^MDC", mnemonic, np.asarray(values, dtype=np.int64), False))
     for n, (ident, lead, values, is_ecg) in enumerate(signals, start=1):
@@ -89,6 +90,10 @@ def encode_pcd01_chunk(
         obx += 1
         lines.append(f"OBX|{obx}|NM|{codes.INOP[0]}^{codes.INOP[1]}^MDC|{path}.3|{int(lead in inop_leads)}||||||F")
     return ("\r".join(lines) + "\r").encode("utf-8")
+
+
+# Approximated leads go back out under their monitoring names (the record keeps only the canonical name + mark).
+_MONITORING_NAME = {"I": "MLI", "II": "MLII", "III": "MLIII", **{f"V{i}": f"MCL{i}" for i in range(1, 7)}}
 
 
 def _lead_code(lead: str, style: LeadStyle) -> str:
