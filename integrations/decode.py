@@ -2,7 +2,7 @@
 
 Strip or chunk is decided by the sender, never by the duration:
 - HL7 ORU^R01: a PCD-01 chunk when the sender's rule says `kind: chunk`, else a strip (under 2.5 s: dead letter);
-- HL7 ORU^W01: a chunk feed unless its rule says `strip` (then one segment, no gap, is one strip);
+- HL7 ORU^W01: a chunk when its rule says so, else a strip (one continuous segment: a TIM gap is refused);
 - FHIR (JSON or XML): a PoCD SampleArrayObservation (meta.profile) is a chunk, so is an Observation whose sender
   rule (meta.source or device) says `chunk`; everything else is a strip.
 Errors are DecodeError with a machine code and a reason that never quotes patient data.

@@ -223,5 +223,6 @@ def encode_sample_array(record: EcgRecord, *, fmt: str = "json", **options: Any)
     if fmt == "xml":
         from fhir.resources.R4B.observation import Observation
 
-        return Observation.model_validate(obs).model_dump_xml().encode("utf-8")
+        xml = Observation.model_validate(obs).model_dump_xml()
+        return xml if isinstance(xml, bytes) else xml.encode("utf-8")
     raise ValueError("fmt must be 'json' or 'xml'")
