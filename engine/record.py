@@ -13,7 +13,7 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from datetime import date, datetime, timezone
+from datetime import UTC, date, datetime
 from typing import Literal
 
 import numpy as np
@@ -133,7 +133,7 @@ class EcgRecord:
     def lead(self, name: str) -> np.ndarray:
         return self.signal[self.leads.index(name)]
 
-    def replace(self, **changes) -> "EcgRecord":
+    def replace(self, **changes) -> EcgRecord:
         return dataclasses.replace(self, **changes)
 
 
@@ -230,7 +230,7 @@ def derive_limb_leads(rec: EcgRecord) -> EcgRecord:
 def iso_utc(moment: datetime) -> str:
     """ISO text that sorts in time order: aware times in UTC (offsets differ between senders), naive ones as they
     are (the codecs attach a zone wherever the source has one)."""
-    return (moment.astimezone(timezone.utc) if moment.tzinfo is not None else moment).isoformat()
+    return (moment.astimezone(UTC) if moment.tzinfo is not None else moment).isoformat()
 
 
 def last_window(rec: EcgRecord, seconds: float = MAX_ANALYSED_S) -> tuple[EcgRecord, bool]:

@@ -591,5 +591,5 @@ def test_unit_less_decimals_are_millivolts_only_where_the_site_says_so():
     assert e.value.code == "no-scale"
     with pytest.raises(DecodeError, match="not integer counts"):
         decode_oru(mv, sender=rule(0.001))  # decimals cannot be counts
-    np.testing.assert_allclose(decode_oru(mv, sender=rule(1.0)).signal, decode_oru(message(unit="mV"), sender=None).signal,
-                               atol=1e-6)
+    as_mv = decode_oru(message(unit="mV"), sender=None).signal
+    np.testing.assert_allclose(decode_oru(mv, sender=rule(1.0)).signal, as_mv, atol=1e-6)

@@ -15,11 +15,11 @@ from engine.errors import InvalidRecord
 from engine.record import STANDARD_LEADS, EcgRecord, canonical_lead, make_record
 from integrations.errors import DecodeError
 from integrations.fhir import codes
-from integrations.fhir.xml import is_xml, load_xml
 from integrations.fhir.context import identifier, patient_reference
 from integrations.fhir.datetimes import parse_fhir_date, parse_fhir_datetime, to_fhir_datetime
 from integrations.fhir.sampled_data import format_microvolts, json_number, mv_per_unit, parse_data, sampling_rate_hz
 from integrations.fhir.validation import InvalidFhir, check_version, validate_resource
+from integrations.fhir.xml import is_xml, load_xml
 from integrations.identity import fhir_source_id
 from integrations.senders import SenderRule
 
@@ -98,7 +98,7 @@ def decode_observation_doc(doc: dict[str, Any], *, sender: SenderRule | None) ->
         masks.append(flagged)
         rates.append(sampling_rate_hz(sd, version))
 
-    lengths = {lead: row.size for lead, row in zip(leads, rows)}
+    lengths = {lead: row.size for lead, row in zip(leads, rows, strict=True)}
     if len(set(lengths.values())) > 1:
         shown = ", ".join(f"{lead}: {n}" for lead, n in lengths.items())
         raise DecodeError(f"leads have unequal lengths ({shown})", "length-mismatch")

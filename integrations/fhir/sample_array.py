@@ -95,7 +95,7 @@ def decode_sample_array_doc(doc: dict[str, Any], *, sender: SenderRule | None) -
     if not leads:
         return Chunk(segments=(), **base)
     if len({r.size for r in rows}) > 1:
-        shown = ", ".join(f"{lead}: {r.size}" for lead, r in zip(leads, rows))
+        shown = ", ".join(f"{lead}: {r.size}" for lead, r in zip(leads, rows, strict=True))
         raise DecodeError(f"leads have unequal lengths ({shown})", "length-mismatch")
     if not np.allclose(rates, rates[0], rtol=1e-9, atol=0.0):
         raise DecodeError("leads have different sampling intervals", "sampling-rate")

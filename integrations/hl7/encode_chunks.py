@@ -6,7 +6,7 @@ model (milliseconds per OBX) would add cost and nothing else here.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Literal
 
 import numpy as np
@@ -59,7 +59,7 @@ def encode_pcd01_chunk(
     alone). send_rate False: no rate child (the rate lives in site configuration). extra_signals: (mnemonic,
     counts) of non-ECG signals (pleth, ...) written as further NA OBXs with their own children.
     """
-    start = record.acquired_at or datetime.now(timezone.utc)
+    start = record.acquired_at or datetime.now(UTC)
     lines = _header("ORU^R01", "2.3.1", control_id, sending_app, sending_facility,
                     message_time or start, record, bed)
     lines.append(f"OBR|1||{_esc(control_id)}|{codes.ECG_ELEC_POTL_BASE[0]}^{codes.ECG_ELEC_POTL_BASE[1]}^MDC|||"
@@ -126,7 +126,7 @@ def encode_w01(
     extra_channels: (name, raw values per segment concatenated) of non-ECG channels, appended after the leads."""
     first = segments[0]
     lines = _header("ORU^W01", "2.3", control_id, sending_app, sending_facility,
-                    first.acquired_at or datetime.now(timezone.utc), first, bed)
+                    first.acquired_at or datetime.now(UTC), first, bed)
     lines.append(f"OBR|1||{_esc(control_id)}|5^ECG^L")
     names = list(first.leads) + [name for name, _ in extra_channels]
     sens_text = f"{sensitivity_mv * 1000:g}&uV" if sensitivity_unit == "uV" else f"{sensitivity_mv:g}&mV"
@@ -146,7 +146,7 @@ def encode_w01(
         offset += seg.n_samples
         block = np.vstack([raw] + [e[None, :] for e in extra]) if extra else raw
         obx += 1
-        lines.append(f"OBX|{obx}|TS|5&TIM^^L|1|{format_dtm(seg.acquired_at or datetime.now(timezone.utc))}||||||F")
+        lines.append(f"OBX|{obx}|TS|5&TIM^^L|1|{format_dtm(seg.acquired_at or datetime.now(UTC))}||||||F")
         for part in np.array_split(block, wav_split, axis=1):
             obx += 1
             if multiplexed:

@@ -173,7 +173,6 @@ class _Wave:
 
 def assemble(scanned: ScannedOru, sender: SenderRule | None, *, allow_no_ecg: bool = False) -> Parts:
     """The ECG signals as one (leads, samples) array in mV, with rate, flags, device and skipped names."""
-    d, charset = scanned.delimiters, scanned.charset
     ecg = [s for s in scanned.signals if s.lead is not None]
     skipped = tuple(s.name for s in scanned.signals if s.lead is None)
     if not ecg:

@@ -154,7 +154,7 @@ def _channels(value: bytes, d: er7.Delimiters, charset: str, i: int) -> list[_Ch
     for k, rep in enumerate(reps):
         comps = [c.split(d.subcomponent) for c in rep.split(d.component)] + [[]] * 6
 
-        def sub(c: int, s: int) -> str:
+        def sub(c: int, s: int, comps: list[list[str]] = comps) -> str:
             parts = comps[c]
             return er7.unescape(parts[s], d).strip() if s < len(parts) else ""
 

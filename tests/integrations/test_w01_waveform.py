@@ -34,7 +34,7 @@ def test_tim_gap_makes_two_segments_and_amplitudes_are_right(multiplexed):
     assert isinstance(chunk, Chunk) and [s.n_samples for s in chunk.segments] == [1000, 750]
     assert [s.acquired_at for s in chunk.segments] == [START, START + timedelta(seconds=5)]
     count = 0.0025 * 0.8
-    for got, want in zip(chunk.segments, (a, b)):
+    for got, want in zip(chunk.segments, (a, b), strict=True):
         assert got.leads == ("I", "II", "III", "V") and got.fs == 500.0
         assert np.abs(got.signal.astype(np.float64) - want.signal).max() <= count / 2 + 1e-5
     assert chunk.bed == ("W3", "12", "B") and chunk.segments[0].bed == "B"
@@ -67,7 +67,7 @@ def test_sticky_defaults_each_channel_may_override():
     msg = encode_w01([a], control_id="W3", sensitivity_mv=0.001, baseline=0, channel_range=None)
     # channel 2 overrides sensitivity (2 uV) and baseline (50); the rate is inherited from channel 1
     msg = _chn(msg, b"1&I^^1&uV^1&0&0^500~2&II^^2&uV^1&50")
-    block = "~".join(f"{x}^{y}" for x, y in zip(raw_i.tolist(), raw_ii.tolist())).encode()
+    block = "~".join(f"{x}^{y}" for x, y in zip(raw_i.tolist(), raw_ii.tolist(), strict=True)).encode()
     segs = msg.split(b"\r")
     wav = [i for i, s in enumerate(segs) if b"&WAV" in s][0]
     f = segs[wav].split(b"|")
