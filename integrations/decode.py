@@ -75,7 +75,7 @@ def _hl7(data: bytes, rules: SenderRules, assume_tz: tzinfo | None, samp_rate_co
             raise DecodeError(f"ORU^W01 strip has {len(chunk.segments)} segments (a TIM gap); a strip is one "
                               "continuous recording", "gap", "AE")
         return _as_strip(chunk.segments[0]), chunk.skipped
-    scanned = _scan(data, samp_rate_codes, assume_tz)
+    scanned = _scan(data, samp_rate_codes, assume_tz, header)
     devices = [_device(s.fields, scanned) for s in scanned.signals]
     sender = find_sender_rule(rules, hl7_app=app, hl7_facility=facility, devices=[d for d in devices if d])
     if _wants(kind, sender) == "chunk":

@@ -161,8 +161,9 @@ def decode_pcd01_chunk(
     )
 
 
-def _scan(data: bytes, samp_rate_codes: Iterable[int | str], assume_tz: tzinfo | None) -> ScannedOru:
-    header = parse_header(data)
+def _scan(data: bytes, samp_rate_codes: Iterable[int | str], assume_tz: tzinfo | None,
+          header: dict[str, Any] | None = None) -> ScannedOru:
+    header = header or parse_header(data)
     check_supported(header)
     if data.startswith(_BOM):
         data = data[len(_BOM):]
