@@ -108,7 +108,7 @@ STANDARD = ("I", "II", "III", "aVR", "aVL", "aVF", "V1", "V2", "V3", "V4", "V5",
 
 
 def test_decode_equals_hl7apy_full_parse_on_real_12_lead():
-    """GUIDE §2: prove the numpy decode equal to a full hl7apy parse (one real 10-s 12-lead, ~5 s)."""
+    """docs/SPEC.md §2: prove the numpy decode equal to a full hl7apy parse (one real 10-s 12-lead, ~5 s)."""
     msg = message("ludb/data/1", control_id="EQ-1")
     rec = decode_oru(msg, sender=None)
     parsed = parse_message(msg.decode(), find_groups=True)

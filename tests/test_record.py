@@ -1,4 +1,4 @@
-"""The EcgRecord contract (GUIDE §10) and the internal envelope, on real recordings from samples/."""
+"""The EcgRecord contract (docs/SPEC.md §10, §11) and the internal envelope, on real recordings from samples/."""
 import numpy as np
 import pytest
 
