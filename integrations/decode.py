@@ -17,7 +17,7 @@ from engine.errors import InvalidRecord
 from engine.record import EcgRecord, validate
 from integrations.chunk import Chunk
 from integrations.errors import DecodeError
-from integrations.fhir.observation import decode_observation_doc, load_observation
+from integrations.fhir.observation import decode_observation_detailed, load_observation
 from integrations.fhir.sample_array import decode_sample_array_doc, fhir_sender, is_pocd_sample_array
 from integrations.hl7 import codes
 from integrations.hl7.decode import _record, _scan, hl7_source_id, parse_header
@@ -105,7 +105,7 @@ def _fhir(data: bytes, rules: SenderRules, kind: KindChoice) -> tuple[EcgRecord 
     if chunked:
         chunk = decode_sample_array_doc(doc, sender=sender)
         return chunk, chunk.skipped
-    return decode_observation_doc(doc, sender=sender), ()
+    return decode_observation_detailed(doc, sender=sender)
 
 
 def _wants(kind: KindChoice, sender: SenderRule | None) -> str:

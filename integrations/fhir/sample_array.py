@@ -19,21 +19,12 @@ from integrations.chunk import Chunk
 from integrations.errors import DecodeError
 from integrations.fhir import codes
 from integrations.fhir.datetimes import parse_fhir_datetime, to_fhir_datetime
-from integrations.fhir.observation import (
-    _code_hint,
-    _lead_of,
-    _metadata,
-    _source_id,
-    load_observation,
-    validated_blocks,
-)
-from integrations.fhir.sampled_data import format_microvolts, json_number, mv_per_unit, parse_data, sampling_rate_hz
+from integrations.fhir.observation import _metadata, _source_id, decode_leads, load_observation
+from integrations.fhir.sampled_data import format_microvolts
 from integrations.fhir.validation import validate_resource
 from integrations.senders import SenderRule
 
 POCD_SAMPLE_ARRAY_PROFILE = "http://hl7.org/fhir/uv/pocd/StructureDefinition/SampleArrayObservation"
-_MONITORING_NAMES = {"mli", "mlii", "mliii", "mcl1", "mcl2", "mcl3", "mcl4", "mcl5", "mcl6", "v", "ecg"}
-_ECG_CODES = range(131072, 131584)  # MDC partition 2 ECG block: potentials and lead names
 
 
 def is_pocd_sample_array(doc: dict[str, Any]) -> bool:
@@ -59,36 +50,7 @@ def decode_sample_array(data: bytes, *, sender: SenderRule | None) -> Chunk:
 
 
 def decode_sample_array_doc(doc: dict[str, Any], *, sender: SenderRule | None) -> Chunk:
-    blocks, version = validated_blocks(doc)
-    unitless_mv = sender.mv_per_count if sender is not None else None
-    leads: list[str] = []
-    rows: list[np.ndarray] = []
-    masks: list[np.ndarray | None] = []
-    rates: list[float] = []
-    skipped: list[str] = []
-    for where, concept, sd in blocks:
-        lead = _ecg_lead(concept, where)
-        if lead is None:
-            skipped.append(_signal_name(concept, where))
-            continue
-        canonical = lead_and_mark(lead)[0]
-        if canonical in (lead_and_mark(n)[0] for n in leads):
-            raise DecodeError(f"lead {canonical} appears twice", "duplicate-lead")
-        if sd.get("dimensions") != 1:
-            raise DecodeError(f"lead {canonical}: SampledData dimensions must be 1 (one component per lead)",
-                              "sampled-data")
-        values, flagged = parse_data(sd.get("data"), canonical)
-        origin = sd.get("origin") or {}
-        scale = mv_per_unit(origin, unitless_mv)
-        factor = json_number(sd.get("factor", 1.0), f"lead {canonical}: SampledData factor", "sampled-data")
-        offset = json_number(origin.get("value", 0.0), f"lead {canonical}: SampledData origin value", "sampled-data")
-        mv = (offset + factor * values) * scale
-        if flagged is not None:
-            mv[flagged] = 0.0  # flagged samples stay finite; the mask carries the information
-        leads.append(lead)
-        rows.append(mv)
-        masks.append(flagged)
-        rates.append(sampling_rate_hz(sd, version))
+    leads, rows, masks, rates, skipped = decode_leads(doc, sender)
     source, device_id = fhir_sender(doc)
     base = dict(skipped=tuple(skipped), sender=f"fhir:{source}", device_id=device_id, bed=(),
                 source_id=_source_id(doc))
@@ -111,40 +73,6 @@ def decode_sample_array_doc(doc: dict[str, Any], *, sender: SenderRule | None) -
     except InvalidRecord as exc:
         raise DecodeError(exc.reason, exc.code) from None
     return Chunk(segments=(record,), **base)
-
-
-def _ecg_lead(concept: Any, where: str) -> str | None:
-    """Lead name for an ECG signal (standard, or a monitoring name), None for a non-ECG signal; an ECG code we do
-    not know is refused (its samples would be lost silently)."""
-    lead = _lead_of(concept)
-    if lead is not None:
-        return lead
-    codings = [c for c in (concept or {}).get("coding") or [] if isinstance(c, dict)]
-    names = [concept.get("text") if isinstance(concept, dict) else None] + [c.get("display") for c in codings]
-    for name in names + [c.get("code") for c in codings]:
-        if isinstance(name, str):
-            short = name.strip().lower().removeprefix("mdc_ecg_elec_potl_").removeprefix("mdc_ecg_lead_")
-            if short in _MONITORING_NAMES:
-                return short.upper()
-    for c in codings:
-        code = c.get("code")
-        if c.get("system") in codes.MDC_SYSTEMS and isinstance(code, str) and code.isascii() and code.isdigit():
-            if int(code) == int(codes.MDC_ECG_ELEC_POTL):
-                return "ECG"  # MDC_ECG_ELEC_POTL: ECG, unspecified lead
-            if int(code) in _ECG_CODES:
-                raise DecodeError(f"{where}: unknown lead{_code_hint(concept)}", "unknown-lead")
-        if isinstance(code, str) and code.lower().startswith(("mdc_ecg_elec_potl", "mdc_ecg_lead")):
-            raise DecodeError(f"{where}: unknown lead{_code_hint(concept)}", "unknown-lead")
-    return None
-
-
-def _signal_name(concept: Any, where: str) -> str:
-    for c in (concept or {}).get("coding") or []:
-        if isinstance(c, dict):
-            for key in ("display", "code"):
-                if isinstance(c.get(key), str) and c[key].strip():
-                    return c[key].strip()[:40]
-    return where
 
 
 def _check_period(doc: dict[str, Any], n: int, fs: float) -> None:

@@ -123,3 +123,19 @@ def test_xml_with_a_doctype_is_refused():
     with pytest.raises(DecodeError) as e:
         decode_message(bomb, "fhir", NO_RULES)
     assert (e.value.code, e.value.ack_code) == ("xml", "AR")
+
+
+def test_a_fhir_strip_skips_non_ecg_components_too():
+    doc = _example_json()
+    del doc["meta"], doc["effectivePeriod"]
+    for comp in doc["component"]:  # three seconds: a valid strip
+        comp["valueSampledData"]["data"] = " ".join([comp["valueSampledData"]["data"]] * 3)
+    resp = json.loads(json.dumps(doc["component"][0]))
+    resp["code"] = {"coding": [{"system": "urn:iso:std:iso:11073:10101", "code": "151562",
+                                "display": "MDC_RESP_RATE"}]}
+    doc["component"].append(resp)
+    from integrations.decode import decode_message_detailed
+
+    rec, skipped = decode_message_detailed(json.dumps(doc).encode(), "fhir", NO_RULES)
+    assert rec.kind == "strip" and rec.leads == ("I", "II", "III") and rec.n_samples == 375
+    assert skipped == ("MDC_RESP_RATE",)
