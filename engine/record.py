@@ -1,13 +1,20 @@
-"""The one ECG record type every part of twiwatch uses (docs/SPEC.md §10).
+"""The one ECG record type every part of twiwatch uses (docs/SPEC.md §10, §11).
 
 Samples are float32 millivolts, shape (leads, samples), at the record's own sampling rate.
 Standard leads carry canonical names; extra named leads (e.g. Frank vx/vy/vz) are kept and ignored.
+Monitoring leads map with a mark (`lead_marks`): MLII -> II and MCL1 -> V1 as approximations, `V` (a chest lead
+placed at the bedside) and an unnamed `ECG` channel as one lead of unknown position each.
+
+A record is a `strip` (an ECG the sender meant as a whole: 2.5 s minimum) or a `chunk` (one piece of a monitor's
+continuous stream, typically 1 s: the sender decides, never the duration, docs/SPEC.md §11).
 """
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Mapping
 from dataclasses import dataclass, field
-from datetime import date, datetime, timezone
+from datetime import UTC, date, datetime
+from typing import Literal
 
 import numpy as np
 
@@ -18,6 +25,28 @@ _CANONICAL_BY_LOWER = {name.lower(): name for name in STANDARD_LEADS}
 
 MIN_DURATION_S = 2.5
 MAX_ANALYSED_S = 60.0
+# A chunk is a piece of a stream: a W01 segment between two gaps may be a handful of samples, so one sample is
+# enough. Above 60 s (the longest window analysed) it is no chunk: a strip sender configured as a chunk feed, or a
+# sampling rate in the wrong unit; the window assembler would hold it whole per bed.
+MIN_CHUNK_SAMPLES = 1
+MAX_CHUNK_S = MAX_ANALYSED_S
+
+RecordKind = Literal["strip", "chunk"]
+MARK_APPROXIMATION = "approximation"  # a monitoring lead standing in for a standard one (MLII for II)
+MARK_UNKNOWN_POSITION = "unknown-position"  # a lead whose electrode position the sender did not say
+# Canonical names of the unknown-position leads: not standard leads, never contiguous with a named neighbour.
+UNKNOWN_CHEST_LEAD = "V"
+UNKNOWN_ECG_LEAD = "ECG"
+# Modified limb and chest leads of bedside monitoring (MIT-BIH writes MLII; MCL1 is the usual chest substitute).
+_MONITORING_LEADS: dict[str, tuple[str, str]] = {
+    "mli": ("I", MARK_APPROXIMATION),
+    "mlii": ("II", MARK_APPROXIMATION),
+    "mliii": ("III", MARK_APPROXIMATION),
+    **{f"mcl{i}": (f"V{i}", MARK_APPROXIMATION) for i in range(1, 7)},
+    "v": (UNKNOWN_CHEST_LEAD, MARK_UNKNOWN_POSITION),
+    "ecg": (UNKNOWN_ECG_LEAD, MARK_UNKNOWN_POSITION),
+}
+_LEAD_ORDER = {name: i for i, name in enumerate(STANDARD_LEADS + (UNKNOWN_CHEST_LEAD, UNKNOWN_ECG_LEAD))}
 # Below 50 Hz a T wave is a handful of samples; above 20 kHz no ECG device exists. Both mean a broken header.
 MIN_FS_HZ = 50.0
 MAX_FS_HZ = 20_000.0
@@ -31,6 +60,26 @@ def canonical_lead(name: str) -> str:
 
 def is_standard(name: str) -> bool:
     return name in _CANONICAL_BY_LOWER.values()
+
+
+def lead_and_mark(name: str) -> tuple[str, str | None]:
+    """(canonical name, mark) for any lead name: standard leads unmarked, monitoring leads with their mark
+    (MLII -> ("II", "approximation"), V -> ("V", "unknown-position")), other names unchanged and unmarked."""
+    stripped = name.strip()
+    monitoring = _MONITORING_LEADS.get(stripped.lower())
+    if monitoring is not None:
+        return monitoring
+    return _CANONICAL_BY_LOWER.get(stripped.lower(), stripped), None
+
+
+def is_ecg_lead(name: str) -> bool:
+    """A standard lead or one of unknown position (V, ECG): what a chunk may hold alone."""
+    return name in _LEAD_ORDER
+
+
+def lead_order(name: str) -> int:
+    """Sort key: canonical order, then V and ECG, then other names."""
+    return _LEAD_ORDER.get(name, len(_LEAD_ORDER))
 
 
 @dataclass(frozen=True, eq=False)
@@ -51,8 +100,11 @@ class EcgRecord:
     device_id: str | None = None
     source_format: str = "unknown"  # hl7 | fhir | wfdb
     derived_leads: frozenset[str] = frozenset()
-    # True where the sender flagged a sample (FHIR E/U/L, saturation): kept as quality information, not rejected.
+    # True where the sender flagged a sample (FHIR E/U/L, saturation, INOP): kept as quality information.
     flagged: np.ndarray | None = None
+    kind: RecordKind = "strip"
+    # lead -> MARK_APPROXIMATION | MARK_UNKNOWN_POSITION, for monitoring leads only (standard leads are unmarked).
+    lead_marks: Mapping[str, str] = field(default_factory=dict)
 
     @property
     def n_samples(self) -> int:
@@ -70,10 +122,18 @@ class EcgRecord:
     def absent_leads(self) -> tuple[str, ...]:
         return tuple(name for name in STANDARD_LEADS if name not in self.leads)
 
+    @property
+    def approximated_leads(self) -> tuple[str, ...]:
+        return tuple(n for n in self.leads if self.lead_marks.get(n) == MARK_APPROXIMATION)
+
+    @property
+    def unknown_position_leads(self) -> tuple[str, ...]:
+        return tuple(n for n in self.leads if self.lead_marks.get(n) == MARK_UNKNOWN_POSITION)
+
     def lead(self, name: str) -> np.ndarray:
         return self.signal[self.leads.index(name)]
 
-    def replace(self, **changes) -> "EcgRecord":
+    def replace(self, **changes) -> EcgRecord:
         return dataclasses.replace(self, **changes)
 
 
@@ -86,8 +146,12 @@ def make_record(
     flagged: np.ndarray | None = None,
     **meta,
 ) -> EcgRecord:
-    """Build and validate a record: canonical lead names, float32, the contract's checks (raises InvalidRecord)."""
-    names = tuple(canonical_lead(n) for n in leads)
+    """Build and validate a record: canonical lead names (monitoring names mapped and marked), float32, the
+    contract's checks (raises InvalidRecord). `kind="chunk"` in meta applies the chunk rules."""
+    named = [lead_and_mark(n) for n in leads]
+    names = tuple(name for name, _ in named)
+    marks = {name: mark for name, mark in named if mark is not None}
+    meta["lead_marks"] = {**marks, **dict(meta.get("lead_marks") or {})}
     arr = np.asarray(signal)
     if arr.ndim != 2 or arr.shape[0] != len(names):
         raise InvalidRecord(f"signal shape {arr.shape} does not match {len(names)} lead names", "shape")
@@ -100,7 +164,8 @@ def make_record(
 
 
 def validate(rec: EcgRecord) -> None:
-    """Raise InvalidRecord when the record breaks docs/SPEC.md §10. Reasons name leads and numbers, never patient data."""
+    """Raise InvalidRecord when the record breaks docs/SPEC.md §10 (strips) or §11 (chunks). Reasons name leads and
+    numbers, never patient data."""
     if not np.isfinite(rec.fs) or not (MIN_FS_HZ <= rec.fs <= MAX_FS_HZ):
         raise InvalidRecord(f"sampling rate {rec.fs!r} Hz outside {MIN_FS_HZ:g}..{MAX_FS_HZ:g} Hz", "sampling-rate")
     seen: set[str] = set()
@@ -109,10 +174,25 @@ def validate(rec: EcgRecord) -> None:
         if key in seen:
             raise InvalidRecord(f"lead {name} appears twice", "duplicate-lead")
         seen.add(key)
-    if not rec.standard_leads:
-        raise InvalidRecord(f"none of the standard leads present (got {', '.join(rec.leads)})", "no-standard-leads")
-    if rec.duration_s < MIN_DURATION_S:
-        raise InvalidRecord(f"strip of {rec.duration_s:.2f} s is shorter than {MIN_DURATION_S} s", "too-short")
+    if rec.kind not in ("strip", "chunk"):
+        raise InvalidRecord(f"record kind {rec.kind!r} is neither strip nor chunk", "metadata")
+    if rec.kind == "chunk":
+        # A monitor may stream only I/II/III and V, or one unnamed ECG channel: any ECG lead is enough.
+        if not any(is_ecg_lead(n) for n in rec.leads):
+            raise InvalidRecord(f"no ECG lead present (got {', '.join(rec.leads)})", "no-standard-leads")
+        if rec.n_samples < MIN_CHUNK_SAMPLES:
+            raise InvalidRecord("chunk holds no samples", "too-short")
+        if rec.duration_s > MAX_CHUNK_S:
+            raise InvalidRecord(f"chunk of {rec.duration_s:.1f} s is longer than {MAX_CHUNK_S:g} s", "too-long")
+    else:
+        if not rec.standard_leads:
+            raise InvalidRecord(f"none of the standard leads present (got {', '.join(rec.leads)})",
+                                "no-standard-leads")
+        if rec.duration_s < MIN_DURATION_S:
+            raise InvalidRecord(f"strip of {rec.duration_s:.2f} s is shorter than {MIN_DURATION_S} s", "too-short")
+    for name, mark in rec.lead_marks.items():
+        if name not in rec.leads or mark not in (MARK_APPROXIMATION, MARK_UNKNOWN_POSITION):
+            raise InvalidRecord(f"lead mark {mark!r} on lead {name} is not valid", "metadata")
     good = np.isfinite(rec.signal)
     if rec.flagged is not None:
         if rec.flagged.shape != rec.signal.shape:
@@ -150,7 +230,7 @@ def derive_limb_leads(rec: EcgRecord) -> EcgRecord:
 def iso_utc(moment: datetime) -> str:
     """ISO text that sorts in time order: aware times in UTC (offsets differ between senders), naive ones as they
     are (the codecs attach a zone wherever the source has one)."""
-    return (moment.astimezone(timezone.utc) if moment.tzinfo is not None else moment).isoformat()
+    return (moment.astimezone(UTC) if moment.tzinfo is not None else moment).isoformat()
 
 
 def last_window(rec: EcgRecord, seconds: float = MAX_ANALYSED_S) -> tuple[EcgRecord, bool]:

@@ -29,6 +29,12 @@ def patient_key(patient_id: str | None, secret: str, source_id: str | None = Non
     return hmac.new(secret.encode("utf-8"), value.encode("utf-8"), hashlib.sha256).hexdigest()[:32]
 
 
+def stream_key(stream: str, secret: str) -> str:
+    """Keyed hash of a monitor stream (sender + device + bed): the Kafka key that keeps one bed's chunks in order on
+    one partition. A location, not a patient, but hashed the same way so that keys never carry site details."""
+    return hmac.new(secret.encode("utf-8"), ("<stream>|" + stream).encode("utf-8"), hashlib.sha256).hexdigest()[:32]
+
+
 def hl7_source_id(sending_app: str, sending_facility: str, control_id: str) -> str:
     """MSH-10 is unique only per sender, so the source id joins MSH-3, MSH-4 and MSH-10."""
     return f"hl7:{sending_app}|{sending_facility}|{control_id}"

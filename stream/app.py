@@ -1,7 +1,7 @@
 """The worker's composition root: the faust app, its topics, tables and agents, declared once.
 
-decode: raw topics -> decode + validate (integrations) -> re-key by hashed patient -> by-patient topic; failures ->
-        dead-letter topic with the reason.
+decode: raw topics -> decode + validate (integrations) -> strips re-keyed by hashed patient -> by-patient topic;
+        monitor chunks keyed by their hashed stream -> chunks topic; failures -> dead-letter topic with the reason.
 analyse: by-patient topic -> per-patient priors table (changelog-backed) -> engine -> FHIR Bundle -> reports topic.
 reason: flagged new TWIs -> ECG-R1 -> version 2 of their reports.
 What each agent does lives in `stream.handlers`; when offsets may be committed lives in `stream.delivery`. A patient's
@@ -55,6 +55,7 @@ def build_app(s: WorkerSettings) -> faust.App:
     w = handlers.Wiring(
         s=s,
         by_patient=raw_topic(by_patient_topic(s), partitions=s.partitions, internal=True),
+        chunks=raw_topic(s.topic_chunks),
         reports=raw_topic(s.topic_reports),
         deadletters=raw_topic(s.topic_deadletter),
         reasoning_requests=raw_topic(s.topic_reasoning, partitions=s.partitions, internal=True),

@@ -6,6 +6,7 @@ Processes (worker, MLLP bridge, reasoner shim) have their entry points in `strea
 from __future__ import annotations
 
 import logging
+from pathlib import Path
 
 import typer
 from rich.console import Console
@@ -63,6 +64,31 @@ def mllp(
     from stream.mllp_main import serve_bridge
 
     serve_bridge(mllp_settings(), host=host, port=port)
+
+
+@app.command()
+def decode(
+    file: Path = typer.Argument(..., help="one message: HL7 v2 (\\r or \\n segment ends) or FHIR JSON/XML"),
+    kind: str = typer.Option("auto", "--kind",
+                             help="auto (the sender's rule decides, as in the worker) | strip | chunk"),
+    json_path: Path | None = typer.Option(None, "--json", help="also write the summary here"),
+) -> None:
+    """Decode one message file exactly as the worker would and print what it holds (exit 0) or the dead letter's
+    code and reason (exit 2). Uses the site's sender rules (TWIWATCH_SENDERS) and HL7 settings."""
+    import json
+
+    from integrations.describe import describe_message
+
+    if kind not in ("auto", "strip", "chunk"):
+        raise typer.BadParameter("--kind must be auto, strip or chunk")
+    s = worker_settings()
+    summary = describe_message(file.read_bytes(), kind=kind, rules=s.sender_rules(),  # type: ignore[arg-type]
+                               **s.hl7_decode_options())
+    text = json.dumps(summary, indent=2)
+    if json_path:
+        json_path.write_text(text + "\n")
+    print(text)
+    raise typer.Exit(2 if summary.get("error") else 0)
 
 
 def _compose() -> None:

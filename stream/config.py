@@ -20,8 +20,13 @@ from platformdirs import user_cache_path, user_data_path
 from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from integrations.senders import SenderRules, parse_sender_rules
+
 MiB = 1024 * 1024
 _ENV = SettingsConfigDict(env_prefix="TWIWATCH_", extra="ignore")
+
+
+_parsed_rules = lru_cache(maxsize=8)(parse_sender_rules)  # per message: parse a setting once
 
 
 def _cache_home() -> Path:
@@ -76,9 +81,15 @@ class Hl7Settings(_Group):
     hl7_samp_rate_codes: str = Field("0", description="OBX-3 codes accepted for MDC_ATTR_SAMP_RATE (comma list)")
     hl7_timezone: str = Field("UTC", description="IANA zone of HL7 times sent without a UTC offset (MSH-7, OBR-7, "
                                                  "OBX-14); FHIR needs a zone on every time")
-    hl7_counts_scale_mv: float = Field(0.001, description="mV per raw count when OBX-6 gives no unit")
     senders: str = Field("", description="per-sender feed rules as JSON (strip or chunk feed, mV per count when the "
-                                         "message states no scale, bed component); empty: every sender sends strips")
+                                         "message states no scale, bed component; README 'Monitor feeds'); empty: "
+                                         "every sender sends strips and must state its scale")
+
+    @field_validator("senders")
+    @classmethod
+    def _readable_rules(cls, value: str) -> str:
+        parse_sender_rules(value)  # refuse a broken rule at start, not at the first message
+        return value
 
     @field_validator("hl7_timezone")
     @classmethod
@@ -89,10 +100,13 @@ class Hl7Settings(_Group):
             raise ValueError(f"unknown time zone {value!r} (an IANA name such as Europe/Berlin)") from None
         return value
 
+    def sender_rules(self) -> SenderRules:
+        return _parsed_rules(self.senders)
+
     def hl7_decode_options(self) -> dict:
-        """The HL7 decoder's vendor and site settings, for the worker and the MLLP bridge alike."""
+        """The decoders' vendor and site settings, for the worker, the MLLP bridge and `twiwatch decode` alike."""
         return {"samp_rate_codes": tuple(c.strip() for c in self.hl7_samp_rate_codes.split(",") if c.strip()),
-                "counts_scale_mv": self.hl7_counts_scale_mv, "assume_tz": ZoneInfo(self.hl7_timezone)}
+                "assume_tz": ZoneInfo(self.hl7_timezone)}
 
 
 class FhirSettings(_Group):

@@ -1,4 +1,5 @@
-"""The internal wire form of a decoded EcgRecord between the worker's decode and analyse stages.
+"""The internal wire form of a decoded EcgRecord between the worker's stages (strips on the by-patient topic,
+monitor chunks on the chunks topic).
 
 A JSON header (metadata, lead names, provenance of the source message) plus the raw float32 samples: exact,
 and ~40 % smaller than the HL7 text it came from. Only the worker's two stages read it.
@@ -32,6 +33,8 @@ def pack(record: EcgRecord, source: dict[str, Any]) -> bytes:
         "device_id": record.device_id,
         "source_format": record.source_format,
         "derived_leads": sorted(record.derived_leads),
+        "kind": record.kind,
+        "lead_marks": dict(record.lead_marks),
         "flagged": record.flagged is not None,
         "source": source,
     }
@@ -61,6 +64,6 @@ def unpack(data: bytes) -> tuple[EcgRecord, dict[str, Any]]:
         acquired_at=datetime.fromisoformat(h["acquired_at"]) if h["acquired_at"] else None, sex=h["sex"],
         birth_date=date.fromisoformat(h["birth_date"]) if h["birth_date"] else None, bed=h["bed"],
         device_id=h["device_id"], source_format=h["source_format"], derived_leads=frozenset(h["derived_leads"]),
-        flagged=flagged,
+        flagged=flagged, kind=h.get("kind", "strip"), lead_marks=h.get("lead_marks") or {},
     )
     return rec, h["source"]

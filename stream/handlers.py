@@ -12,6 +12,7 @@ from typing import Any
 from engine.errors import InvalidRecord
 from engine.reasoner.base import Reasoner
 from engine.reasoner.orchestrate import areason_and_check, to_report_dict
+from integrations.chunk import Chunk
 from integrations.identity import patient_key
 from stream import envelope, metrics
 from stream.config import WorkerSettings
@@ -24,6 +25,7 @@ from stream.stages import (
     Analysed,
     already_reported,
     analyse_only,
+    chunk_parts,
     decode_message,
     first_report,
     reanalyse,
@@ -40,6 +42,7 @@ class Wiring:
 
     s: WorkerSettings
     by_patient: Any  # faust topics
+    chunks: Any
     reports: Any
     deadletters: Any
     reasoning_requests: Any
@@ -68,7 +71,8 @@ async def send_deadletter(w: Wiring, raw_bytes: bytes, exc: BaseException, stage
 
 
 async def decode_one(w: Wiring, event: Any) -> None:
-    """Raw HL7/FHIR bytes -> a record on the by-patient topic, or a dead letter with the reason."""
+    """Raw HL7/FHIR bytes -> a strip on the by-patient topic or a monitor chunk on the chunks topic, or a dead letter
+    with the reason."""
     s, msg, raw_bytes = w.s, event.message, event.value
     metrics.MESSAGES_IN.labels(msg.topic).inc()
     try:
@@ -76,22 +80,35 @@ async def decode_one(w: Wiring, event: Any) -> None:
             raise InvalidRecord(f"message of {len(raw_bytes)} bytes over the {s.max_message_bytes}-byte limit",
                                 "too-large")
         fmt = "hl7" if msg.topic == s.topic_hl7_raw else "fhir"
-        record = decode_message(raw_bytes, fmt, s)
+        decoded = decode_message(raw_bytes, fmt, s)
         source = {"topic": msg.topic, "partition": msg.partition, "offset": msg.offset,
                   "timestamp_ms": int(round(msg.timestamp * 1000)), "format": fmt}
-        value = envelope.pack(record, source)
-        if len(value) > s.max_message_bytes:
-            # float32 samples can outgrow the text they came from (about 13 minutes of 12 leads at 500 Hz)
-            raise InvalidRecord(f"decoded record is {len(value)} bytes as float32 samples, over the "
-                                f"{s.max_message_bytes}-byte limit of the internal hop; send strips of at most "
-                                f"a few minutes (only the last 60 s are analysed)", "too-large-decoded")
+        if isinstance(decoded, Chunk):
+            out = [(topic_key, _checked_size(envelope.pack(seg, meta), s.max_message_bytes))
+                   for topic_key, seg, meta in chunk_parts(decoded, source, w.secret)]
+            target = w.chunks
+        else:
+            key = patient_key(decoded.patient_id, w.secret, decoded.source_id, system=decoded.patient_system)
+            out = [(key.encode(), _checked_size(envelope.pack(decoded, source), s.max_message_bytes))]
+            target = w.by_patient
     except Exception as exc:  # every failure becomes a dead letter; the worker keeps going
         if not isinstance(exc, InvalidRecord):
             log.error("decoder fault: %s", one_line(exc))
         await send_deadletter(w, raw_bytes, exc, "decode", msg)
         return
-    key = patient_key(record.patient_id, w.secret, record.source_id, system=record.patient_system)
-    await w.by_patient.send(key=key.encode(), value=value)
+    if isinstance(decoded, Chunk):
+        metrics.CHUNKS.labels("ecg" if decoded.segments else "no-ecg").inc()
+    for key, value in out:
+        await target.send(key=key, value=value)
+
+
+def _checked_size(value: bytes, limit: int) -> bytes:
+    if len(value) > limit:
+        # float32 samples can outgrow the text they came from (about 13 minutes of 12 leads at 500 Hz)
+        raise InvalidRecord(f"decoded record is {len(value)} bytes as float32 samples, over the {limit}-byte limit "
+                            "of the internal hop; send strips of at most a few minutes (only the last 60 s are "
+                            "analysed)", "too-large-decoded")
+    return value
 
 
 async def analyse_batch(w: Wiring, stream: Any, events: list[Any]) -> None:

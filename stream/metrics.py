@@ -29,5 +29,6 @@ REASONER_CLAIMS = Counter(
 )
 ENCODER_BATCH = Histogram("twiwatch_encoder_batch_size", "ECGs per encoder batch", buckets=(1, 2, 4, 8, 16, 32, 64))
 HEAD_DISAGREEMENTS = Counter("twiwatch_head_disagreements_total", "triage head disagreed with the measured criteria")
+CHUNKS = Counter("twiwatch_chunks_total", "monitor chunks decoded, by whether they held an ECG signal", ["content"])
 ENCODER_FAULTS = Counter("twiwatch_encoder_faults_total",
                          "encoder batches that failed (their reports went out without head scores)")

@@ -8,18 +8,18 @@ from __future__ import annotations
 import asyncio
 import logging
 import signal
-from collections.abc import Callable, Iterable
-from datetime import tzinfo
+from collections.abc import Callable
+from functools import partial
 from typing import Any
 
 from kafka import KafkaProducer
 
 from engine.record import EcgRecord
-from integrations.hl7 import codes
-from integrations.hl7.decode import DEFAULT_COUNTS_SCALE_MV
+from integrations.chunk import Chunk
+from integrations.decode import decode_message
 from integrations.hl7.mllp_bridge import MllpBridge
 from integrations.hl7.mllp_framing import DEFAULT_MAX_MESSAGE_BYTES
-from integrations.identity import patient_key
+from integrations.identity import patient_key, stream_key
 from stream.config import MllpSettings
 from stream.deadletter import PREFIX, deadletter_record
 from stream.topics import HEADROOM, edge_topic_specs, ensure_topics
@@ -35,7 +35,7 @@ def kafka_callbacks(
     patient_hash_secret: str,
     max_message_bytes: int,
     timeout_s: float = 30.0,
-) -> tuple[Callable[[bytes, bytes | None], Any], Callable[..., Any], Callable[[EcgRecord], bytes]]:
+) -> tuple[Callable[[bytes, bytes | None], Any], Callable[..., Any], Callable[[EcgRecord | Chunk], bytes]]:
     """(produce, deadletter, key_for) for MllpBridge on a kafka-python producer (acks='all').
 
     Each callback blocks until the broker confirmed the write (future.get), which the bridge runs in its pool.
@@ -54,9 +54,11 @@ def kafka_callbacks(
             headers = [(k, fix.get(k, v)) for k, v in headers]
         producer.send(deadletter_topic, value=value, headers=headers).get(timeout=timeout_s)
 
-    def key_for(record: EcgRecord) -> bytes:
-        return patient_key(record.patient_id, patient_hash_secret, record.source_id,
-                           system=record.patient_system).encode("ascii")
+    def key_for(decoded: EcgRecord | Chunk) -> bytes:
+        if isinstance(decoded, Chunk):  # one bed's chunks on one partition, in order
+            return stream_key(decoded.stream_key, patient_hash_secret).encode("ascii")
+        return patient_key(decoded.patient_id, patient_hash_secret, decoded.source_id,
+                           system=decoded.patient_system).encode("ascii")
 
     return produce, deadletter, key_for
 
@@ -71,9 +73,7 @@ def serve(
     patient_hash_secret: str,
     web_port: int | None = None,
     max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES,
-    samp_rate_codes: Iterable[int | str] = codes.DEFAULT_SAMP_RATE_CODES,
-    counts_scale_mv: float = DEFAULT_COUNTS_SCALE_MV,
-    assume_tz: tzinfo | None = None,
+    decode: Callable[[bytes], EcgRecord | Chunk] | None = None,
     produce_timeout_s: float = 30.0,
     workers: int | None = None,
     producer: KafkaProducer | None = None,
@@ -84,9 +84,9 @@ def serve(
     bootstrap: Kafka bootstrap servers. topic: raw HL7 topic (topic_hl7_raw). deadletter_topic: topic_deadletter.
     patient_hash_secret: HMAC key for the Kafka key (settings patient_hash_secret, unwrapped).
     web_port: /healthz and /metrics port (mllp_web_port); None disables HTTP.
-    max_message_bytes: the one size limit (docs/SPEC.md §10). samp_rate_codes, counts_scale_mv: vendor specifics
-    (hl7_samp_rate_codes split on commas, hl7_counts_scale_mv); assume_tz: the zone of HL7 times without an offset
-    (hl7_timezone). Settings.hl7_decode_options() gives all three. produce_timeout_s: longest wait for Kafka
+    max_message_bytes: the one size limit (docs/SPEC.md §10). decode: the check before the ACK, with the site's
+    sender rules, sample-rate codes and time zone (`serve_bridge` builds it from the settings).
+    produce_timeout_s: longest wait for Kafka
     before answering AR. workers: decode/produce thread pool size. producer: a ready kafka-python producer
     (e.g. stream.producer.make_producer); by default one is built with acks='all' and idempotence.
     """
@@ -104,8 +104,7 @@ def serve(
     )
     bridge = MllpBridge(
         host, port, produce, deadletter, key_for, max_message_bytes=max_message_bytes,
-        samp_rate_codes=samp_rate_codes, counts_scale_mv=counts_scale_mv, assume_tz=assume_tz,
-        produce_timeout_s=produce_timeout_s,
+        decode=decode, produce_timeout_s=produce_timeout_s,
         web_port=web_port, workers=workers,
     )
 
@@ -134,5 +133,5 @@ def serve_bridge(s: MllpSettings, host: str | None = None, port: int | None = No
         host=host or s.mllp_host, port=port or s.mllp_port, bootstrap=s.bootstrap, topic=s.topic_hl7_raw,
         deadletter_topic=s.topic_deadletter, patient_hash_secret=s.patient_hash_secret.get_secret_value(),
         web_port=s.mllp_web_port, max_message_bytes=s.max_message_bytes,
-        **s.hl7_decode_options(),
+        decode=partial(decode_message, fmt="hl7", rules=s.sender_rules(), **s.hl7_decode_options()),
     )

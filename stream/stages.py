@@ -15,24 +15,31 @@ from engine import __version__ as ENGINE_VERSION
 from engine.analyze import analyze
 from engine.record import EcgRecord, iso_utc
 from engine.result import Analysis, PriorSummary
-from integrations.fhir.observation import decode_observation
+from integrations.chunk import Chunk
+from integrations.decode import decode_message as decode
 from integrations.fhir.report import build_report_bundle, bundle_bytes
-from integrations.hl7.decode import decode_oru
-from integrations.identity import report_id
+from integrations.identity import report_id, stream_key
 from stream import metrics
 from stream.config import Hl7Settings, WorkerSettings
 
 SOFTWARE_VERSION = ENGINE_VERSION
 
 
-def decode_message(raw: bytes, fmt: str, s: Hl7Settings) -> EcgRecord:
+def decode_message(raw: bytes, fmt: str, s: Hl7Settings) -> EcgRecord | Chunk:
+    """A strip (EcgRecord) or a monitor chunk, as the sender's rule says (docs/SPEC.md §11)."""
     started = time.perf_counter()
-    if fmt == "hl7":
-        record = decode_oru(raw, **s.hl7_decode_options())
-    else:
-        record = decode_observation(raw)
+    decoded = decode(raw, fmt, s.sender_rules(), **s.hl7_decode_options())
     metrics.DECODE_SECONDS.labels(fmt).observe(time.perf_counter() - started)
-    return record
+    return decoded
+
+
+def chunk_parts(chunk: Chunk, source: dict[str, Any], secret: str) -> list[tuple[bytes, EcgRecord, dict[str, Any]]]:
+    """One chunks-topic message per segment (a W01 gap splits a chunk), keyed by the hashed stream so a bed's chunks
+    keep their order; what the assembler needs to place each segment travels beside it."""
+    key = stream_key(chunk.stream_key, secret).encode()
+    meta = {**source, "stream": key.decode(), "chunk_source_id": chunk.source_id, "skipped": list(chunk.skipped),
+            "bed_components": list(chunk.bed), "segments": len(chunk.segments)}
+    return [(key, seg, {**meta, "segment": i}) for i, seg in enumerate(chunk.segments)]
 
 
 @dataclass

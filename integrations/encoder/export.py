@@ -14,7 +14,7 @@ import platform
 import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -91,7 +91,7 @@ def export_onnx(model_name: str, out_path: str | Path, checkpoint: str | Path | 
         "source": _source(checkpoint, report),
         "export_check": check,
         "versions": _versions(),
-        "created_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "created_at": datetime.now(UTC).isoformat(timespec="seconds"),
     }
     if keep_weights:
         weights = save_weights(model, out_path.with_suffix(".pt"))

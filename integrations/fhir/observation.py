@@ -1,7 +1,8 @@
 """ECG Observation (SampledData, one component per lead) <-> EcgRecord, FHIR R4/R4B and R5 (docs/SPEC.md §3).
 
-Decoding is pure: bytes in, an EcgRecord or a DecodeError out. The structure is checked with the matching
-fhir.resources model; the sample arrays are parsed with numpy (sampled_data.py).
+Decoding is pure: bytes (JSON, or XML through xml.py) in, an EcgRecord or a DecodeError out. The structure is checked
+with the matching fhir.resources model; the sample arrays are parsed with numpy (sampled_data.py). The PoCD
+SampleArrayObservation chunks reuse the helpers here (sample_array.py).
 """
 from __future__ import annotations
 
@@ -11,14 +12,16 @@ from typing import Any
 import numpy as np
 
 from engine.errors import InvalidRecord
-from engine.record import STANDARD_LEADS, EcgRecord, canonical_lead, make_record
+from engine.record import STANDARD_LEADS, EcgRecord, canonical_lead, lead_and_mark, make_record
 from integrations.errors import DecodeError
 from integrations.fhir import codes
 from integrations.fhir.context import identifier, patient_reference
 from integrations.fhir.datetimes import parse_fhir_date, parse_fhir_datetime, to_fhir_datetime
 from integrations.fhir.sampled_data import format_microvolts, json_number, mv_per_unit, parse_data, sampling_rate_hz
 from integrations.fhir.validation import InvalidFhir, check_version, validate_resource
+from integrations.fhir.xml import is_xml, load_xml
 from integrations.identity import fhir_source_id
+from integrations.senders import SenderRule
 
 _SEX_BY_GENDER = {"male": "M", "female": "F"}
 _GENDER_BY_SEX = {"M": "male", "F": "female"}
@@ -30,19 +33,30 @@ _NOT_ANALYSABLE_STATUSES = ("entered-in-error", "cancelled")
 # ---------------------------------------------------------------------------------------------------------- decode
 
 
-def decode_observation(data: bytes, *, unitless_mv: float | None = None) -> EcgRecord:
-    """One FHIR Observation (JSON, UTF-8) -> EcgRecord in mV. Raises DecodeError with a reason free of patient data.
+def decode_observation(data: bytes, *, sender: SenderRule | None = None) -> EcgRecord:
+    """One FHIR Observation (JSON or XML, UTF-8) -> EcgRecord (a strip) in mV. Raises DecodeError with a reason free
+    of patient data.
 
-    `unitless_mv`: mV per unit for SampledData whose origin carries no unit (the FHIR R4 example sends raw ADC
-    counts); None rejects such messages.
+    `sender`: the sender's rule; its `mv_per_count` is the mV per unit for SampledData whose origin carries no unit
+    (the FHIR R4 example sends raw ADC counts). None (no rule) rejects such messages: there is no global default.
     """
-    doc = _load_json(data)
+    return decode_observation_doc(load_observation(data), sender=sender)
+
+
+def load_observation(data: bytes) -> dict[str, Any]:
+    """The Observation as its JSON dict, from JSON or XML bytes; refuses other resource types and withdrawn ECGs."""
+    doc = load_xml(data) if is_xml(data) else _load_json(data)
     if doc.get("resourceType") != "Observation":
         found = doc.get("resourceType")
         shown = repr(found[:40]) if isinstance(found, str) else "none"
         raise DecodeError(f"wrong resourceType {shown} (expected Observation)", "resource-type", ack_code="AR")
     if doc.get("status") in _NOT_ANALYSABLE_STATUSES:
         raise DecodeError(f"Observation status {doc['status']} is not analysable", "status")
+    return doc
+
+
+def validated_blocks(doc: dict[str, Any]) -> tuple[list[tuple[str, dict, dict]], str]:
+    """(SampledData blocks, FHIR version) after validating the document with that version's model."""
     blocks = _waveform_blocks(doc)
     if not blocks:
         raise DecodeError("Observation carries no SampledData", "no-data")
@@ -51,24 +65,43 @@ def decode_observation(data: bytes, *, unitless_mv: float | None = None) -> EcgR
         validate_resource(doc, version)
     except InvalidFhir as exc:
         raise DecodeError(str(exc), "fhir-invalid") from None
+    return blocks, version
 
+
+def decode_observation_doc(doc: dict[str, Any], *, sender: SenderRule | None) -> EcgRecord:
+    """decode_observation on an already loaded document."""
+    return decode_observation_detailed(doc, sender=sender)[0]
+
+
+def decode_leads(
+    doc: dict[str, Any], sender: SenderRule | None
+) -> tuple[list[str], list[np.ndarray], list[np.ndarray | None], list[float], tuple[str, ...]]:
+    """(leads as named, mV rows, E/U/L masks, rates, skipped non-ECG signals) of every SampledData block, shared by
+    strips and PoCD chunks. Non-ECG signals (pressure, pleth, respiration) are skipped and named; an ECG code this
+    decoder does not know is refused (its samples would be lost silently)."""
+    blocks, version = validated_blocks(doc)
+    unitless_mv = sender.mv_per_count if sender is not None else None
     leads: list[str] = []
     rows: list[np.ndarray] = []
     masks: list[np.ndarray | None] = []
     rates: list[float] = []
+    skipped: list[str] = []
     for where, concept, sd in blocks:
-        lead = _lead_of(concept)
+        lead = _ecg_lead(concept, where)
         if lead is None:
-            raise DecodeError(f"{where}: unknown lead{_code_hint(concept)}", "unknown-lead")
-        if lead in leads:
-            raise DecodeError(f"lead {lead} appears twice", "duplicate-lead")
+            skipped.append(_signal_name(concept, where))
+            continue
+        canonical = lead_and_mark(lead)[0]
+        if canonical in (lead_and_mark(n)[0] for n in leads):
+            raise DecodeError(f"lead {canonical} appears twice", "duplicate-lead")
         if sd.get("dimensions") != 1:
-            raise DecodeError(f"lead {lead}: SampledData dimensions must be 1 (one component per lead)", "sampled-data")
-        values, flagged = parse_data(sd.get("data"), lead)
+            raise DecodeError(f"lead {canonical}: SampledData dimensions must be 1 (one component per lead)",
+                              "sampled-data")
+        values, flagged = parse_data(sd.get("data"), canonical)
         origin = sd.get("origin") or {}
         scale = mv_per_unit(origin, unitless_mv)
-        factor = json_number(sd.get("factor", 1.0), f"lead {lead}: SampledData factor", "sampled-data")
-        offset = json_number(origin.get("value", 0.0), f"lead {lead}: SampledData origin value", "sampled-data")
+        factor = json_number(sd.get("factor", 1.0), f"lead {canonical}: SampledData factor", "sampled-data")
+        offset = json_number(origin.get("value", 0.0), f"lead {canonical}: SampledData origin value", "sampled-data")
         mv = (offset + factor * values) * scale
         if flagged is not None:
             mv[flagged] = 0.0  # flagged samples stay finite; the mask carries the information
@@ -76,8 +109,15 @@ def decode_observation(data: bytes, *, unitless_mv: float | None = None) -> EcgR
         rows.append(mv)
         masks.append(flagged)
         rates.append(sampling_rate_hz(sd, version))
+    return leads, rows, masks, rates, tuple(skipped)
 
-    lengths = {lead: row.size for lead, row in zip(leads, rows)}
+
+def decode_observation_detailed(doc: dict[str, Any], *, sender: SenderRule | None) -> tuple[EcgRecord, tuple[str, ...]]:
+    """The strip and the names of the non-ECG signals it skipped."""
+    leads, rows, masks, rates, skipped = decode_leads(doc, sender)
+    if not leads:
+        raise DecodeError(f"no ECG lead in the Observation (only {', '.join(skipped)})", "no-standard-leads")
+    lengths = {lead: row.size for lead, row in zip(leads, rows, strict=True)}
     if len(set(lengths.values())) > 1:
         shown = ", ".join(f"{lead}: {n}" for lead, n in lengths.items())
         raise DecodeError(f"leads have unequal lengths ({shown})", "length-mismatch")
@@ -91,7 +131,7 @@ def decode_observation(data: bytes, *, unitless_mv: float | None = None) -> EcgR
         return make_record(
             np.vstack(rows), leads, rates[0], _source_id(doc), flagged=flagged_all,
             source_format="fhir", **_metadata(doc),
-        )
+        ), skipped
     except DecodeError:
         raise
     except InvalidRecord as exc:  # the record contract (rate, duration, ...) seen from the codec: still a decode error
@@ -154,6 +194,44 @@ def _lead_of(concept: Any) -> str | None:
         if lead is not None:
             return lead
     return None
+
+
+_MONITORING_NAMES = {"mli", "mlii", "mliii", "mcl1", "mcl2", "mcl3", "mcl4", "mcl5", "mcl6", "v", "ecg"}
+_ECG_CODES = range(131072, 132096)  # MDC partition 2, terms 0..1023: the ECG block (potentials, lead names)
+
+
+def _ecg_lead(concept: Any, where: str) -> str | None:
+    """Lead name for an ECG signal (standard, or a monitoring name), None for a non-ECG signal; an ECG code we do
+    not know is refused (its samples would be lost silently)."""
+    lead = _lead_of(concept)
+    if lead is not None:
+        return lead
+    codings = [c for c in (concept or {}).get("coding") or [] if isinstance(c, dict)]
+    names = [concept.get("text") if isinstance(concept, dict) else None] + [c.get("display") for c in codings]
+    for name in names + [c.get("code") for c in codings]:
+        if isinstance(name, str):
+            short = name.strip().lower().removeprefix("mdc_ecg_elec_potl_").removeprefix("mdc_ecg_lead_")
+            if short in _MONITORING_NAMES:
+                return short.upper()
+    for c in codings:
+        code = c.get("code")
+        if c.get("system") in codes.MDC_SYSTEMS and isinstance(code, str) and code.isascii() and code.isdigit():
+            if int(code) == int(codes.MDC_ECG_ELEC_POTL):
+                return "ECG"  # MDC_ECG_ELEC_POTL: ECG, unspecified lead
+            if int(code) in _ECG_CODES:
+                raise DecodeError(f"{where}: unknown lead{_code_hint(concept)}", "unknown-lead")
+        if isinstance(code, str) and code.lower().startswith(("mdc_ecg_elec_potl", "mdc_ecg_lead")):
+            raise DecodeError(f"{where}: unknown lead{_code_hint(concept)}", "unknown-lead")
+    return None
+
+
+def _signal_name(concept: Any, where: str) -> str:
+    for c in (concept or {}).get("coding") or []:
+        if isinstance(c, dict):
+            for key in ("display", "code"):
+                if isinstance(c.get(key), str) and c[key].strip():
+                    return c[key].strip()[:40]
+    return where
 
 
 def _lead_from_name(name: Any) -> str | None:

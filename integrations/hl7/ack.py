@@ -9,8 +9,8 @@ from __future__ import annotations
 import itertools
 import os
 import time
+from datetime import UTC, datetime
 from functools import lru_cache
-from datetime import datetime, timezone
 from typing import Any, Literal
 
 from hl7apy.core import Segment
@@ -91,7 +91,7 @@ def make_ack(
         h.get("sending_app") or "", h.get("sending_facility") or "", h.get("trigger_event") or "",
         h.get("processing_id") or "P",
     )
-    msh[6], msh[9] = format_dtm(now or datetime.now(timezone.utc)), _control_id()  # MSH-7, MSH-10: ours, no escaping
+    msh[6], msh[9] = format_dtm(now or datetime.now(UTC)), _control_id()  # MSH-7, MSH-10: ours, no escaping
 
     msa = Segment("MSA", version=ACK_VERSION)
     msa.msa_1 = code

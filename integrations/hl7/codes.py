@@ -1,4 +1,4 @@
-"""MDC (ISO/IEEE 11073-10101) codes the HL7 codec reads and writes (docs/SPEC.md §2).
+"""MDC (ISO/IEEE 11073-10101) codes the HL7 codec reads and writes (docs/SPEC.md §2, §11).
 
 Codes are 32-bit: partition << 16 | term code. Leads come in two families, both accepted on input:
 MDC_ECG_ELEC_POTL_* (the waveform's electric potential, what IHE PCD-01 sends) and MDC_ECG_LEAD_* (lead names).
@@ -74,10 +74,31 @@ def lead_from_code(identifier: str, text: str) -> str | None:
     return by_code or by_text
 
 
+# Monitoring leads (docs/SPEC.md §11): names as sent, mapped and marked by engine.record.lead_and_mark. 131328
+# (MDC_ECG_ELEC_POTL, "ECG, unspecified lead") is one channel of unknown position.
+_MONITORING_NAMES = {"MLI", "MLII", "MLIII", "MCL1", "MCL2", "MCL3", "MCL4", "MCL5", "MCL6", "V", "ECG"}
+_PREFIXES = ("MDC_ECG_ELEC_POTL_", "MDC_ECG_LEAD_", "LEAD ")
+
+
+def monitoring_lead(identifier: str, text: str) -> str | None:
+    """A monitoring lead name (MLII, MCL1, V, ECG) from OBX-3's code or text, else None."""
+    for value in (identifier.strip(), text.strip()):
+        upper = value.upper()
+        if upper in (str(ECG_ELEC_POTL_BASE[0]), ECG_ELEC_POTL_BASE[1]):
+            return "ECG"
+        for prefix in _PREFIXES:
+            if upper.startswith(prefix):
+                upper = upper[len(prefix):]
+                break
+        if upper in _MONITORING_NAMES:
+            return upper
+    return None
+
+
 def is_ecg_code(identifier: str, text: str) -> bool:
     """True for anything in the ECG potential/lead families, known to us or not (used to word errors)."""
     ident = identifier.strip()
-    if ident.isdigit() and 131072 <= int(ident) <= 131583:
+    if ident.isascii() and ident.isdigit() and 131072 <= int(ident) <= 131583:
         return True
     return text.strip().upper().startswith(("MDC_ECG_ELEC_POTL", "MDC_ECG_LEAD"))
 
@@ -156,9 +177,49 @@ def is_data_range(identifier: str, text: str) -> bool:
     return DATA_RANGE_MNEMONIC in (identifier.strip().upper(), text.strip().upper())
 
 
+def voltage_or_counts(code: str, text: str) -> float | None:
+    """mV per unit for a voltage unit, None for counts (no unit, MDC_DIM_DIMLESS); UnknownUnit otherwise."""
+    if is_counts(code, text):
+        return None
+    return mv_per_unit(code, text, 1.0)
+
+
+# Child attributes of a waveform (docs/SPEC.md §11). The Mindray eGateway layout sends the resolution with its code,
+# INOP as an event code; 67917 and 196660 are those codes (partition 1 and 3 of ISO/IEEE 11073-10101).
+RESOLUTION = (67917, "MDC_ATTR_NU_MSMT_RES")
+INOP = (196660, "MDC_EVT_INOP")
+# Words in an attribute mnemonic that say it changes the scale or offset of the samples: an attribute with one of
+# these that the decoder does not read is refused rather than ignored (a missed scale hides every T wave).
+_SCALING_WORDS = ("SCALE", "CALIB", "GAIN", "SENSITIV", "OFFSET", "BASELINE", "FACTOR", "RESOL", "_RES", "UNIT",
+                  "ZERO", "AMPL")
+
+
+def attribute_kind(identifier: str, text: str, samp_rate_codes: tuple[int, ...] | frozenset[int]) -> str:
+    """What a child OBX (anything but a waveform) is: 'rate', 'resolution', 'range', 'inop', 'scaling' (a scale
+    statement not understood), 'unidentified' (no mnemonic and an unknown code) or 'other' (named, not scaling)."""
+    ident, name = identifier.strip().upper(), text.strip().upper()
+    if is_samp_rate(identifier, text, samp_rate_codes):
+        return "rate"
+    mnemonic = name or (ident if not ident.lstrip("-").isdigit() else "")
+    code = int(ident) if ident.isascii() and ident.isdigit() else None
+    if mnemonic:
+        if mnemonic == RESOLUTION[1]:
+            return "resolution"
+        if mnemonic == DATA_RANGE_MNEMONIC:
+            return "range"
+        if mnemonic == INOP[1]:
+            return "inop"
+        return "scaling" if any(w in mnemonic for w in _SCALING_WORDS) else "other"
+    if code == RESOLUTION[0]:
+        return "resolution"
+    if code == INOP[0]:
+        return "inop"
+    return "unidentified"
+
+
 __all__ = [
     "CODING_SYSTEM", "LEAD_CODES", "ECG_ELEC_POTL_BASE", "elec_potl", "lead_from_code", "is_ecg_code",
     "LeadConflict", "UNIT_MILLI_VOLT", "UNIT_MICRO_VOLT", "UNIT_PER_SEC", "mv_per_unit", "UnknownUnit",
     "is_per_second", "SAMP_RATE_MNEMONIC", "DATA_RANGE_MNEMONIC", "DEFAULT_SAMP_RATE_CODES", "is_samp_rate",
-    "is_data_range",
+    "is_data_range", "monitoring_lead", "voltage_or_counts", "RESOLUTION", "INOP", "attribute_kind",
 ]

@@ -9,7 +9,7 @@ Segments are built with hl7apy, with two shortcuts measured necessary for "well 
 from __future__ import annotations
 
 import hashlib
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from typing import Literal
 
 import numpy as np
@@ -46,7 +46,7 @@ def encode_oru(
         raise ValueError("unit must be 'uV' or 'mV'")
     signal, leads = ordered_standard(record)
     micro = np.rint(signal.astype(np.float64) * 1000.0).astype(np.int64)
-    now = message_time or datetime.now(timezone.utc)
+    now = message_time or datetime.now(UTC)
     start = record.acquired_at or now
     device = device_id or record.device_id or _derived_eui64(sending_app)
 

@@ -12,6 +12,7 @@ from datetime import date, datetime, timedelta, timezone, tzinfo
 
 from integrations.errors import DecodeError
 
+
 @dataclass(frozen=True)
 class Delimiters:
     field: str = "|"

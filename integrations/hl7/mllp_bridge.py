@@ -15,8 +15,7 @@ import hashlib
 import inspect
 import logging
 import time
-from collections.abc import Awaitable, Callable, Iterable
-from datetime import tzinfo
+from collections.abc import Awaitable, Callable
 from functools import partial
 from typing import Any, Protocol
 
@@ -24,11 +23,13 @@ from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, G
 
 from engine.errors import InvalidRecord
 from engine.record import EcgRecord
+from integrations.chunk import Chunk
+from integrations.decode import decode_message
 from integrations.errors import DecodeError
-from integrations.hl7 import codes
 from integrations.hl7.ack import make_ack
-from integrations.hl7.decode import DEFAULT_COUNTS_SCALE_MV, decode_oru, parse_header
+from integrations.hl7.decode import parse_header
 from integrations.hl7.mllp_framing import DEFAULT_MAX_MESSAGE_BYTES, Frame, FrameReader, Oversize, frame
+from integrations.senders import NO_RULES
 
 log = logging.getLogger("twiwatch.mllp")
 
@@ -65,7 +66,10 @@ class MllpBridge:
     deadletter(raw, reason, error_class, *, code, original_size, original_sha256): records a refused message
         (raw is the first 1 MiB when over the limit). Same calling rules as produce. If it fails, the sender gets
         AR (retry later) rather than an AE whose reason nobody could read back.
-    key_for(record): Kafka key for a decoded record (a keyed hash of the patient id, never the id itself).
+    key_for(decoded): Kafka key for a decoded strip (a keyed hash of the patient id, never the id itself) or monitor
+        chunk (a keyed hash of its stream, so a bed's chunks stay in order).
+    decode(raw): the check before the ACK; the default takes ORU^R01 strips with no sender rules (the process passes
+        `integrations.decode.decode_message` with the site's rules, which also routes PCD-01 chunks and ORU^W01).
     web_port: HTTP port for /healthz and /metrics (0 = any free port, None = no HTTP).
     """
 
@@ -75,12 +79,10 @@ class MllpBridge:
         port: int,
         produce: ProduceFn,
         deadletter: DeadLetterFn,
-        key_for: Callable[[EcgRecord], bytes],
+        key_for: Callable[[EcgRecord | Chunk], bytes],
         *,
         max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES,
-        samp_rate_codes: Iterable[int | str] = codes.DEFAULT_SAMP_RATE_CODES,
-        counts_scale_mv: float = DEFAULT_COUNTS_SCALE_MV,
-        assume_tz: tzinfo | None = None,
+        decode: Callable[[bytes], EcgRecord | Chunk] | None = None,
         produce_timeout_s: float = 30.0,
         web_host: str | None = None,
         web_port: int | None = None,
@@ -90,8 +92,7 @@ class MllpBridge:
         self.host, self._port = host, port
         self._produce, self._deadletter, self._key_for = produce, deadletter, key_for
         self.max_message_bytes = max_message_bytes
-        self._decode = partial(decode_oru, samp_rate_codes=tuple(samp_rate_codes), counts_scale_mv=counts_scale_mv,
-                               assume_tz=assume_tz)
+        self._decode = decode or partial(decode_message, fmt="hl7", rules=NO_RULES)
         self.produce_timeout_s = produce_timeout_s
         self.web_host, self._web_port = web_host or host, web_port
         self.registry = registry or CollectorRegistry()
@@ -297,7 +298,7 @@ def run_mllp_bridge(
     max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES,
     *,
     deadletter: DeadLetterFn,
-    key_for: Callable[[EcgRecord], bytes],
+    key_for: Callable[[EcgRecord | Chunk], bytes],
     **options: Any,
 ) -> Awaitable[None]:
     """Coroutine that runs an MllpBridge until cancelled (options: see MllpBridge)."""

@@ -14,6 +14,7 @@ _MINUS, _PLUS, _POINT = ord("-"), ord("+"), ord(".")
 # float64 holds integers exactly up to 2**53 (~9.0e15): 15 significant digits are always exact.
 _MAX_DIGITS = 15
 _POW10 = 10.0 ** np.arange(0, 23)  # 10**k is exact in float64 for k <= 22
+_INT_BYTES = b"0123456789-"
 
 
 class SampleError(ValueError):
@@ -29,7 +30,17 @@ def parse_na(payload: bytes, sep: bytes = b"^") -> np.ndarray:
     if not payload:
         raise SampleError(0, "is empty (no samples)")
     # A separator that is itself part of number syntax (never seen, but legal ER7) takes the slow path.
-    fast = _parse_plain_decimals(payload, sep[0]) if sep not in (b"+", b"-", b".") else None
+    if sep in (b"+", b"-", b"."):
+        return _parse_slow(payload, sep)
+    # Integer counts (monitor chunks, µV strips): after deleting digits, minus signs and separators nothing may be
+    # left (bytes.translate runs in C); then numpy's int parse is ~4x faster than the general decimal path. Any
+    # token int() refuses (empty, a lone sign, 19+ digits) falls through to the paths that name the bad sample.
+    if not payload.translate(None, _INT_BYTES + sep):
+        try:
+            return np.array(payload.split(sep), dtype=np.int64).astype(np.float64)
+        except (ValueError, OverflowError):
+            pass
+    fast = _parse_plain_decimals(payload, sep[0])
     return fast if fast is not None else _parse_slow(payload, sep)
 
 

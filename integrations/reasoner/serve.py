@@ -301,7 +301,7 @@ class ShimServer:
         self.metrics.ready.set(1)
 
     @contextlib.contextmanager
-    def running(self) -> Iterator["ShimServer"]:
+    def running(self) -> Iterator[ShimServer]:
         """Serve HTTP on an event loop in a background thread for the duration of the block."""
         loop = asyncio.new_event_loop()
         started = threading.Event()

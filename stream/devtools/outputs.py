@@ -49,6 +49,21 @@ def _read_all(consumer: KafkaConsumer, topic: str) -> list:
     return out
 
 
+def read_chunks(s: ToolSettings) -> list[dict]:
+    """Everything on the chunks topic so far: {"key", "record" (EcgRecord), "meta", "partition", "offset"}."""
+    from stream import envelope
+
+    consumer = _consumer(s)
+    try:
+        out = []
+        for r in _read_all(consumer, s.topic_chunks):
+            record, meta = envelope.unpack(r.value)
+            out.append({"key": r.key, "record": record, "meta": meta, "partition": r.partition, "offset": r.offset})
+        return out
+    finally:
+        consumer.close()
+
+
 def report_identity(bundle: dict) -> tuple[str, str]:
     report = report_resource(bundle)
     ident = report["identifier"][0]["value"]

@@ -1,4 +1,4 @@
-"""The EcgRecord contract (docs/SPEC.md §10) and the internal envelope, on real recordings from samples/."""
+"""The EcgRecord contract (docs/SPEC.md §10, §11) and the internal envelope, on real recordings from samples/."""
 import numpy as np
 import pytest
 
@@ -96,3 +96,28 @@ def test_envelope_round_trip_is_exact(recordings):
     assert (back.leads, back.fs, back.patient_id, back.acquired_at, back.sex, back.bed) == (
         rec.leads, rec.fs, rec.patient_id, rec.acquired_at, rec.sex, rec.bed)
     assert source == {"topic": "t", "offset": 5}
+
+
+def test_monitoring_names_map_with_marks():
+    rec = make_record(_sig(3, 3), ["MLII", "MCL1", "V"], 500, "x")
+    assert rec.leads == ("II", "V1", "V") and rec.standard_leads == ("II", "V1")
+    assert rec.approximated_leads == ("II", "V1") and rec.unknown_position_leads == ("V",)
+    with pytest.raises(InvalidRecord) as err:
+        make_record(_sig(2, 3), ["II", "MLII"], 500, "x")
+    assert err.value.code == "duplicate-lead"
+
+
+def test_chunk_rules_differ_from_strip_rules():
+    # one second of one unnamed ECG channel: a valid chunk, a dead letter as a strip
+    one = make_record(_sig(1, seconds=1.0), ["ECG"], 250, "x", kind="chunk")
+    assert one.unknown_position_leads == ("ECG",) and one.standard_leads == ()
+    with pytest.raises(InvalidRecord) as err:
+        make_record(_sig(1, seconds=1.0), ["ECG"], 250, "x")
+    assert err.value.code == "no-standard-leads"
+    assert make_record(_sig(1, seconds=1 / 500), ["II"], 500, "x", kind="chunk").n_samples == 1
+    with pytest.raises(InvalidRecord) as err:
+        make_record(_sig(1, seconds=61.0, fs=100), ["II"], 100, "x", kind="chunk")
+    assert err.value.code == "too-long"
+    with pytest.raises(InvalidRecord) as err:
+        make_record(_sig(1, seconds=1.0), ["vx"], 250, "x", kind="chunk")
+    assert err.value.code == "no-standard-leads"

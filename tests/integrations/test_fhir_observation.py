@@ -4,8 +4,8 @@ from __future__ import annotations
 import copy
 import json
 import time
-from datetime import datetime, timezone
-from functools import lru_cache
+from datetime import UTC, datetime
+from functools import cache
 from pathlib import Path
 
 import numpy as np
@@ -16,13 +16,14 @@ from integrations.errors import DecodeError
 from integrations.fhir import codes
 from integrations.fhir.observation import build_observation, decode_observation, encode_observation
 from integrations.fhir.validation import InvalidFhir, validate_resource
+from integrations.senders import SenderMatch, SenderRule
 
 ROOT = Path(__file__).resolve().parents[2]
 SHARED_DATA = ROOT.parent / "shared" / "data"
 LUDB_DIR = "lobachevsky-university-electrocardiography-database-1.0.1"
 
 
-@lru_cache(maxsize=None)
+@cache
 def recording_path(dataset: str, record: str) -> Path | None:
     """WFDB record path (without extension): the project's samples/ first, then ../shared/data; None if neither has it.
 
@@ -50,7 +51,7 @@ def read_recording(dataset: str, record: str) -> EcgRecord:
     raw = wfdb.rdrecord(str(path))
     return make_record(
         raw.p_signal.T, raw.sig_name, raw.fs, f"wfdb:{dataset}/{record}", source_format="wfdb",
-        patient_id=f"{dataset}-{record}", acquired_at=datetime(2021, 3, 4, 5, 6, 7, tzinfo=timezone.utc),
+        patient_id=f"{dataset}-{record}", acquired_at=datetime(2021, 3, 4, 5, 6, 7, tzinfo=UTC),
     )
 
 
@@ -192,7 +193,7 @@ def test_r4_period_message():
     expected = (2048 + 1.612 * np.array(_ints(300, 2))) / 1000.0
     assert np.allclose(rec.lead("II"), expected, atol=1e-6)
     assert rec.patient_id == "example-123"
-    assert rec.acquired_at == datetime(2015, 2, 19, 8, 30, 35, tzinfo=timezone.utc)
+    assert rec.acquired_at == datetime(2015, 2, 19, 8, 30, 35, tzinfo=UTC)
     assert rec.device_id == "12 lead EKG Device Metric"
     assert rec.source_id == "fhir:urn:example:ecg|ecg-42"
 
@@ -240,7 +241,7 @@ def test_units(origin, scale):
 
 def test_unitless_scale_is_configurable():
     doc = _bytes(example_observation([_component("131330", [10] * 300, origin={"value": 2048}, factor=1.612)]))
-    rec = decode_observation(doc, unitless_mv=0.001)
+    rec = decode_observation(doc, sender=SenderRule(name="t", match=SenderMatch(fhir_source="x"), mv_per_count=0.001))
     assert np.allclose(rec.signal, (2048 + 16.12) / 1000)
 
 

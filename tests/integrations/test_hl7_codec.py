@@ -4,7 +4,7 @@ The helpers at the top are shared with tests/test_mllp.py.
 """
 from __future__ import annotations
 
-from datetime import date, datetime, timezone
+from datetime import UTC, date, datetime, timezone
 from pathlib import Path
 
 import numpy as np
@@ -41,7 +41,7 @@ def sample_record(name: str, **meta) -> EcgRecord:
     """A real recording as an EcgRecord, with test metadata that lets tests look for leaks."""
     rec = wfdb.rdrecord(str(sample_path(name)))
     defaults = dict(patient_id=PATIENT_MARK, sex="F", birth_date=BIRTH, bed="Bed 7",
-                    acquired_at=datetime(2024, 5, 6, 7, 8, 9, tzinfo=timezone.utc), device_id="0011223344556677")
+                    acquired_at=datetime(2024, 5, 6, 7, 8, 9, tzinfo=UTC), device_id="0011223344556677")
     defaults.update(meta)
     return make_record(rec.p_signal.T, rec.sig_name, float(rec.fs), f"wfdb:{name}", **defaults)
 
@@ -94,9 +94,15 @@ from hl7apy.parser import parse_message, parse_segment
 from integrations.errors import DecodeError
 from integrations.hl7 import codes
 from integrations.hl7.ack import make_ack
-from integrations.hl7.decode import decode_oru, parse_header
+from integrations.hl7.decode import decode_oru, decode_oru_detailed, parse_header
 from integrations.hl7.numarray import SampleError, parse_na
 from integrations.identity import hl7_source_id
+from integrations.senders import SenderMatch, SenderRule
+
+
+def rule(mv_per_count: float) -> SenderRule:
+    """A sender rule that says what one raw count is worth (there is no global default any more)."""
+    return SenderRule(name="test", match=SenderMatch(hl7_app="TWIWATCH-REPLAY"), mv_per_count=mv_per_count)
 
 STANDARD = ("I", "II", "III", "aVR", "aVL", "aVF", "V1", "V2", "V3", "V4", "V5", "V6")
 
@@ -104,7 +110,7 @@ STANDARD = ("I", "II", "III", "aVR", "aVL", "aVF", "V1", "V2", "V3", "V4", "V5",
 def test_decode_equals_hl7apy_full_parse_on_real_12_lead():
     """docs/SPEC.md §2: prove the numpy decode equal to a full hl7apy parse (one real 10-s 12-lead, ~5 s)."""
     msg = message("ludb/data/1", control_id="EQ-1")
-    rec = decode_oru(msg)
+    rec = decode_oru(msg, sender=None)
     parsed = parse_message(msg.decode(), find_groups=True)
     result = parsed.oru_r01_patient_result
     obs = result.oru_r01_order_observation.oru_r01_observation
@@ -131,7 +137,7 @@ def test_decode_equals_hl7apy_full_parse_on_real_12_lead():
 
 def test_decode_equals_python_hl7_on_millivolt_message():
     msg = message("ludb/data/3", unit="mV")
-    rec = decode_oru(msg)
+    rec = decode_oru(msg, sender=None)
     parsed = hl7.parse(msg.decode())
     for obx in parsed.segments("OBX"):
         if str(obx[2]) != "NA":
@@ -154,7 +160,7 @@ def test_header_fields_equal_hl7apy_segment_parse():
 @pytest.mark.parametrize("unit", ["uV", "mV"])
 def test_round_trip_real_recordings(name, unit):
     original = sample_record(name)
-    rec = decode_oru(encode_oru(original, control_id=f"RT-{unit}", unit=unit))
+    rec = decode_oru(encode_oru(original, control_id=f"RT-{unit}", unit=unit), sender=None)
     assert rec.leads == STANDARD
     assert rec.fs == original.fs and rec.n_samples == original.n_samples
     assert_close_to_resolution(rec.signal, original.signal)
@@ -167,7 +173,7 @@ def test_round_trip_real_recordings(name, unit):
 
 def test_special_characters_survive_escaping():
     original = sample_record("ludb/data/1", patient_id="A|B^C&D~E\\F", bed="ICU|3^b")
-    rec = decode_oru(encode_oru(original, control_id="ESC|1^x"))
+    rec = decode_oru(encode_oru(original, control_id="ESC|1^x"), sender=None)
     assert rec.patient_id == "A|B^C&D~E\\F" and rec.bed == "ICU|3^b"
     assert rec.source_id.endswith("|ESC|1^x")  # MSH-10 unescaped: the sender's control id itself
 
@@ -178,11 +184,13 @@ def test_raw_counts_use_configured_scale():
     def strip_units(segs):
         for i in wave_indices(segs):
             segs[i] = set_field(segs[i], 6, b"")
+        # a counts feed states no data range in µV either (that range would contradict a 2.5 µV count)
+        segs[:] = [s for s in segs if b"MDC_ATTR_DATA_RANGE" not in s]
 
     counts = edit(msg, strip_units)  # the µV integers, now unit-less = raw counts
-    ref = decode_oru(msg)
-    np.testing.assert_allclose(decode_oru(counts, counts_scale_mv=0.001).signal, ref.signal, rtol=0, atol=1e-7)
-    np.testing.assert_allclose(decode_oru(counts, counts_scale_mv=0.0025).signal, ref.signal * 2.5, rtol=1e-6)
+    ref = decode_oru(msg, sender=None)
+    np.testing.assert_allclose(decode_oru(counts, sender=rule(0.001)).signal, ref.signal, rtol=0, atol=1e-7)
+    np.testing.assert_allclose(decode_oru(counts, sender=rule(0.0025)).signal, ref.signal * 2.5, rtol=1e-6)
 
 
 @pytest.mark.parametrize("unit_field, factor", [
@@ -193,11 +201,12 @@ def test_unit_conversion(unit_field, factor):
     msg = message()
 
     def relabel(segs):
-        for i in wave_indices(segs):
-            segs[i] = set_field(segs[i], 6, unit_field)
+        for i, s in enumerate(segs):  # the waves and their data ranges: both in the same unit
+            if i in wave_indices(segs) or b"MDC_ATTR_DATA_RANGE" in s:
+                segs[i] = set_field(s, 6, unit_field)
 
-    ref = decode_oru(msg).signal.astype(np.float64)
-    got = decode_oru(edit(msg, relabel), counts_scale_mv=0.001).signal.astype(np.float64)
+    ref = decode_oru(msg, sender=None).signal.astype(np.float64)
+    got = decode_oru(edit(msg, relabel), sender=rule(0.001)).signal.astype(np.float64)
     np.testing.assert_allclose(got, ref * factor, rtol=1e-6, atol=1e-7)
 
 
@@ -212,17 +221,18 @@ def _rate_obx(segs, fn):
     (b"67980^MDC_ATTR_SAMP_RATE^MDC", (0,), True),          # mnemonic decides whatever the code
     (b"67980", (0, 67980), True),                           # bare configured code
     (b"12345", ("12345",), True),                           # vendor code from settings (string form)
-    (b"0", (67980,), False),                                # bare code 0 not configured
+    (b"0", (67980,), False),                                # bare code 0 not configured: names nothing
     (b"67980^MDC_ATTR_TIME_PD_OP_HRS^MDC", (0, 67980), False),  # another attribute's mnemonic wins
 ])
 def test_sample_rate_attribute_matching(obx3, codes_cfg, ok):
     msg = edit(message(), lambda segs: _rate_obx(segs, lambda s: set_field(s, 3, obx3)))
     if ok:
-        assert decode_oru(msg, samp_rate_codes=codes_cfg).fs == 500.0
+        assert decode_oru(msg, samp_rate_codes=codes_cfg, sender=None).fs == 500.0
     else:
         with pytest.raises(DecodeError) as e:
-            decode_oru(msg, samp_rate_codes=codes_cfg)
-        assert e.value.code == "sampling-rate"
+            decode_oru(msg, samp_rate_codes=codes_cfg, sender=None)
+        # an attribute named by nothing we know could be a scale: refused, not ignored
+        assert e.value.code == ("unknown-attribute" if obx3 == b"0" else "sampling-rate")
 
 
 def test_single_rate_obx_applies_to_all_leads():
@@ -231,7 +241,7 @@ def test_single_rate_obx_applies_to_all_leads():
         for i in reversed(rate_rows[1:]):
             del segs[i]
 
-    assert decode_oru(edit(message(), keep_first_rate)).fs == 500.0
+    assert decode_oru(edit(message(), keep_first_rate), sender=None).fs == 500.0
 
 
 @pytest.mark.parametrize("style", ["lead-codes", "lead-mnemonic-only", "plain-names"])
@@ -248,8 +258,8 @@ def test_lead_code_families(style):
             }[style]
             segs[i] = set_field(segs[i], 3, value.encode())
 
-    ref = decode_oru(msg)
-    got = decode_oru(edit(msg, recode))
+    ref = decode_oru(msg, sender=None)
+    got = decode_oru(edit(msg, recode), sender=None)
     assert got.leads == STANDARD
     np.testing.assert_array_equal(got.signal, ref.signal)
 
@@ -262,7 +272,7 @@ def test_shuffled_lead_order_gives_canonical_record():
     rng = np.random.default_rng(7)
     order = rng.permutation(len(groups))
     shuffled = join(head + [s for g in order for s in groups[g]])
-    a, b = decode_oru(msg), decode_oru(shuffled)
+    a, b = decode_oru(msg, sender=None), decode_oru(shuffled, sender=None)
     assert b.leads == STANDARD
     np.testing.assert_array_equal(a.signal, b.signal)
 
@@ -270,7 +280,7 @@ def test_shuffled_lead_order_gives_canonical_record():
 @pytest.mark.parametrize("sep", [b"\n", b"\r\n"])
 def test_line_endings_tolerated(sep):
     msg = message()
-    assert decode_oru(msg.replace(b"\r", sep)).n_samples == 5000
+    assert decode_oru(msg.replace(b"\r", sep), sender=None).n_samples == 5000
 
 
 def test_subset_of_leads_is_valid():
@@ -280,19 +290,20 @@ def test_subset_of_leads_is_valid():
         for j in sorted(drop, reverse=True):
             del segs[j]
 
-    rec = decode_oru(edit(message(), keep_two))
+    rec = decode_oru(edit(message(), keep_two), sender=None)
     assert rec.leads == ("I", "II") and rec.absent_leads[0] == "III"
 
 
-def test_unknown_waveform_can_be_skipped():
+def test_non_ecg_waveforms_are_skipped_and_named():
     def add_pleth(segs):
         segs.append(b"OBX|99|NA|150452^MDC_PULS_OXIM_PLETH^MDC|1.2.1.1|1^2^3|262656^MDC_DIM_DIMLESS^MDC")
+        # its own children go with it, even one that would be refused on an ECG lead
+        segs.append(b"OBX|100|NM|0^MDC_ATTR_SCALE_SPECN_I16^MDC|1.2.1.1.1|7")
 
     msg = edit(message(), add_pleth)
-    with pytest.raises(DecodeError) as e:
-        decode_oru(msg)
-    assert e.value.code == "unknown-lead"
-    assert decode_oru(msg, skip_unknown_waveforms=True).leads == STANDARD
+    rec, skipped = decode_oru_detailed(msg, sender=None)
+    assert rec.leads == STANDARD and skipped == ("MDC_PULS_OXIM_PLETH",)
+    np.testing.assert_array_equal(rec.signal, decode_oru(message(), sender=None).signal)
 
 
 # --- every refusal: (mutation, code, ack) ------------------------------------------------------------
@@ -398,7 +409,7 @@ ERROR_CASES = [
     ("bad-unit", _set(b"OBX|1|", 6, b"266016^MDC_DIM_MMHG^MDC"), "unit", "AE"),
     ("unit-code-text-conflict", _set(b"OBX|1|", 6, b"266418^MDC_DIM_MICRO_VOLT^MDC"), "unit", "AE"),
     ("no-unit-decimals", lambda m: _payload(0, lambda p: p.replace(b"^", b".5^", 1))(_set(b"OBX|1|", 6, b"")(m)),
-     "unit", "AE"),
+     "no-scale", "AE"),  # no unit and no sender rule: the scale is unknown
     ("superscript-lead-code", _set(b"OBX|1|", 3, "131329\u00b2^^MDC".encode()), "unknown-lead", "AE"),
     ("multiplexed", _set(b"OBX|1|", 2, b"MA"), "unsupported-value-type", "AE"),
     ("no-rate", _drop_rates, "sampling-rate", "AE"),
@@ -424,7 +435,7 @@ def good_message() -> bytes:
 def test_refusals(good_message, name, mutate, code, ack):
     bad = mutate(good_message)
     with pytest.raises(DecodeError) as e:
-        decode_oru(bad)
+        decode_oru(bad, sender=None)
     err = e.value
     assert (err.code, err.ack_code) == (code, ack), err.reason
     assert err.reason and PATIENT_MARK not in err.reason and "1961" not in err.reason
@@ -441,13 +452,13 @@ def test_non_utf8_reason_gives_offset(good_message):
     bad = good_message.replace(b"PID|", b"PID|\xff", 1)
     offset = bad.index(b"\xff")
     with pytest.raises(DecodeError, match=f"offset {offset}$"):
-        decode_oru(bad)
+        decode_oru(bad, sender=None)
 
 
 def test_latin1_declared_in_msh18_is_accepted(good_message):
     msg = edit(good_message, lambda segs: segs.__setitem__(0, set_field(segs[0], 17, b"8859/1")))
     msg = msg.replace(b"Bed 7", "Bett Süd".encode("latin-1"))
-    assert decode_oru(msg).bed == "Bett Süd"
+    assert decode_oru(msg, sender=None).bed == "Bett Süd"
 
 
 def test_parse_header_survives_a_broken_body(good_message):
@@ -524,20 +535,19 @@ def test_na_parser_errors(payload, index):
 
 def test_hl7_times_without_an_offset_take_the_configured_site_zone():
     from datetime import timedelta
+    from zoneinfo import ZoneInfo
 
-    from stream.config import ToolSettings
-    from stream.stages import decode_message
+    from integrations.decode import decode_message
+    from integrations.senders import NO_RULES
 
     record = sample_record("ludb/data/1").replace(acquired_at=datetime(2024, 1, 15, 10, 30))  # no zone
     msg = encode_oru(record, control_id="CTRL-TZ")
     assert b"20240115103000|" in msg or b"20240115103000^" in msg or b"20240115103000\r" in msg
-    naive = decode_message(msg, "hl7", ToolSettings()).acquired_at
-    berlin = decode_message(msg, "hl7", ToolSettings(hl7_timezone="Europe/Berlin")).acquired_at
-    assert naive.tzinfo is not None and berlin.tzinfo is not None  # FHIR needs a zone on every time
-    assert naive.replace(tzinfo=None) == berlin.replace(tzinfo=None)  # the same wall-clock time ...
-    assert naive - berlin == berlin.utcoffset() != timedelta(0)  # ... read in the site's zone
-    with pytest.raises(ValueError, match="unknown time zone"):
-        ToolSettings(hl7_timezone="Mars/Olympus_Mons")
+    utc = decode_message(msg, "hl7", NO_RULES, assume_tz=UTC).acquired_at
+    berlin = decode_message(msg, "hl7", NO_RULES, assume_tz=ZoneInfo("Europe/Berlin")).acquired_at
+    assert utc.tzinfo is not None and berlin.tzinfo is not None  # FHIR needs a zone on every time
+    assert utc.replace(tzinfo=None) == berlin.replace(tzinfo=None)  # the same wall-clock time ...
+    assert utc - berlin == berlin.utcoffset() != timedelta(0)  # ... read in the site's zone
 
 
 def test_prior_order_is_by_instant_not_by_text():
@@ -546,7 +556,7 @@ def test_prior_order_is_by_instant_not_by_text():
     from engine.record import iso_utc
 
     early = datetime(2024, 1, 1, 10, 0, tzinfo=timezone(timedelta(hours=2)))  # 08:00 UTC
-    late = datetime(2024, 1, 1, 9, 0, tzinfo=timezone.utc)
+    late = datetime(2024, 1, 1, 9, 0, tzinfo=UTC)
     assert iso_utc(early) < iso_utc(late)
 
 
@@ -561,12 +571,12 @@ def test_pid3_assigning_authority_names_the_identifier_system(pid3, system):
 
     msg = edit(message(), lambda segs: [segs.__setitem__(i, set_field(s, 3, pid3))
                                         for i, s in enumerate(segs) if s.startswith(b"PID|")])
-    rec = decode_oru(msg)
+    rec = decode_oru(msg, sender=None)
     assert (rec.patient_id, rec.patient_system) == ("123456", system)
     # an MRN is never sent to the EHR as a literal Patient/<id> reference
     want = {"system": system, "value": "123456"} if system else {"value": "123456"}
     assert patient_reference(rec.patient_id, rec.patient_system) == {"type": "Patient", "identifier": want}
-    again = decode_oru(encode_oru(rec, control_id="RT"))  # the authority survives our own encoder
+    again = decode_oru(encode_oru(rec, control_id="RT"), sender=None)  # the authority survives our own encoder
     assert (again.patient_id, again.patient_system) == ("123456", system)
     # the same MRN from another issuer, or as a FHIR logical id, is another patient
     key = patient_key(rec.patient_id, "s", system=rec.patient_system)
@@ -576,7 +586,10 @@ def test_pid3_assigning_authority_names_the_identifier_system(pid3, system):
 def test_unit_less_decimals_are_millivolts_only_where_the_site_says_so():
     mv = edit(message(unit="mV"), lambda segs: [segs.__setitem__(i, set_field(segs[i], 6, b""))
                                                  for i in wave_indices(segs)])
+    with pytest.raises(DecodeError) as e:
+        decode_oru(mv, sender=None)  # no unit, no resolution, no sender rule: no scale (no global default)
+    assert e.value.code == "no-scale"
     with pytest.raises(DecodeError, match="not integer counts"):
-        decode_oru(mv)  # default: unit-less values are 1 uV counts, and decimals cannot be counts
-    np.testing.assert_allclose(decode_oru(mv, counts_scale_mv=1.0).signal, decode_oru(message(unit="mV")).signal,
-                               atol=1e-6)
+        decode_oru(mv, sender=rule(0.001))  # decimals cannot be counts
+    as_mv = decode_oru(message(unit="mV"), sender=None).signal
+    np.testing.assert_allclose(decode_oru(mv, sender=rule(1.0)).signal, as_mv, atol=1e-6)

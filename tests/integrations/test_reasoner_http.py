@@ -10,22 +10,27 @@ import threading
 import time
 import urllib.error
 import urllib.request
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 import numpy as np
 import pytest
+from conftest import standin_shim
 
 from engine.analyze import analyze
 from engine.reasoner import (
-    ECGR1_PROMPT, ECGR1_SYSTEM_PROMPT, ReasonerTimeout, ReasonerUnavailable, areason_and_check,
-    normalise, reason_and_check, to_report_dict,
+    ECGR1_PROMPT,
+    ECGR1_SYSTEM_PROMPT,
+    ReasonerTimeout,
+    ReasonerUnavailable,
+    areason_and_check,
+    normalise,
+    reason_and_check,
+    to_report_dict,
 )
 from integrations.reasoner.http_client import HttpReasoner
 from integrations.reasoner.standin import STANDIN_MODEL
 from integrations.reasoner.wire import decode_ecg_part, encode_ecg_part, read_chat_response
 from stream.devtools.e2e import free_port
-
-from conftest import standin_shim
 
 
 @pytest.fixture(scope="module")
@@ -231,7 +236,7 @@ def test_report_dict_feeds_the_fhir_report_builder(server, case):
     assert {"model", "version", "status", "answer", "cross_check"} <= set(reasoning)
     json.dumps(reasoning)  # plain JSON for the topic
     bundle = build_report_bundle(a, rec, report_id="r-468", version=2, status="preliminary",
-                                 issued=datetime(2026, 1, 1, tzinfo=timezone.utc), reasoning=reasoning)
+                                 issued=datetime(2026, 1, 1, tzinfo=UTC), reasoning=reasoning)
     div = report_resource(bundle)["text"]["div"]
     assert "CONTRADICTED: T inverted in V4, V5, V6" in div and "NOT-ECG-R1" in div
     devices = [e["resource"] for e in bundle["entry"] if e["resource"]["resourceType"] == "Device"]
@@ -241,5 +246,5 @@ def test_report_dict_feeds_the_fhir_report_builder(server, case):
         abandoned = to_report_dict(reason_and_check(rec, a, HttpReasoner(loading.url), timeout_s=5))
     assert abandoned["status"] == "abandoned" and abandoned["answer"] == [] and abandoned["code"] == "http-503"
     bundle = build_report_bundle(a, rec, report_id="r-468", version=2, status="preliminary",
-                                 issued=datetime(2026, 1, 1, tzinfo=timezone.utc), reasoning=abandoned)
+                                 issued=datetime(2026, 1, 1, tzinfo=UTC), reasoning=abandoned)
     assert "not available (abandoned)" in report_resource(bundle)["text"]["div"]

@@ -24,23 +24,34 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import standin_shim
 from prometheus_client.parser import text_string_to_metric_families
 
 from engine.analyze import analyze
 from engine.reasoner import (
-    ECGR1_PROMPT, ECGR1_SYSTEM_PROMPT, ReasonerInputError, ReasonerUnavailable, areason_and_check,
-    normalise, parse_reasoning, reason_and_check, to_report_dict,
+    ECGR1_PROMPT,
+    ECGR1_SYSTEM_PROMPT,
+    ReasonerInputError,
+    ReasonerUnavailable,
+    areason_and_check,
+    normalise,
+    parse_reasoning,
+    reason_and_check,
+    to_report_dict,
 )
-from integrations.reasoner.serve import STANDIN_WARNING, ShimServer, StandinGenerator
 from integrations.reasoner.http_client import HttpReasoner
+from integrations.reasoner.serve import STANDIN_WARNING, ShimServer, StandinGenerator
 from integrations.reasoner.standin import STANDIN_MODEL
 from integrations.reasoner.wire import (
-    build_chat_request, build_chat_response, encode_ecg_part, error_body, error_message, parse_chat_request,
+    build_chat_request,
+    build_chat_response,
+    encode_ecg_part,
+    error_body,
+    error_message,
+    parse_chat_request,
     read_chat_response,
 )
 from stream.devtools.e2e import free_port
-
-from conftest import standin_shim
 
 ROOT = Path(__file__).resolve().parents[2]
 

@@ -5,11 +5,9 @@ The real model (9 B parameters, 17.7 GB) is not run here."""
 from __future__ import annotations
 
 import importlib.util
-import sys
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
-import types
 
 import numpy as np
 import pytest
