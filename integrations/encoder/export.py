@@ -14,7 +14,7 @@ import platform
 import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -91,7 +91,7 @@ def export_onnx(model_name: str, out_path: str | Path, checkpoint: str | Path | 
         "source": _source(checkpoint, report),
         "export_check": check,
         "versions": _versions(),
-        "created_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "created_at": datetime.now(UTC).isoformat(timespec="seconds"),
     }
     if keep_weights:
         weights = save_weights(model, out_path.with_suffix(".pt"))
@@ -126,7 +126,7 @@ def _quiet_loggers(names: tuple[str, ...] = ("torch.onnx", "onnx_ir", "onnxscrip
     try:
         yield
     finally:
-        for log, level in zip(loggers, levels):
+        for log, level in zip(loggers, levels, strict=True):
             log.setLevel(level)
 
 
@@ -161,7 +161,7 @@ def _check_with_onnxruntime(wrapper: torch.nn.Module, sample: torch.Tensor, out_
     got = sess.run(None, {INPUT_NAME: sample.numpy()})
     with torch.no_grad():
         want = [t.numpy() for t in wrapper(sample)]
-    diffs = {n: float(np.abs(g - w).max()) for n, g, w in zip(out_names, got, want)}
+    diffs = {n: float(np.abs(g - w).max()) for n, g, w in zip(out_names, got, want, strict=True)}
     return {"checked": True, "batch": int(sample.shape[0]), "max_abs_diff": diffs}
 
 

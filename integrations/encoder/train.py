@@ -20,13 +20,13 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from integrations.encoder import training_data as td
 from engine.encoder.checkpoint import save_weights
-from integrations.encoder.export import export_onnx
 from engine.encoder.metrics import binary_report
-from integrations.encoder.model_card import write_model_card
 from engine.encoder.torch_model import TriageModel, build_model, count_parameters
 from engine.encoder.triage_head import HeadThresholds
+from integrations.encoder import training_data as td
+from integrations.encoder.export import export_onnx
+from integrations.encoder.model_card import write_model_card
 
 AUX_WEIGHT = 0.5  # the superclass task helps the encoder; the two head outputs are what we ship
 
@@ -58,7 +58,7 @@ def train(data_dir: str | Path, out_dir: str | Path, *, variant: str = "coca-s50
     split = np.array([it.split for it in items])
     idx = {s: np.flatnonzero(split == s) for s in td.SPLITS}
     data_summary = _data_summary(items, labels, idx)
-    log(f"data: " + ", ".join(f"{s} {len(idx[s])}" for s in td.SPLITS) + f" (load {time.monotonic() - t_start:.0f} s)")
+    log("data: " + ", ".join(f"{s} {len(idx[s])}" for s in td.SPLITS) + f" (load {time.monotonic() - t_start:.0f} s)")
 
     model = build_model(variant, head=True, aux_outputs=len(td.SUPERCLASSES), seed=seed)
     tr = idx["train"]
@@ -248,7 +248,8 @@ def _ship(out_dir: Path, ship_to: Path) -> None:
 
 
 def main(argv: list[str] | None = None) -> None:
-    """`python -m integrations.encoder.train DATA_DIR OUT_DIR [--ship-to models/triage-s50]` (until `twiwatch train`)."""
+    """`python -m integrations.encoder.train DATA_DIR OUT_DIR [--ship-to models/triage-s50]`
+    (until `twiwatch train`)."""
     import argparse
 
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])

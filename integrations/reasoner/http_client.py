@@ -69,7 +69,7 @@ class HttpReasoner(Reasoner):
         def left() -> float:
             remaining = deadline - time.monotonic()
             if remaining <= 0:
-                raise socket.timeout()
+                raise TimeoutError()
             return remaining
 
         cls = http.client.HTTPSConnection if self._scheme == "https" else http.client.HTTPConnection
@@ -79,7 +79,7 @@ class HttpReasoner(Reasoner):
         try:
             try:
                 conn.connect()
-            except (socket.timeout, TimeoutError):
+            except TimeoutError:
                 raise ReasonerUnavailable(f"{self.base_url} unreachable: connect timed out", "unreachable") from None
             # Keep our own reference: http.client drops conn.sock once a `Connection: close` response is read.
             sock = conn.sock
@@ -103,9 +103,9 @@ class HttpReasoner(Reasoner):
                     raise ReasonerUnavailable(f"response over {MAX_RESPONSE_BYTES} bytes", "bad-response")
                 chunks.append(chunk)
             if expired.is_set():
-                raise socket.timeout()  # the body ended because the watchdog cut it
+                raise TimeoutError()  # the body ended because the watchdog cut it
             return self._finish(resp.status, b"".join(chunks), started)
-        except (socket.timeout, TimeoutError):
+        except TimeoutError:
             raise ReasonerTimeout(f"no answer from {self.base_url} within {timeout_s:g} s") from None
         except (ConnectionError, OSError, http.client.HTTPException) as exc:
             if expired.is_set():
@@ -118,8 +118,6 @@ class HttpReasoner(Reasoner):
             conn.close()
 
     async def areason(self, ecg: np.ndarray, prompt: str, *, timeout_s: float) -> RawReasoning:
-        import asyncio
-
         import aiohttp
 
         timeout_s = check_timeout(timeout_s)
@@ -139,7 +137,7 @@ class HttpReasoner(Reasoner):
                     return self._finish(resp.status, b"".join(chunks), started)
         except _connect_timeout(aiohttp):
             raise ReasonerUnavailable(f"{self.base_url} unreachable: connect timed out", "unreachable") from None
-        except asyncio.TimeoutError:  # aiohttp raises the asyncio flavour (an alias of TimeoutError on 3.11)
+        except TimeoutError:  # aiohttp raises the asyncio flavour (an alias of TimeoutError on 3.11)
             raise ReasonerTimeout(f"no answer from {self.base_url} within {timeout_s:g} s") from None
         except (aiohttp.ClientError, OSError) as exc:
             raise ReasonerUnavailable(f"{self.base_url} unreachable: {type(exc).__name__}: {exc}",
