@@ -1,15 +1,16 @@
 """Encoder throughput: torch eager vs ONNX Runtime CPU (and TensorRT where it runs), same inputs, same run.
 
-    .venv/bin/python bench/encoder.py --json docs/results/bench_encoder.json [--variant coca-s50] [--threads 2] [--quick]
+    .venv/bin/python bench/encoder.py --json docs/results/bench_encoder.json
+        [--variant coca-s50] [--threads 2] [--quick]
 
-Inputs are the real ECGs in samples/ (integrations.datasets.recordings.find_recordings), adapted to (12, 5000). One seeded model
-is exported once; torch runs it through the same EncoderRuntime interface as ONNX Runtime (numpy in, numpy out), both
-with the same thread count. Rounds alternate the runtimes so that load from other processes hits both alike; each
-figure is the median over rounds, and `*_ratio` = ONNX Runtime (FP32) ECG/s / torch eager ECG/s (median of per-round
-ratios). ONNX Runtime runs the graph a worker runs (the export's ORT-fused graph when it has one); the portable graph
-(`ort_cpu_portable_*`) and the opt-in INT8 model (`ort_cpu_int8_*`) are measured beside it, never folded into
-`*_ratio`. `*_gflops` = ECG/s x the encoder's FLOPs per ECG, read against `gemm_ceiling_gflops`: a plain FP32 GEMM's
-rate here at the model's own MLP shape, which no FP32 runtime of this model can beat.
+Inputs are the real ECGs in samples/ (integrations.datasets.recordings.find_recordings), adapted to (12, 5000). One
+seeded model is exported once; torch runs it through the same EncoderRuntime interface as ONNX Runtime (numpy in, numpy
+out), both with the same thread count. Rounds alternate the runtimes so that load from other processes hits both alike;
+each figure is the median over rounds, and `*_ratio` = ONNX Runtime (FP32) ECG/s / torch eager ECG/s (median of
+per-round ratios). ONNX Runtime runs the graph a worker runs (the export's ORT-fused graph when it has one); the
+portable graph (`ort_cpu_portable_*`) and the opt-in INT8 model (`ort_cpu_int8_*`) are measured beside it, never folded
+into `*_ratio`. `*_gflops` = ECG/s x the encoder's FLOPs per ECG, read against `gemm_ceiling_gflops`: a plain FP32
+GEMM's rate here at the model's own MLP shape, which no FP32 runtime of this model can beat.
 """
 from __future__ import annotations
 
@@ -65,13 +66,13 @@ def run(variant: str, threads: int, rounds: int, seconds: float, batches: tuple[
     import torch
 
     from engine.encoder.adapter import adapt_batch
-    from integrations.encoder.export import export_onnx
     from engine.encoder.hardware import detect_environment
-    from engine.encoder.runtime_choice import build_backend, why_not
     from engine.encoder.manifest import load_manifest
+    from engine.encoder.runtime_choice import build_backend, why_not
     from engine.encoder.torch_model import build_model
     from engine.encoder.variants import get_variant
     from integrations.datasets.recordings import find_recordings
+    from integrations.encoder.export import export_onnx
 
     records = [r.load() for r in find_recordings(ROOT / "samples")]
     x_all, _ = adapt_batch(records)

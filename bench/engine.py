@@ -134,10 +134,10 @@ def main(argv: list[str] | None = None) -> dict:
     ours_ms, nk_ms, ours_mem, nk_mem = [], [], [], []
     for p in paths:
         rec, sig = load(p)
-        ours_ms.append(1000 * cpu_best(lambda: analyze(rec), a.repeat))
-        nk_ms.append(1000 * cpu_best(lambda: nk_analysis(sig, 500, a.nk_method), a.nk_repeat))
-        ours_mem.append(traced_peak(lambda: analyze(rec)))
-        nk_mem.append(traced_peak(lambda: nk_analysis(sig, 500, a.nk_method)))
+        ours_ms.append(1000 * cpu_best(lambda rec=rec: analyze(rec), a.repeat))
+        nk_ms.append(1000 * cpu_best(lambda sig=sig: nk_analysis(sig, 500, a.nk_method), a.nk_repeat))
+        ours_mem.append(traced_peak(lambda rec=rec: analyze(rec)))
+        nk_mem.append(traced_peak(lambda sig=sig: nk_analysis(sig, 500, a.nk_method)))
         print(f"{p.relative_to(ROOT) if p.is_relative_to(ROOT) else p}: ours {ours_ms[-1]:.1f} ms, "
               f"NeuroKit2 {nk_ms[-1]:.1f} ms", file=sys.stderr)
     o, n = stats(ours_ms), stats(nk_ms)
@@ -152,7 +152,8 @@ def main(argv: list[str] | None = None) -> dict:
         "process_peak_rss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
         "goal_ms": GOAL_MS, "goal_met": o["median"] <= GOAL_MS,
         "load_average_1_5_15min_at_end": list(os.getloadavg()) if hasattr(os, "getloadavg") else None,
-        "per_record": [{"record": p.name, "ours_ms": x, "neurokit2_ms": y} for p, x, y in zip(paths, ours_ms, nk_ms)],
+        "per_record": [{"record": p.name, "ours_ms": x, "neurokit2_ms": y}
+                       for p, x, y in zip(paths, ours_ms, nk_ms, strict=True)],
     }
     print(f"\n{len(paths)} records (12 leads, 500 Hz, 10 s), {'one core' if pinned else 'not pinned'}, "
           "CPU time per record (best of runs):")

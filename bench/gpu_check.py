@@ -48,8 +48,8 @@ def main(argv: list[str] | None = None) -> int:
     from bench.wfdb_min import sample_records
     from engine.encoder.adapter import adapt_batch
     from engine.encoder.checkpoint import load_model
-    from integrations.encoder.export import export_onnx
     from engine.encoder.variants import get_variant
+    from integrations.encoder.export import export_onnx
 
     device = a.device or ("cuda" if torch.cuda.is_available() else "cpu")
     if device == "cuda" and not torch.cuda.is_available():

@@ -20,11 +20,11 @@ import numpy as np
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from integrations.encoder import training_data as td  # noqa: E402
 from engine.encoder.manifest import load_manifest  # noqa: E402
 from engine.encoder.metrics import auroc  # noqa: E402
 from engine.encoder.runtime_choice import select_runtime  # noqa: E402
 from engine.encoder.triage_head import HeadThresholds  # noqa: E402
+from integrations.encoder import training_data as td  # noqa: E402
 
 
 def scores(runtime, x: np.ndarray, batch: int = 16) -> np.ndarray:

@@ -10,14 +10,22 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from engine import __version__
-from engine import criteria, measure, novelty, quality, secondary, st
+from engine import __version__, criteria, measure, novelty, quality, secondary, st
 from engine.beats import delineate_record, r_peaks
 from engine.filters import detection_filter, measurement_filter
 from engine.pacing import MIN_FS_FOR_SPIKES, blank_spikes, detect_spikes
 from engine.record import STANDARD_LEADS, EcgRecord, derive_limb_leads, fill_flagged, iso_utc, last_window
 from engine.resample import to_analysis_rate, to_own_rate
-from engine.result import SUMMARY_SCHEMA_VERSION, Analysis, Beat, LeadResult, PriorSummary, SecondaryFinding, Triage, TwiGroup
+from engine.result import (
+    SUMMARY_SCHEMA_VERSION,
+    Analysis,
+    Beat,
+    LeadResult,
+    PriorSummary,
+    SecondaryFinding,
+    Triage,
+    TwiGroup,
+)
 from engine.triage import triage
 
 VENTRICULAR_SPIKE_S = 0.08  # a spike this close before QRS onset paced the ventricle
@@ -40,9 +48,11 @@ def analyze(record: EcgRecord, priors: list[PriorSummary] | None = None) -> Anal
     fs = float(rec.fs)
     notes: list[str] = []
     if truncated:
-        notes.append(f"strip of {record.duration_s:.1f} s: analysed the last {rec.duration_s:.0f} s (from sample {start})")
+        notes.append(f"strip of {record.duration_s:.1f} s: analysed the last {rec.duration_s:.0f} s "
+                     f"(from sample {start})")
     if rec.derived_leads:
-        notes.append("limb leads derived from I and II: " + ", ".join(sorted(rec.derived_leads, key=STANDARD_LEADS.index)))
+        notes.append("limb leads derived from I and II: "
+                     + ", ".join(sorted(rec.derived_leads, key=STANDARD_LEADS.index)))
     if flagged is not None and flagged.any():
         raw = fill_flagged(raw, flagged)
 
@@ -60,7 +70,7 @@ def analyze(record: EcgRecord, priors: list[PriorSummary] | None = None) -> Anal
 
     if d is None:
         leads = {n: LeadResult(lead=n, quality="not-analysable" if not q.ok else "ok", quality_reasons=q.reasons,
-                               derived=n in rec.derived_leads) for n, q in zip(names, lq)}
+                               derived=n in rec.derived_leads) for n, q in zip(names, lq, strict=True)}
         return _finish(record, rec, leads, truncated, start, notes,
                        _Findings(triage=Triage("indeterminate", ["no QRS complex detected"])))
 
@@ -68,8 +78,8 @@ def analyze(record: EcgRecord, priors: list[PriorSummary] | None = None) -> Anal
     tm = d.tm
     ms = measure.lead_measures(d.template_iso_ref, tm.qrs_onset, tm.qrs_offset, tm.t.onset, tm.t.peak, tm.t.offset,
                                tm.t.sign, tm.p.onset, tm.p.amplitude, fsa)
-    measures = dict(zip(names, ms))
-    ok = {n: q.ok for n, q in zip(names, lq)}
+    measures = dict(zip(names, ms, strict=True))
+    ok = {n: q.ok for n, q in zip(names, lq, strict=True)}
     ok_measures = {n: m for n, m in measures.items() if ok[n]}
     qrs_ms = round((tm.qrs_offset - tm.qrs_onset) * 1000.0 / fsa, 1)
     prs = [m.pr_ms for m in ok_measures.values() if m.pr_ms is not None and 60 <= m.pr_ms <= 350]
@@ -83,7 +93,7 @@ def analyze(record: EcgRecord, priors: list[PriorSummary] | None = None) -> Anal
 
     groups, verdicts = criteria.find_groups(ok_measures, ok)
     record_novelty = novelty.assign_novelty(groups, priors)
-    st_ms = dict(zip(names, st.st_measures(d.template_iso_ref, tm.qrs_offset, tm.t.onset, fsa)))
+    st_ms = dict(zip(names, st.st_measures(d.template_iso_ref, tm.qrs_offset, tm.t.onset, fsa), strict=True))
     st_groups = st.find_st_groups(st_ms, ok)
     st_novelty = st.assign_st_novelty(st_groups, priors)
     lateral_twi = [n for n in ("I", "aVL", "V5", "V6") if n in verdicts and verdicts[n].depth_mv > criteria.TWI_DEPTH_MV
@@ -98,7 +108,7 @@ def analyze(record: EcgRecord, priors: list[PriorSummary] | None = None) -> Anal
     ]
     sec.append(secondary.check_ivcd(qrs_ms, sec))
     caveats = [v.why for v in verdicts.values() if v.why and v.depth_mv > criteria.TWI_DEPTH_MV and "aVR" not in v.why]
-    caveats += [f"{n}: not analysable ({'; '.join(q.reasons)})" for n, q in zip(names, lq) if not q.ok]
+    caveats += [f"{n}: not analysable ({'; '.join(q.reasons)})" for n, q in zip(names, lq, strict=True) if not q.ok]
     if rec.absent_leads:
         caveats.append("absent leads: " + ", ".join(rec.absent_leads))
     tri = triage(groups, sec, ok_measures, qrs_ms, int(usable.sum()), record_novelty, caveats, st_groups)

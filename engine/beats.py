@@ -93,7 +93,8 @@ def delineate_record(x_meas: np.ndarray, x_det: np.ndarray, fs: float, usable: n
 
     def absolute(rel: np.ndarray) -> np.ndarray:
         out = rel.reshape(n_leads, n_beats) - pre + fid[None, :]
-        ok = (out >= 0) & (out < x_meas.shape[1]) & ep.valid[np.arange(n_beats)[None, :], np.clip(rel.reshape(n_leads, n_beats), 0, ep.valid.shape[1] - 1)]
+        ok = (out >= 0) & (out < x_meas.shape[1]) & ep.valid[
+            np.arange(n_beats)[None, :], np.clip(rel.reshape(n_leads, n_beats), 0, ep.valid.shape[1] - 1)]
         return np.where(ok, out, -1)
 
     return Delineation(

@@ -53,7 +53,8 @@ def judge_lead(lead: str, m: LeadMeasure | None, quality_ok: bool) -> LeadVerdic
         return LeadVerdict(False, depth, f"{lead}: T {-depth:.2f} mV but QRS mostly negative (not counted)")
     ratio = m.r_amp / m.s_amp if m.s_amp > 0 else float("inf")
     if not (m.r_amp >= PROMINENT_R_MV or ratio > 1.0):
-        return LeadVerdict(False, depth, f"{lead}: T {-depth:.2f} mV without a prominent R (R {m.r_amp:.2f} mV, S {m.s_amp:.2f} mV)")
+        return LeadVerdict(False, depth, f"{lead}: T {-depth:.2f} mV without a prominent R "
+                                         f"(R {m.r_amp:.2f} mV, S {m.s_amp:.2f} mV)")
     return LeadVerdict(True, depth, "")
 
 
@@ -72,7 +73,8 @@ def _group_name(leads: list[str]) -> str:
     return "anterolateral"
 
 
-def find_groups(measures: dict[str, LeadMeasure], quality_ok: dict[str, bool]) -> tuple[list[TwiGroup], dict[str, LeadVerdict]]:
+def find_groups(measures: dict[str, LeadMeasure],
+                quality_ok: dict[str, bool]) -> tuple[list[TwiGroup], dict[str, LeadVerdict]]:
     """Maximal runs of >= 2 qualifying contiguous leads, per sequence. Returns (groups, per-lead verdicts)."""
     verdicts = {lead: judge_lead(lead, m, quality_ok.get(lead, False)) for lead, m in measures.items()}
     groups: list[TwiGroup] = []

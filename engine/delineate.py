@@ -31,8 +31,8 @@ T_LOCAL_EXTREMUM_S = 0.040  # half-width of the neighbourhood a local extremum m
 T_OFFSET_REACH_S = 0.10  # trapezium reference point: this far past the steepest descent
 T_ONSET_REACH_S = 0.120
 T_PEAK_HINT_S = 0.050  # per-beat peak search +- this around the median beat's T peak
-P_SEARCH_S = (0.30, 0.02)
-WEAK_WAVE_MV = 0.1  # below this on both lobes a T wave is "weak": its peak follows the other leads' timing  # P peak: this far before QRS onset
+P_SEARCH_S = (0.30, 0.02)  # P peak: this far before QRS onset
+WEAK_WAVE_MV = 0.1  # below this on both lobes a T wave is "weak": its peak follows the other leads' timing
 
 
 @dataclass
@@ -242,7 +242,6 @@ def delineate_t(y: np.ndarray, j: np.ndarray, fid: int, rr: np.ndarray, fs: floa
 def delineate_p(y: np.ndarray, qrs_on: np.ndarray, fs: float) -> WaveMarks:
     """P wave before the QRS on rows y (isoelectric-referenced): dominant extremum in the P window, onset by the
     trapezium method. Amplitudes tell whether a P wave is there at all (the caller applies a threshold)."""
-    w = y.shape[1]
     ys = moving_average(y, int(round(T_SMOOTH_S * fs)))
     lo = np.maximum(qrs_on - int(round(P_SEARCH_S[0] * fs)), 0)
     hi = np.maximum(qrs_on - int(round(P_SEARCH_S[1] * fs)), lo + 1)

@@ -10,7 +10,8 @@ The record is "new" if any group is new, else "persistent" if any is, else "unkn
 """
 from __future__ import annotations
 
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 from engine.criteria import LIMB_SEQUENCE, PRECORDIAL_SEQUENCE, TWI_DEPTH_MV
 from engine.result import PriorSummary, TwiGroup
@@ -29,7 +30,8 @@ def _inverted_before(entry: dict[str, Any] | None) -> bool | None:
     """True/False from a prior lead_t entry; None when the prior cannot tell (absent or not analysable)."""
     if not entry or entry.get("quality") != "ok" or entry.get("amplitude_mv") is None:
         return None
-    return entry.get("polarity") in ("negative", "biphasic") and float(entry["amplitude_mv"]) <= -(TWI_DEPTH_MV - PRIOR_TOLERANCE_MV)
+    return (entry.get("polarity") in ("negative", "biphasic")
+            and float(entry["amplitude_mv"]) <= -(TWI_DEPTH_MV - PRIOR_TOLERANCE_MV))
 
 
 def as_prior(p: PriorSummary | dict[str, Any]) -> PriorSummary:

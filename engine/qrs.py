@@ -106,8 +106,8 @@ def spatial_velocity(x_meas: np.ndarray, lead_weights: np.ndarray | None = None)
 
 
 def qrs_bounds(vel: np.ndarray, fiducials: np.ndarray, fs: float) -> QrsBounds:
-    """QRS onset/offset per fiducial: where the spatial velocity drops below ONSET/OFFSET_FRACTION of its QRS peak (above
-    the local TP-segment floor) and stays below for BOUND_HOLD_S. Vectorised over beats."""
+    """QRS onset/offset per fiducial: where the spatial velocity drops below ONSET/OFFSET_FRACTION of its QRS peak
+    (above the local TP-segment floor) and stays below for BOUND_HOLD_S. Vectorised over beats."""
     n = vel.size
     pre, post = int(0.20 * fs), int(0.24 * fs)
     offs = np.arange(-pre, post + 1)

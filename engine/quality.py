@@ -44,7 +44,6 @@ def screen_leads(raw: np.ndarray, fs: float, meas: np.ndarray, meas_fs: float,
                  flagged: np.ndarray | None, names: tuple[str, ...]) -> list[LeadQuality]:
     """raw: (leads, n) own rate; meas: (leads, m) 0.5-40 Hz at the analysis rate; flagged: (leads, n) or None."""
     out = [LeadQuality() for _ in names]
-    n = raw.shape[1]
     ptp = np.ptp(meas, axis=1)
     # flat runs: |first difference| ~ 0 for FLAT_RUN_S or more
     still = np.abs(np.diff(raw, axis=1)) < 1e-6
@@ -66,7 +65,8 @@ def screen_leads(raw: np.ndarray, fs: float, meas: np.ndarray, meas_fs: float,
         elif flat_frac[i] > FLAT_RUN_FRACTION:
             q.fail(f"signal frozen for {100 * flat_frac[i]:.0f}% of the strip: lead off")
         if rail[i] > CLIP_FRACTION and ptp[i] >= FLAT_PTP_MV:
-            q.fail(f"clipped: {100 * rail[i]:.1f}% of samples at the lead's extreme values ({lo[i]:.2f}/{hi[i]:.2f} mV)")
+            q.fail(f"clipped: {100 * rail[i]:.1f}% of samples at the lead's extreme values "
+                   f"({lo[i]:.2f}/{hi[i]:.2f} mV)")
         if flag_frac[i] > FLAGGED_FRACTION:
             q.fail(f"sender flagged {100 * flag_frac[i]:.0f}% of samples (saturation/invalid)")
         elif flag_frac[i] > 0:

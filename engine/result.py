@@ -92,7 +92,7 @@ class PriorSummary:
         return dataclasses.asdict(self)
 
     @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> "PriorSummary":
+    def from_dict(cls, data: dict[str, Any]) -> PriorSummary:
         version = int(data.get("schema_version", 0))
         if version > SUMMARY_SCHEMA_VERSION:
             raise ValueError(f"prior summary schema {version} is newer than this engine ({SUMMARY_SCHEMA_VERSION})")

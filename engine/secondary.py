@@ -91,7 +91,8 @@ def check_lvh_strain(m: dict[str, LeadMeasure], sex: str | None, lateral_twi: li
     if not ev:
         return SecondaryFinding("lvh-strain", False, ["V1/V5/V6 absent: LVH not assessed"])
     strain = [lead for lead in ("I", "aVL", "V5", "V6") if lead in lateral_twi or
-              (_get(m, lead) is not None and m[lead].st_j60 <= -0.05 and m[lead].polarity in ("negative", "biphasic", "flat"))]
+              (_get(m, lead) is not None and m[lead].st_j60 <= -0.05
+               and m[lead].polarity in ("negative", "biphasic", "flat"))]
     if strain:
         ev.append("strain (TWI/ST depression) in " + ", ".join(strain))
     else:
@@ -101,8 +102,10 @@ def check_lvh_strain(m: dict[str, LeadMeasure], sex: str | None, lateral_twi: li
 
 def check_pacing(spike_lead_fraction: float | None, n_spikes: int, qrs_ms: float) -> SecondaryFinding:
     if spike_lead_fraction is None:
-        return SecondaryFinding("ventricular-pacing", False, ["sampling rate below 400 Hz: pacing spikes not detectable"])
-    ev = [f"{n_spikes} pacing spikes; {100 * spike_lead_fraction:.0f}% of QRS complexes led by a spike", f"QRS {qrs_ms:.0f} ms"]
+        return SecondaryFinding("ventricular-pacing", False,
+                                ["sampling rate below 400 Hz: pacing spikes not detectable"])
+    ev = [f"{n_spikes} pacing spikes; {100 * spike_lead_fraction:.0f}% of QRS complexes led by a spike",
+          f"QRS {qrs_ms:.0f} ms"]
     return SecondaryFinding("ventricular-pacing", bool(spike_lead_fraction >= 0.5 and qrs_ms >= WIDE_QRS_MS), ev)
 
 

@@ -54,7 +54,8 @@ def triage(groups: list[TwiGroup], secondary: list[SecondaryFinding], measures: 
         depths = ", ".join(f"{lead} -{d:.2f} mV" for lead, d in g.depths_mv.items())
         sym_txt = f"symmetry {sym:.2f}" if sym is not None else "symmetry n/a"
         cause = _explained_by(g, present)
-        ev.append(f"TWI {g.name} ({depths}); {sym_txt}; novelty {g.novelty}" + (f"; explained by {cause}" if cause else ""))
+        ev.append(f"TWI {g.name} ({depths}); {sym_txt}; novelty {g.novelty}"
+                  + (f"; explained by {cause}" if cause else ""))
         if cause:
             causes.append(cause)
         else:

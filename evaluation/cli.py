@@ -3,7 +3,6 @@ it, so both accept the same options. Heavy imports (NeuroKit2, matplotlib, the e
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Optional
 
 import typer
 
@@ -29,13 +28,13 @@ def _methods(text: str) -> tuple[str, ...]:
 def delineation(
     ludb: Path = typer.Option(..., "--ludb", help="LUDB folder (data/ + ludb.csv, or a folder above it)"),
     json_path: Path = JSON_OPT,
-    split: Optional[str] = typer.Option(None, "--split", help="tune | rest | all (tune = ids ≡ 1 mod 4, used for "
+    split: str | None = typer.Option(None, "--split", help="tune | rest | all (tune = ids ≡ 1 mod 4, used for "
                                         "tuning)"),
-    records: Optional[str] = typer.Option(None, "--records", help="comma-separated LUDB ids (never ids divisible "
+    records: str | None = typer.Option(None, "--records", help="comma-separated LUDB ids (never ids divisible "
                                           "by 4)"),
-    plots: Optional[Path] = PLOTS_OPT,
+    plots: Path | None = PLOTS_OPT,
     methods: str = METHODS_OPT,
-    workers: Optional[int] = WORKERS_OPT,
+    workers: int | None = WORKERS_OPT,
     n_boot: int = N_BOOT_OPT,
     no_progress: bool = NO_PROGRESS_OPT,
 ) -> None:
@@ -53,10 +52,10 @@ def delineation(
 def twi(
     data: Path = typer.Option(..., "--data", help="folder with ptbxl/ and ludb/ (e.g. ../shared/data or samples/)"),
     json_path: Path = JSON_OPT,
-    limit: Optional[int] = typer.Option(None, "--limit", help="at most this many records per part (first by id)"),
-    plots: Optional[Path] = PLOTS_OPT,
+    limit: int | None = typer.Option(None, "--limit", help="at most this many records per part (first by id)"),
+    plots: Path | None = PLOTS_OPT,
     methods: str = METHODS_OPT,
-    workers: Optional[int] = WORKERS_OPT,
+    workers: int | None = WORKERS_OPT,
     n_boot: int = N_BOOT_OPT,
     no_progress: bool = NO_PROGRESS_OPT,
 ) -> None:
@@ -71,10 +70,10 @@ def twi(
 def serial(
     data: Path = typer.Option(..., "--data", help="folder with ptbxl/ (e.g. ../shared/data or samples/)"),
     json_path: Path = JSON_OPT,
-    limit: Optional[int] = typer.Option(None, "--limit", help="at most this many serial patients (first by ecg_id)"),
+    limit: int | None = typer.Option(None, "--limit", help="at most this many serial patients (first by ecg_id)"),
     methods: str = typer.Option("dwt", "--methods", help="NeuroKit2 delineators to compare (default dwt; '' for "
                                 "none)"),
-    workers: Optional[int] = WORKERS_OPT,
+    workers: int | None = WORKERS_OPT,
     n_boot: int = N_BOOT_OPT,
     no_progress: bool = NO_PROGRESS_OPT,
 ) -> None:
@@ -87,9 +86,9 @@ def serial(
 
 @app.command("markdown")
 def markdown(
-    delineation: Optional[Path] = typer.Option(None, "--delineation", help="a delineation JSON report"),
-    twi: Optional[Path] = typer.Option(None, "--twi", help="a twi JSON report"),
-    serial: Optional[Path] = typer.Option(None, "--serial", help="a serial JSON report"),
+    delineation: Path | None = typer.Option(None, "--delineation", help="a delineation JSON report"),
+    twi: Path | None = typer.Option(None, "--twi", help="a twi JSON report"),
+    serial: Path | None = typer.Option(None, "--serial", help="a serial JSON report"),
 ) -> None:
     """Markdown tables of the JSON reports (as in docs/EVALUATION.md)."""
     from evaluation.markdown import main as tables

@@ -103,7 +103,7 @@ def parse_waves(samples, symbols) -> list[Wave]:
     """Group '(' peak ')' triplets into waves; incomplete triplets are dropped."""
     out: list[Wave] = []
     cur: dict | None = None
-    for s, sym in zip(samples, symbols):
+    for s, sym in zip(samples, symbols, strict=True):
         if sym == "(":
             cur = {"on": int(s)}
         elif sym in ("p", "N", "t") and cur is not None:
@@ -229,7 +229,8 @@ def lead_reference(x: np.ndarray, waves: list[Wave], fs: float) -> LeadReference
 
 
 def reference_twi(refs: dict[str, LeadReference]) -> tuple[list[list[str]], dict[str, bool]]:
-    """docs/SPEC.md §4 groups and per-lead qualification from the annotation-derived references (engine.criteria's rule)."""
+    """docs/SPEC.md §4 groups and per-lead qualification from the annotation-derived references (engine.criteria's
+    rule)."""
     from engine import criteria
     from engine.measure import LeadMeasure, classify_polarity
 

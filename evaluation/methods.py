@@ -3,8 +3,8 @@ lead-level signed T amplitude, plus record-level TWI groups, on one common shape
 
 Per-lead "TWI lead" (used against the leads a PTB-XL report names): the lead's T is inverted deeper than
 TWI_DEPTH_MV below the isoelectric level on its dominant lobe (engine: t_polarity negative or biphasic with
-t_amplitude_mv < -0.1; NeuroKit2: the median T-peak amplitude < -0.1), aVR excluded. Record-level TWI is the docs/SPEC.md §4
-contiguous-lead rule (engine.criteria) for every method.
+t_amplitude_mv < -0.1; NeuroKit2: the median T-peak amplitude < -0.1), aVR excluded. Record-level TWI is the
+docs/SPEC.md §4 contiguous-lead rule (engine.criteria) for every method.
 """
 from __future__ import annotations
 
@@ -31,7 +31,7 @@ class LeadMarks:
     t_amp: float | None  # lead-level signed T amplitude vs the isoelectric level (None: no answer)
 
     @staticmethod
-    def empty() -> "LeadMarks":
+    def empty() -> LeadMarks:
         z = np.zeros(0, dtype=np.int64)
         return LeadMarks(z, z, z, z, z, None)
 

@@ -8,8 +8,8 @@ same numbers). Paired differences (ours minus NeuroKit2) use the same resamples 
 """
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Callable, Sequence
 
 import numpy as np
 

@@ -47,7 +47,7 @@ def _per_beat(values, rpeaks: np.ndarray, before: bool, n: int) -> np.ndarray:
     else:
         k = np.searchsorted(rpeaks, v, side="right") - 1  # last R <= v
     ok = (k >= 0) & (k < rpeaks.size)
-    for kk, vv in zip(k[ok], v[ok]):
+    for kk, vv in zip(k[ok], v[ok], strict=True):
         if out[kk] < 0:
             out[kk] = vv
     return out

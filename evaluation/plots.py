@@ -23,7 +23,7 @@ def bland_altman(records: list[dict], names: list[str], path: Path, split: str =
     onset of the beat (a QT-like interval), one panel per method, with bias and 1.96 SD limits."""
     plt = _plt()
     fig, axes = plt.subplots(1, len(names), figsize=(4.2 * len(names), 4), sharey=True, squeeze=False)
-    for ax, m in zip(axes[0], names):
+    for ax, m in zip(axes[0], names, strict=True):
         pairs = np.array([p for r in records for s in r["methods"][m]["leads"].values() for p in s["ba"]])
         if pairs.size == 0:
             ax.set_title(f"{m}: no matched T waves")
@@ -47,7 +47,7 @@ def confusion(summary: dict[str, Any], names: list[str], path: Path, title: str)
     """Per-lead T polarity: reference class (rows) vs predicted class (columns), one panel per method."""
     plt = _plt()
     fig, axes = plt.subplots(1, len(names), figsize=(3.6 * len(names), 3.4), squeeze=False)
-    for ax, m in zip(axes[0], names):
+    for ax, m in zip(axes[0], names, strict=True):
         cm = summary["methods"][m]["t_polarity"]["confusion"]
         counts = np.array(cm["counts"])
         ax.imshow(counts, cmap="Blues")

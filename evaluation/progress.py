@@ -2,8 +2,9 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Callable, Sequence
 from concurrent.futures import ProcessPoolExecutor, as_completed
-from typing import Any, Callable, Sequence
+from typing import Any
 
 
 def default_workers() -> int:
@@ -20,8 +21,14 @@ def parallel_map(fn: Callable[..., Any], args: Sequence[tuple], *, workers: int 
                  label: str = "records") -> list[Any]:
     """[fn(*a) for a in args], results in input order; workers=1 runs in this process."""
     from rich.console import Console
-    from rich.progress import (BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn,
-                               TimeRemainingColumn)
+    from rich.progress import (
+        BarColumn,
+        MofNCompleteColumn,
+        Progress,
+        TextColumn,
+        TimeElapsedColumn,
+        TimeRemainingColumn,
+    )
 
     workers = default_workers() if workers is None else max(1, workers)
     results: list[Any] = [None] * len(args)

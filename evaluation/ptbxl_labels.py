@@ -53,7 +53,7 @@ _TOKEN = re.compile(rf"(?P<group>{_GROUP})|(?P<leads>{_LIST})|(?P<word>[a-zäö�
 
 _SUBJECTS = {"t": "t", "st": "st", "p": "p", "q": "q", "qs": "q", "r": "r", "qrs": "qrs", "u": "u"}
 _INVERTED = {"inverted", "inversion", "inversions", "invert", "inverting", "neg", "negativ", "negative", "negatives",
-             "negativer", "negativen", "negativem", "negativierung", "negativierungen", "negativiert", "negativ"}
+             "negativer", "negativen", "negativem", "negativierung", "negativierungen", "negativiert"}
 _DEPRESSED = {"depressed", "depression", "depressions", "senkung", "senkungen", "gesenkt"}
 _OTHER = {"flat", "flattened", "flattening", "low", "flach", "flache", "flaches", "flacher", "abgeflacht",
           "abflachung", "biphasic", "biphasisch", "biphasisches", "biphasische", "elevated", "elevation", "hebung",

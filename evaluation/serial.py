@@ -22,9 +22,10 @@ Rates: 100 Hz for every pair; 500 Hz for the pairs whose two ECGs both have a 50
 """
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Any
 
 import numpy as np
 
@@ -95,7 +96,7 @@ def serial_patients(rows: Sequence[PtbxlRow], dates: dict[int, str]) -> dict[str
 
 def consecutive_pairs(patients: dict[str, list[PtbxlRow]]) -> list[Pair]:
     """Every (prior, current) pair of consecutive ECGs: the engine compares with the most recent prior only."""
-    return [Pair(p, a, b) for p, ecgs in patients.items() for a, b in zip(ecgs, ecgs[1:])]
+    return [Pair(p, a, b) for p, ecgs in patients.items() for a, b in zip(ecgs, ecgs[1:], strict=False)]
 
 
 def reference_class(prior_positive: bool, current_positive: bool) -> str:

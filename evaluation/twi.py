@@ -8,8 +8,8 @@ References (docs/EVALUATION.md):
   German ("report text says inverted", evaluation.ptbxl_labels.parse_report). Both are reported; they differ.
 * PTB-XL lead level: on records whose report names the inverted leads, a lead is positive when named; aVR is never
   scored (its T is normally inverted and reports do not mention it).
-* LUDB record level: the docs/SPEC.md §4 rule applied to the annotation-derived references (evaluation.ludb.reference_twi);
-  lead level: annotation-derived T amplitude < -0.1 (aVR excluded).
+* LUDB record level: the docs/SPEC.md §4 rule applied to the annotation-derived references
+  (evaluation.ludb.reference_twi); lead level: annotation-derived T amplitude < -0.1 (aVR excluded).
 * ST depression (engine only, 4th UDMI, engine/st.py): record level vs PTB-XL STD_ and vs the report text saying the
   ST segments are depressed; lead level vs the leads the text names.
 * Secondary causes: PTB-XL CLBBB / CRBBB / LVH / PACE / WPW codes (any likelihood), LUDB "Complete left/right bundle
@@ -40,16 +40,16 @@ ENGINE_CAUSE = {"lbbb": "lbbb", "rbbb": "rbbb", "lvh": "lvh-strain", "pacing": "
 RATES = (100, 500)
 WHAT = "TWI (record and lead level) and secondary causes vs PTB-XL labels / report text and LUDB-derived references"
 DEFINITIONS = {
-    "record_twi_prediction": "at least one docs/SPEC.md §4 group (engine.criteria: T inverted > 0.1 mV with prominent R in "
-                             ">= 2 contiguous leads)",
+    "record_twi_prediction": "at least one docs/SPEC.md §4 group (engine.criteria: T inverted > 0.1 mV with prominent "
+                             "R in >= 2 contiguous leads)",
     "lead_twi_prediction": f"lead T inverted deeper than {TWI_DEPTH_MV} mV on its dominant lobe (ours: negative/"
                            "biphasic t_polarity with t_amplitude_mv < -0.1; NeuroKit2: median T-peak amplitude "
                            "< -0.1); aVR never scored",
     "ptbxl_invt": "SCP code INVT present (any likelihood; PTB-XL gives INVT likelihood 0 = present, unknown)",
     "ptbxl_report_text": "report says T waves are inverted (EN/DE parser, evaluation/ptbxl_labels.py); lead level on "
                          "records whose report names the leads",
-    "ludb_reference": "docs/SPEC.md §4 rule on annotation-derived T amplitude (annotated T peak minus PR level) and R/S; "
-                      "amplitudes relative (each lead scaled to 1.0 peak-to-peak in this copy)",
+    "ludb_reference": "docs/SPEC.md §4 rule on annotation-derived T amplitude (annotated T peak minus PR level) and "
+                      "R/S; amplitudes relative (each lead scaled to 1.0 peak-to-peak in this copy)",
     "secondary": "PTB-XL CLBBB/CRBBB/LVH/PACE/WPW (any likelihood); LUDB complete LBBB/RBBB, LVH, any pacing entry; "
                  "engine findings lbbb/rbbb/lvh-strain/ventricular-pacing/wpw",
     "st_depression": "engine only: 4th UDMI groups (engine/st.py) vs PTB-XL STD_ and vs the report text saying the ST "
@@ -200,7 +200,7 @@ def summarize_ptbxl(records: list[dict], rows: dict[int, ptbxl_labels.PtbxlRow],
         "records": len(records),
         "languages": langs,
         "invt_positive": int(sum(invt)), "text_positive": int(sum(text)),
-        "invt_and_text": int(sum(a and b for a, b in zip(invt, text))),
+        "invt_and_text": int(sum(a and b for a, b in zip(invt, text, strict=True))),
         "records_with_named_leads": len(named),
         "twi_record_vs_invt": _record_level(boot, invt, records, names),
         "twi_record_vs_report_text": _record_level(boot, text, records, names),
@@ -299,7 +299,7 @@ def _plot(report: dict[str, Any], names: list[str], path: Path) -> str:
     panels = _panels(report)
     k_panels = max(1, len(panels))
     fig, axes = plt.subplots(1, k_panels, figsize=(4.2 * k_panels, 3.8), squeeze=False, sharey=True)
-    for ax, (title, d) in zip(axes[0], panels):
+    for ax, (title, d) in zip(axes[0], panels, strict=False):
         x = np.arange(len(names))
         for k, metric in enumerate(("sensitivity", "specificity")):
             v = [d[m][metric]["value"] for m in names]

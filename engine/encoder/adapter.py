@@ -19,11 +19,10 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from engine.encoder.variants import MAX_PLAUSIBLE_MV, MODEL_FS_HZ, MODEL_LEADS, MODEL_SAMPLES
 from engine.errors import InvalidRecord
 from engine.record import MAX_FS_HZ, MIN_FS_HZ, EcgRecord, derive_limb_leads, fill_flagged
 from engine.resample import resample_window
-from engine.encoder.variants import MAX_PLAUSIBLE_MV, MODEL_FS_HZ, MODEL_LEADS, MODEL_SAMPLES
-
 
 
 class AdapterError(InvalidRecord):
@@ -41,7 +40,7 @@ class AdaptedEcg:
 
     @property
     def absent(self) -> tuple[str, ...]:
-        return tuple(n for n, present in zip(MODEL_LEADS, self.lead_mask) if not present)
+        return tuple(n for n, present in zip(MODEL_LEADS, self.lead_mask, strict=False) if not present)
 
 
 def adapt(record: EcgRecord, *, fs: float = MODEL_FS_HZ, n_samples: int = MODEL_SAMPLES,
@@ -61,7 +60,8 @@ def adapt(record: EcgRecord, *, fs: float = MODEL_FS_HZ, n_samples: int = MODEL_
     if rec.flagged is not None and rec.flagged[rows].any():
         flags = rec.flagged[rows]
         x = fill_flagged(x, flags)
-        all_flagged = {n for n, f in zip(wanted, flags) if f.all()}  # nothing left of these: treat as absent
+        # nothing left of these: treat as absent
+        all_flagged = {n for n, f in zip(wanted, flags, strict=True) if f.all()}
         notes.append(f"{int(flags.sum())} flagged samples interpolated")
     if not np.isfinite(x).all():
         raise AdapterError("non-finite samples that the sender did not flag", "non-finite")
@@ -76,7 +76,7 @@ def adapt(record: EcgRecord, *, fs: float = MODEL_FS_HZ, n_samples: int = MODEL_
     y = resample_window(x, rec.fs, fs, t0, n_valid)
     out = np.zeros((len(lead_order), n_samples), dtype=np.float32)
     mask = np.zeros(len(lead_order), dtype=bool)
-    for row, name in zip(y, wanted):
+    for row, name in zip(y, wanted, strict=True):
         if name in all_flagged:
             continue
         out[lead_order.index(name), :n_valid] = row
@@ -89,7 +89,8 @@ def adapt(record: EcgRecord, *, fs: float = MODEL_FS_HZ, n_samples: int = MODEL_
     if rec.fs != fs:
         notes.append(f"resampled {rec.fs:g} -> {fs:g} Hz")
     if not mask.all():
-        notes.append("absent leads set to zero: " + ", ".join(n for n, m in zip(lead_order, mask) if not m))
+        notes.append("absent leads set to zero: "
+                     + ", ".join(n for n, m in zip(lead_order, mask, strict=True) if not m))
     return AdaptedEcg(out, mask, tuple(n for n in lead_order if n in rec.derived_leads), round(padded, 4),
                       round(t0, 4), notes)
 

@@ -47,7 +47,9 @@ class EncoderRuntime(ABC):
                 "model_sha256": self.manifest["onnx"]["sha256"]}
 
     def close(self) -> None:
-        """Release sessions and device memory (idempotent)."""
+        """Release sessions and device memory (idempotent). The default has nothing to release; back-ends override
+        it."""
+        return None
 
     def _check(self, batch: np.ndarray) -> np.ndarray:
         batch = np.asarray(batch)

@@ -3,10 +3,10 @@
     rt = select_runtime("models/encoder.json")           # best that imports and has hardware here
     emb, scores = rt.embed(batch)                         # (B, 12, 5000) float32 -> (B, E), (B, 2) or None
 
-Automatic order (docs/SPEC.md §8, Holoscan-style: one operator, several back-ends): TensorRT engine -> ONNX Runtime CUDA EP ->
-torch on CUDA -> ONNX Runtime CPU. `prefer=` (the worker's TWIWATCH_ENCODER_RUNTIME) overrides it and fails loudly when the
-asked back-end cannot run, rather than silently running another. `torch-cpu` exists for benchmarks and parity tests
-and is never picked automatically. Nothing GPU-related is imported until a GPU back-end is actually built.
+Automatic order (docs/SPEC.md §8, Holoscan-style: one operator, several back-ends): TensorRT engine -> ONNX Runtime
+CUDA EP -> torch on CUDA -> ONNX Runtime CPU. `prefer=` (the worker's TWIWATCH_ENCODER_RUNTIME) overrides it and fails
+loudly when the asked back-end cannot run, rather than silently running another. `torch-cpu` exists for benchmarks and
+parity tests and is never picked automatically. Nothing GPU-related is imported until a GPU back-end is actually built.
 """
 from __future__ import annotations
 

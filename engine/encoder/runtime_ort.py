@@ -45,7 +45,7 @@ class OrtRuntime(EncoderRuntime):
         self._want = [n for n in ("embedding", "scores") if n in self.outputs]  # tokens are left uncomputed
 
     def _run(self, batch: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
-        got = dict(zip(self._want, self.session.run(self._want, {self.input_name: batch})))
+        got = dict(zip(self._want, self.session.run(self._want, {self.input_name: batch}), strict=True))
         return got["embedding"], got.get("scores")
 
     def describe(self) -> dict[str, Any]:

@@ -1,4 +1,5 @@
-"""The ECG-CoCa signal tower in PyTorch, written from the architecture in docs/SPEC.md §6, and the triage model around it.
+"""The ECG-CoCa signal tower in PyTorch, written from the architecture in docs/SPEC.md §6, and the triage model around
+it.
 
 Parameter names follow the public checkpoint (open_clip naming under `ecg.`), so its state dict loads as is:
 conv1 (no bias), class_embedding, positional_embedding, ln_pre, transformer.resblocks.i.{ln_1, attn.in_proj_weight,
@@ -49,7 +50,7 @@ class PackedSelfAttention(nn.Module):
         b, t, w = x.shape
         weights, biases = self.in_proj_weight.chunk(3), self.in_proj_bias.chunk(3)
         return tuple(F.linear(x, wt, bs).reshape(b, t, self.heads, w // self.heads).transpose(1, 2)
-                     for wt, bs in zip(weights, biases))  # type: ignore[return-value]
+                     for wt, bs in zip(weights, biases, strict=True))  # type: ignore[return-value]
 
 
 class Mlp(nn.Module):

@@ -10,8 +10,9 @@ never a finding. Numpy only.
 """
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any, Sequence
+from typing import Any
 
 import numpy as np
 
@@ -24,7 +25,7 @@ class TriageScores:
     ischemic_vs_secondary: float
 
     @classmethod
-    def from_row(cls, row: Sequence[float] | np.ndarray) -> "TriageScores":
+    def from_row(cls, row: Sequence[float] | np.ndarray) -> TriageScores:
         values = np.asarray(row, dtype=float).ravel()
         if values.size != 2 or not np.isfinite(values).all():
             raise ValueError(f"expected 2 finite head scores, got {values!r}")
@@ -42,7 +43,7 @@ class HeadThresholds:
     ischemic_high: float = 0.8
 
     @classmethod
-    def from_manifest(cls, manifest: dict[str, Any]) -> "HeadThresholds":
+    def from_manifest(cls, manifest: dict[str, Any]) -> HeadThresholds:
         values = ((manifest.get("head") or {}).get("thresholds")) or {}
         return cls(**{k: float(v) for k, v in values.items() if k in cls.__dataclass_fields__})
 

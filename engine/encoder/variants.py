@@ -1,7 +1,7 @@
 """Encoder variants (architecture hyper-parameters) and the model's input contract. No torch here.
 
-`coca-b50` is the public ECG-CoCa signal tower (docs/SPEC.md §6); `coca-s50` is a small tower with the same input and the same
-key layout, sized to train on 2 CPU cores in minutes.
+`coca-b50` is the public ECG-CoCa signal tower (docs/SPEC.md §6); `coca-s50` is a small tower with the same input and
+the same key layout, sized to train on 2 CPU cores in minutes.
 """
 from __future__ import annotations
 

@@ -18,8 +18,8 @@ such as ischemia or LVH) is not extracted at all. How text is read:
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Callable
 
 from engine.reasoner.leadtext import find_lead_spans
 from engine.reasoner.parse import ParsedReasoning

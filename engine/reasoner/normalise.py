@@ -1,8 +1,8 @@
 """Any EcgRecord -> the one input ECG-R1 accepts: (12, 5000) float32 mV at 500 Hz, in ECG-R1's lead order.
 
 ECG-R1 (docs/SPEC.md §6) was trained on MIMIC-IV-ECG: 10 s at 500 Hz, raw millivolts, leads I, II, III, aVR, aVF, aVL,
-V1-V6 (aVF before aVL, unlike the canonical order of docs/SPEC.md §10). Its reference code checks neither rate nor order,
-so a 100 Hz or PTB-XL-ordered signal would go in silently wrong; this module is the only place that builds the
+V1-V6 (aVF before aVL, unlike the canonical order of docs/SPEC.md §10). Its reference code checks neither rate nor
+order, so a 100 Hz or PTB-XL-ordered signal would go in silently wrong; this module is the only place that builds the
 array, and it refuses (ReasonerInputError) rather than guess.
 
 Decisions (documented because they change what the model sees):
@@ -27,9 +27,9 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from engine.record import EcgRecord, derive_limb_leads, fill_flagged
-from engine.reasoner.errors import ReasonerInputError
 from engine.encoder.variants import MAX_PLAUSIBLE_MV, MODEL_FS_HZ, MODEL_LEADS, MODEL_SAMPLES, MODEL_SECONDS
+from engine.reasoner.errors import ReasonerInputError
+from engine.record import EcgRecord, derive_limb_leads, fill_flagged
 from engine.resample import resample_window
 
 # ECG-R1 consumes the ECG-CoCa tower's input: one definition of it (engine.encoder.variants), named here for the model.
@@ -94,7 +94,7 @@ def normalise(record: EcgRecord) -> NormalisedEcg:
         notes.append(f"strip of {duration:.2f} s padded at the start with edge values ({padded_s:.2f} s)")
     elif duration > ECGR1_WINDOW_S + 1e-9:
         notes.append(f"strip of {duration:.1f} s: the model saw its last {ECGR1_WINDOW_S:g} s")
-    flat = [n for n, row in zip(ECGR1_LEADS, window) if np.ptp(row) < FLAT_LEAD_MV]
+    flat = [n for n, row in zip(ECGR1_LEADS, window, strict=True) if np.ptp(row) < FLAT_LEAD_MV]
     if flat:
         notes.append("flat lead(s) passed to the model as recorded (lead off?): " + ", ".join(flat))
 
@@ -126,20 +126,20 @@ def _repair(chunk: np.ndarray, flags: np.ndarray | None, n_window: int, notes: l
     if not bad.any():
         return chunk
     frac = bad[:, -n_window:].mean(axis=1)
-    too_bad = [f"{n} {f:.0%}" for n, f in zip(ECGR1_LEADS, frac) if f > MAX_FLAGGED_FRACTION]
+    too_bad = [f"{n} {f:.0%}" for n, f in zip(ECGR1_LEADS, frac, strict=True) if f > MAX_FLAGGED_FRACTION]
     if too_bad:
         raise ReasonerInputError(
             f"too many flagged/invalid samples in the window ({', '.join(too_bad)}; limit "
             f"{MAX_FLAGGED_FRACTION:.0%} per lead)", "flagged-samples")
     out = fill_flagged(chunk, bad)
-    leads = [n for n, b in zip(ECGR1_LEADS, bad.any(axis=1)) if b]
+    leads = [n for n, b in zip(ECGR1_LEADS, bad.any(axis=1), strict=True) if b]
     notes.append("flagged samples interpolated in " + ", ".join(leads))
     return out
 
 
 def _check_units(window: np.ndarray) -> None:
     ptp = np.ptp(window, axis=1)
-    wild = [f"{n} {p:.0f} mV" for n, p in zip(ECGR1_LEADS, ptp) if p > MAX_PLAUSIBLE_MV]
+    wild = [f"{n} {p:.0f} mV" for n, p in zip(ECGR1_LEADS, ptp, strict=True) if p > MAX_PLAUSIBLE_MV]
     if wild:
         raise ReasonerInputError(
             f"implausible amplitude for millivolts ({', '.join(wild)} peak-to-peak; limit {MAX_PLAUSIBLE_MV:g} mV): "

@@ -70,7 +70,7 @@ async def areason_and_check(record: EcgRecord, analysis: Analysis, reasoner: Rea
         raise
     except ReasonerError as exc:
         return _abandoned(reasoner, exc.reason, exc.code, started, norm)
-    except asyncio.TimeoutError:
+    except TimeoutError:
         return _abandoned(reasoner, f"no answer within {timeout_s:g} s", "timeout", started, norm)
     except Exception as exc:  # noqa: BLE001
         return _abandoned(reasoner, f"internal error: {type(exc).__name__}: {exc}", "internal", started, norm)

@@ -76,7 +76,8 @@ def find_recordings(root: str | Path, *, prefer_500hz: bool = False) -> list[Rec
     for folder in [root, *sorted(p for p in root.iterdir() if p.is_dir())]:
         if (folder / "ptbxl_database.csv").exists():
             found += _ptbxl(folder, prefer_500hz)
-        elif (folder / "data").is_dir() and any((folder / "data").glob("*.hea")) and folder.name.startswith(("ludb", "lobachevsky")):
+        elif ((folder / "data").is_dir() and any((folder / "data").glob("*.hea"))
+              and folder.name.startswith(("ludb", "lobachevsky"))):
             found += _ludb(folder)
         elif folder == root and any(root.glob("*.hea")):
             found += [Recording(path=h.with_suffix(""), dataset="wfdb", record_id=h.stem, patient_id=None)

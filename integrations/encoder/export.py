@@ -126,7 +126,7 @@ def _quiet_loggers(names: tuple[str, ...] = ("torch.onnx", "onnx_ir", "onnxscrip
     try:
         yield
     finally:
-        for log, level in zip(loggers, levels):
+        for log, level in zip(loggers, levels, strict=True):
             log.setLevel(level)
 
 
@@ -161,7 +161,7 @@ def _check_with_onnxruntime(wrapper: torch.nn.Module, sample: torch.Tensor, out_
     got = sess.run(None, {INPUT_NAME: sample.numpy()})
     with torch.no_grad():
         want = [t.numpy() for t in wrapper(sample)]
-    diffs = {n: float(np.abs(g - w).max()) for n, g, w in zip(out_names, got, want)}
+    diffs = {n: float(np.abs(g - w).max()) for n, g, w in zip(out_names, got, want, strict=True)}
     return {"checked": True, "batch": int(sample.shape[0]), "max_abs_diff": diffs}
 
 

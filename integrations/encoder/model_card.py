@@ -42,18 +42,23 @@ def write_model_card(path: Path, m: dict[str, Any], manifest: dict[str, Any]) ->
     text = f"""# Triage model card: `{m['variant']}` encoder + triage head
 
 **Research only. Not for clinical use.** The head's outputs are never findings: twiwatch's measured TWI criteria
-(docs/SPEC.md §4, `engine.analyze`) are the primary evidence, and `engine.encoder.triage_head.head_disagrees` only says when
+(docs/SPEC.md §4, `engine.analyze`) are the primary evidence, and `engine.encoder.triage_head.head_disagrees` only \
+says when
 the head contradicts them.
 
 ## Model
-- Encoder: ECG-CoCa signal-tower architecture (docs/SPEC.md §6), small variant: width {cfg['width']}, {cfg['layers']} blocks, {cfg['heads']} heads,
-  MLP {cfg['mlp']}, patch {cfg['patch']}, embedding {cfg['embed_dim']}; {m['parameters']:,} parameters with the head. Trained from scratch here (the public ECG-CoCa checkpoint is not reachable from this
+- Encoder: ECG-CoCa signal-tower architecture (docs/SPEC.md §6), small variant: width {cfg['width']}, {cfg['layers']} \
+blocks, {cfg['heads']} heads,
+  MLP {cfg['mlp']}, patch {cfg['patch']}, embedding {cfg['embed_dim']}; {m['parameters']:,} parameters with the head. \
+Trained from scratch here (the public ECG-CoCa checkpoint is not reachable from this
   project); same input contract and key layout as `coca-b50`.
 - Input: (12, 5000) float32, 500 Hz, 10 s, raw mV, lead order {', '.join(manifest['input']['lead_order'])}
   (aVF before aVL), made by `engine.encoder.adapter.adapt` (resampling, last 10 s, zero-padding, zero for absent leads).
 - Head: linear on the embedding, two sigmoid outputs: `twi_present` (PTB-XL INVT) and `ischemic_vs_secondary`.
-  Abstention band used by `head_disagrees`: TWI < {m['thresholds']['twi_low']} absent, ≥ {m['thresholds']['twi_high']} present;
-  ischemic < {m['thresholds']['ischemic_low']} secondary, ≥ {m['thresholds']['ischemic_high']} ischemic (fixed, not tuned: the validation split has
+  Abstention band used by `head_disagrees`: TWI < {m['thresholds']['twi_low']} absent, ≥ {m['thresholds']['twi_high']} \
+present;
+  ischemic < {m['thresholds']['ischemic_low']} secondary, ≥ {m['thresholds']['ischemic_high']} ischemic (fixed, not \
+tuned: the validation split has
   too few positives to tune anything; the sensitivity/specificity columns below use 0.5).
 - Export: ONNX opset {manifest['onnx']['opset']} ({manifest['onnx']['exporter']} exporter), dynamic batch,
   sha256 `{manifest['onnx']['sha256'][:16]}…`; torch vs ONNX Runtime max abs diff at export
@@ -79,7 +84,8 @@ the head contradicts them.
 
 ## Training
 Seed {m['seed']}; AdamW, one-cycle LR, {m['epochs_run']} epoch(s) run{early},
-epoch {m['selected_epoch']} selected by validation loss (all outputs, including the auxiliary one: {d['val']['twi_positive']} validation TWI
+epoch {m['selected_epoch']} selected by validation loss (all outputs, including the auxiliary one: \
+{d['val']['twi_positive']} validation TWI
 positives cannot select anything); augmentation: gain, time shift, baseline wander, noise, random
 absent leads (so zero-filled leads are not entirely unseen). {m['train_seconds']:.0f} s wall-clock on
 {m['hardware']['cpus']} CPU cores{load} (torch {m['hardware']['torch']}); an epoch takes about 13 s on an idle machine
@@ -103,11 +109,13 @@ For orientation only (their data, their task, not comparable): a Qwen2-VL-2B RL 
 non-ischemic TWI with AUROC 0.842 in-domain and 0.816 out-of-domain (JMIR Med Inform 2026;14:e87227).
 
 ## Limits (read before using a number from this card)
-- The data are tiny: {d['test']['twi_positive']} TWI-positive ECGs in the test split, {d['train']['twi_positive']} in training.
+- The data are tiny: {d['test']['twi_positive']} TWI-positive ECGs in the test split, {d['train']['twi_positive']} in \
+training.
   The TWI AUROC interval above is wide because of that, and its point estimate is weak evidence either way.
 - Labels are cardiologists' PTB-XL statements, not per-lead measurements; INVT carries no likelihood. The ischemic
   label is a proxy (ischemic ST-T statements vs a secondary-cause statement on any ECG).
-- Two collections only (PTB-XL, recorded 1989–1996; LUDB, one Russian hospital); no external validation; the held-out PTB-XL fold 10, the held-out LUDB records and the project's evaluation set were not used.
+- Two collections only (PTB-XL, recorded 1989–1996; LUDB, one Russian hospital); no external validation; the held-out \
+PTB-XL fold 10, the held-out LUDB records and the project's evaluation set were not used.
 - 100 Hz PTB-XL records are upsampled: their content above 45 Hz is absent, unlike live 500 Hz input.
 - Absent leads are zeros; with more than a few absent, treat the scores as unusable (the adapter's mask says which).
 - Trained from scratch on ~1.4k ECGs: not the ECG-CoCa foundation model. Load the public checkpoint into `coca-b50`

@@ -248,7 +248,8 @@ def _ship(out_dir: Path, ship_to: Path) -> None:
 
 
 def main(argv: list[str] | None = None) -> None:
-    """`python -m integrations.encoder.train DATA_DIR OUT_DIR [--ship-to models/triage-s50]` (until `twiwatch train`)."""
+    """`python -m integrations.encoder.train DATA_DIR OUT_DIR [--ship-to models/triage-s50]`
+    (until `twiwatch train`)."""
     import argparse
 
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])

@@ -118,7 +118,6 @@ class HttpReasoner(Reasoner):
             conn.close()
 
     async def areason(self, ecg: np.ndarray, prompt: str, *, timeout_s: float) -> RawReasoning:
-
         import aiohttp
 
         timeout_s = check_timeout(timeout_s)

@@ -221,7 +221,8 @@ class _Reply(Exception):
     def __init__(self, status: int, outcome: str, message: str, *, kind: str | None = None,
                  retry_after: int | None = None) -> None:
         super().__init__(message)
-        self.status, self.outcome, self.message, self.kind, self.retry_after = status, outcome, message, kind, retry_after
+        self.status, self.outcome, self.message = status, outcome, message
+        self.kind, self.retry_after = kind, retry_after
 
 
 class ShimServer:

@@ -8,9 +8,9 @@ import numpy as np
 import pytest
 
 from engine.encoder.adapter import AdapterError, adapt, adapt_batch
-from engine.resample import resample_window
 from engine.encoder.variants import MODEL_LEADS
 from engine.record import STANDARD_LEADS, make_record
+from engine.resample import resample_window
 from integrations.datasets.wfdb_io import read_wfdb
 
 SAMPLES = Path(__file__).resolve().parents[2] / "samples"
@@ -57,7 +57,7 @@ def test_resampling_odd_rates_keeps_a_sine():
 
 def test_missing_leads_are_zero_with_a_mask_and_limb_leads_are_derived():
     a = adapt(_constant_record(leads=("I", "II", "V1")))
-    present = dict(zip(MODEL_LEADS, a.lead_mask))
+    present = dict(zip(MODEL_LEADS, a.lead_mask, strict=True))
     assert all(present[n] for n in ("I", "II", "III", "aVR", "aVF", "aVL", "V1"))
     assert not any(present[n] for n in ("V2", "V3", "V4", "V5", "V6"))
     assert set(a.derived) == {"III", "aVR", "aVL", "aVF"}

@@ -15,11 +15,11 @@ pytest.importorskip("onnxruntime", reason="onnxruntime not installed")
 
 from engine.encoder.adapter import adapt_batch  # noqa: E402
 from engine.encoder.checkpoint import CheckpointError, guess_variant, load_into, load_model  # noqa: E402
-from integrations.encoder.export import export_onnx  # noqa: E402
 from engine.encoder.manifest import ManifestError, load_manifest, sha256_file  # noqa: E402
 from engine.encoder.runtime_choice import select_runtime  # noqa: E402
 from engine.encoder.torch_model import PackedSelfAttention, build_model, count_parameters  # noqa: E402
 from engine.encoder.variants import MODEL_LEADS, get_variant  # noqa: E402
+from integrations.encoder.export import export_onnx  # noqa: E402
 
 PARITY_TOL = 1e-4  # FP32, torch eager vs ONNX Runtime CPU
 

@@ -88,8 +88,8 @@ def test_tensorrt_backend_module_imports_without_tensorrt():
 @pytest.fixture(scope="module")
 def small_export(tmp_path_factory) -> Path:
     pytest.importorskip("torch", reason="torch not installed (pip install -e '.[train]')")
-    from integrations.encoder.export import export_onnx
     from engine.encoder.torch_model import build_model
+    from integrations.encoder.export import export_onnx
 
     out = tmp_path_factory.mktemp("rt") / "encoder.onnx"
     export_onnx("coca-s50", out, model=build_model("coca-s50", head=True, seed=1), exporter="torchscript")

@@ -127,13 +127,15 @@ def test_short_and_long_strips():
 def test_flat_and_clipped_leads_do_not_count():
     x = synthetic_ecg(t_amp={"II": -0.3, "aVF": -0.3, "III": -0.3})
     x[5] = 0.0  # aVF off
-    a = analyze(make_record(x, ("I", "II", "III", "aVR", "aVL", "aVF", "V1", "V2", "V3", "V4", "V5", "V6"), 500.0, "off"))
+    a = analyze(make_record(x, ("I", "II", "III", "aVR", "aVL", "aVF", "V1", "V2", "V3", "V4", "V5", "V6"), 500.0,
+                            "off"))
     assert a.leads["aVF"].quality == "not-analysable" and "flat" in a.leads["aVF"].quality_reasons[0]
     assert a.leads["aVF"].t_polarity is None
     assert a.twi == []  # II and III are not neighbours without aVF
     y = synthetic_ecg()
     y[1] = np.clip(y[1], -0.05, 0.3)
-    b = analyze(make_record(y, ("I", "II", "III", "aVR", "aVL", "aVF", "V1", "V2", "V3", "V4", "V5", "V6"), 500.0, "clip"))
+    b = analyze(make_record(y, ("I", "II", "III", "aVR", "aVL", "aVF", "V1", "V2", "V3", "V4", "V5", "V6"), 500.0,
+                            "clip"))
     assert b.leads["II"].quality == "not-analysable" and "clipped" in b.leads["II"].quality_reasons[0]
 
 
@@ -142,8 +144,8 @@ def test_flagged_samples_mark_the_lead():
     flags = np.zeros_like(x, dtype=bool)
     flags[0, 1000:3000] = True
     x[0, 1000:3000] = np.nan
-    a = analyze(make_record(x, ("I", "II", "III", "aVR", "aVL", "aVF", "V1", "V2", "V3", "V4", "V5", "V6"), 500.0, "flag",
-                            flagged=flags))
+    a = analyze(make_record(x, ("I", "II", "III", "aVR", "aVL", "aVF", "V1", "V2", "V3", "V4", "V5", "V6"), 500.0,
+                            "flag", flagged=flags))
     assert a.leads["I"].quality == "not-analysable"
     assert any("flagged 40%" in r for r in a.leads["I"].quality_reasons)
     assert a.leads["II"].quality == "ok"
@@ -152,7 +154,8 @@ def test_flagged_samples_mark_the_lead():
 def test_noise_only_is_indeterminate_not_a_crash():
     rng = np.random.default_rng(1)
     x = rng.normal(0, 0.02, (12, 5000)).astype(np.float32)
-    a = analyze(make_record(x, ("I", "II", "III", "aVR", "aVL", "aVF", "V1", "V2", "V3", "V4", "V5", "V6"), 500.0, "noise"))
+    a = analyze(make_record(x, ("I", "II", "III", "aVR", "aVL", "aVF", "V1", "V2", "V3", "V4", "V5", "V6"), 500.0,
+                            "noise"))
     assert a.triage.cls in ("indeterminate", "no-twi")
     assert a.twi == []
 

@@ -8,7 +8,6 @@ relative; polarity and timing are what these tests check on LUDB, voltages only 
 """
 from __future__ import annotations
 
-
 from engine.analyze import analyze
 from tests.support.records import load_wfdb, ludb_path, ludb_waves, ptbxl_path
 

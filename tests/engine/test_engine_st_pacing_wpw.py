@@ -15,8 +15,8 @@ from engine.analyze import analyze
 from engine.pacing import detect_spikes
 from engine.record import STANDARD_LEADS, make_record
 from engine.result import PriorSummary
-from tests.support.synthetic import synthetic_ecg
 from tests.support.records import load_wfdb, ptbxl_path
+from tests.support.synthetic import synthetic_ecg
 
 FS = 500.0
 BEATS = np.arange(0.35, 9.95, 1.0)  # synthetic_ecg's R peaks at 60 bpm

@@ -5,15 +5,15 @@ import numpy as np
 import pytest
 
 from engine.criteria import find_groups, judge_lead
+from engine.filters import detection_filter
 from engine.measure import LeadMeasure, classify_polarity
 from engine.novelty import assign_novelty
 from engine.pacing import detect_spikes
 from engine.qrs import detect_qrs
-from engine.filters import detection_filter
 from engine.resample import rational_ratio, to_analysis_rate, to_own_rate
 from engine.result import PriorSummary, SecondaryFinding
-from tests.support.synthetic import synthetic_ecg
 from engine.triage import triage
+from tests.support.synthetic import synthetic_ecg
 
 
 @pytest.mark.parametrize("fs", [100, 250, 257, 360, 500, 1000])
@@ -97,7 +97,8 @@ def test_criteria_only_where_leads_exist():
 
 
 def _prior(lead_t, groups=()):
-    return PriorSummary(schema_version=1, source_id="p", acquired_at=None, lead_t=lead_t, twi_groups=[list(g) for g in groups])
+    return PriorSummary(schema_version=1, source_id="p", acquired_at=None, lead_t=lead_t,
+                        twi_groups=[list(g) for g in groups])
 
 
 def test_novelty_new_persistent_unknown():

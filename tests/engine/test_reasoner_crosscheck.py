@@ -269,9 +269,10 @@ def test_extraction_and_checking_never_raise_on_odd_text(a468):
     import random
 
     rng = random.Random(11)
-    words = ["T wave", "inversion", "inverted", "in", "V1-V4", "II", "III", "and", "aVF", "no", "not", "ST", "elevation",
-             "depression", "QRS", "130 ms", "wide", "narrow", "rate", "72 bpm", "sinus", "rhythm", "AF", ",", ";", ".",
-             "or", "with", "leads", "inferior", "lateral", "V4,5,6", "flat", "upright", "biphasic", "is", "absent", "-"]
+    words = ["T wave", "inversion", "inverted", "in", "V1-V4", "II", "III", "and", "aVF", "no", "not", "ST",
+             "elevation", "depression", "QRS", "130 ms", "wide", "narrow", "rate", "72 bpm", "sinus", "rhythm", "AF",
+             ",", ";", ".", "or", "with", "leads", "inferior", "lateral", "V4,5,6", "flat", "upright", "biphasic", "is",
+             "absent", "-"]
     for _ in range(500):
         text = " ".join(rng.choice(words) for _ in range(rng.randint(0, 25)))
         cc = check_claims(claims_in_text(text, "fuzz"), a468)

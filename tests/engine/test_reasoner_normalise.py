@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from conftest import SAMPLES
 
 from engine.reasoner.errors import ReasonerInputError
 from engine.reasoner.normalise import ECGR1_LEADS, MAX_FLAGGED_FRACTION, normalise
 from engine.record import make_record
 from integrations.datasets.recordings import find_recordings
-from conftest import SAMPLES
 
 
 def _rec(recordings, dataset, rid):

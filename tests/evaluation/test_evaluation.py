@@ -206,7 +206,8 @@ def test_lead_reference_on_a_synthetic_lead():
 
 @pytest.mark.parametrize("report, leads, lang", [
     ("sinus rhythm. left axis deviation. left anterior fascicular block. q waves in v2-5. st segments are elevated in "
-     "v3,4,5. t waves are inverted in avl, v2-6 and flat in i. consistent with anterior myocardial infarction, probably old.",
+     "v3,4,5. t waves are inverted in avl, v2-6 and flat in i. consistent with anterior myocardial infarction, "
+     "probably old.",
      {"aVL", "V2", "V3", "V4", "V5", "V6"}, "en"),
     ("sinus rhythm. t waves are inverted in v2,3, low in i and inverted in    avl. findings are of uncertain "
      "significance in a patient of this age.", {"V2", "V3", "aVL"}, "en"),
@@ -254,7 +255,8 @@ def test_report_slight_and_group_throughout():
                                   "chest leads and flat in limb leads. the significance is uncertain.")
     assert set(p.leads) == {"V1", "V2", "V3", "V4", "V5", "V6"}
     p = ptbxl_labels.parse_report("premature atrial contraction(s). sinus rhythm. low limb lead voltage. t waves are "
-                                  "slightly inverted in ii, iii, avf. non-specific but consistent with myocardial ischaemia.")
+                                  "slightly inverted in ii, iii, avf. non-specific but consistent with myocardial "
+                                  "ischaemia.")
     assert set(p.leads) == set(p.slight_leads) == {"II", "III", "aVF"}
 
 
@@ -277,7 +279,8 @@ def test_ludb_labels_complete_bundle_branch_blocks_only(tmp_path):
     (tmp_path / "ludb.csv").write_text(
         'ID,Conduction abnormalities,Hypertrophies,Cardiac pacing\n'
         '1,"Incomplete right bundle branch block",,\n'
-        '2,"Left anterior hemiblock\nComplete right bundle branch block","Left atrial hypertrophy\nLeft ventricular hypertrophy",\n'
+        '2,"Left anterior hemiblock\nComplete right bundle branch block",'
+        '"Left atrial hypertrophy\nLeft ventricular hypertrophy",\n'
         '4,"Complete left bundle branch block",,\n')
     lab = ludb.diagnoses(tmp_path)
     assert set(lab) == {1, 2}  # id 4 is held out: its row is dropped as it is read
@@ -285,8 +288,8 @@ def test_ludb_labels_complete_bundle_branch_blocks_only(tmp_path):
 
 
 def test_report_st_depression_leads():
-    p = ptbxl_labels.parse_report("sinus rhythm. st segments are depressed in i, ii, avl, v5,6. t waves are inverted in "
-                                  "i, avl and flat in ii.")
+    p = ptbxl_labels.parse_report("sinus rhythm. st segments are depressed in i, ii, avl, v5,6. t waves are inverted "
+                                  "in i, avl and flat in ii.")
     assert set(p.st_depression.leads) == {"I", "II", "aVL", "V5", "V6"} and set(p.leads) == {"I", "aVL"}
     p = ptbxl_labels.parse_report("tachykardes vorhofflimmern lagetyp normal st-senkung deszendierend in v5-6 t neg in "
                                   "v5-6 und lateral kammerhypertrophie lvh")

@@ -20,8 +20,15 @@ if str(ROOT) not in sys.path:
 
 from evaluation import ptbxl_labels  # noqa: E402
 from evaluation.ptbxl_labels import PtbxlRow  # noqa: E402
-from evaluation.serial import (CALLS, REF_CLASSES, consecutive_pairs, recording_dates, reference_class,  # noqa: E402
-                               score, serial_patients)
+from evaluation.serial import (  # noqa: E402
+    CALLS,
+    REF_CLASSES,
+    consecutive_pairs,
+    recording_dates,
+    reference_class,
+    score,
+    serial_patients,
+)
 
 pytest.importorskip("neurokit2")
 

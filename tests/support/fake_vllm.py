@@ -23,7 +23,7 @@ class FakeOut:
 
 
 class FakeLLM:
-    instances: list["FakeLLM"] = []
+    instances: list[FakeLLM] = []
     delay_s = 0.0
 
     def __init__(self, **kwargs):

@@ -43,7 +43,7 @@ def ludb_waves(path: Path, lead_ext: str) -> list[dict]:
 
     ann = wfdb.rdann(str(path), lead_ext)
     out, cur = [], None
-    for s, sym in zip(ann.sample, ann.symbol):
+    for s, sym in zip(ann.sample, ann.symbol, strict=True):
         if sym == "(":
             cur = {"on": int(s)}
         elif sym in ("p", "N", "t") and cur is not None:

@@ -75,4 +75,5 @@ def synthetic_ecg(
 
 def synthetic_record(source_id: str = "synthetic/1", fs: float = 500.0, leads: tuple[str, ...] = STANDARD_LEADS,
                      sex: str | None = None, **kw) -> EcgRecord:
-    return make_record(synthetic_ecg(fs=fs, leads=leads, **kw), leads, fs, source_id, source_format="synthetic", sex=sex)
+    return make_record(synthetic_ecg(fs=fs, leads=leads, **kw), leads, fs, source_id, source_format="synthetic",
+                       sex=sex)
