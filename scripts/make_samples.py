@@ -3,7 +3,8 @@
 The project never reads ../shared at run time: the demo and the tests use only what this script copies.
 Picks: LUDB records covering normal, LVH, ischemia, RBBB, LBBB and pacing (all from the non-held-out ids);
 PTB-XL patients with serial ECGs where one ECG carries INVT (for new-vs-prior), plus 500 Hz INVT/BBB/paced/WPW
-records; only folds 1-9 (fold 10 is held out).
+records; only folds 1-9 (fold 10 is held out). Long monitoring streams: the first 5 minutes of two long recordings
+(MIT-BIH 100, MLII + V5 at 360 Hz; CPSC 2021 data_21_8, I + II at 200 Hz), lead names as recorded.
 """
 from __future__ import annotations
 
@@ -65,10 +66,30 @@ def copy_ptbxl() -> None:
     shutil.copy2(src / "LICENSE.txt", dst / "LICENSE.txt")
 
 
+LONG = [("mitdb", "100", "mitdb-100-5min"), ("cpsc2021", "data_21_8", "cpsc2021-21_8-5min")]
+LONG_SECONDS = 300
+
+
+def copy_long() -> None:
+    """Cut, not resampled: the same digital samples, gains and names, format 16."""
+    import wfdb
+
+    dst = OUT / "long"
+    dst.mkdir(parents=True, exist_ok=True)
+    for folder, record, name in LONG:
+        rec = wfdb.rdrecord(str(SHARED / "long" / folder / record), physical=False,
+                            sampto=int(LONG_SECONDS * wfdb.rdheader(str(SHARED / "long" / folder / record)).fs))
+        wfdb.wrsamp(name, fs=rec.fs, units=rec.units, sig_name=rec.sig_name, d_signal=rec.d_signal,
+                    fmt=["16"] * rec.n_sig, adc_gain=rec.adc_gain, baseline=rec.baseline, write_dir=str(dst),
+                    comments=[f"first {LONG_SECONDS} s of {folder}/{record} (see samples/README.md)"])
+
+
 if __name__ == "__main__":
     shutil.rmtree(OUT / "ludb", ignore_errors=True)
     shutil.rmtree(OUT / "ptbxl", ignore_errors=True)
+    shutil.rmtree(OUT / "long", ignore_errors=True)
     copy_ludb()
     copy_ptbxl()
+    copy_long()
     size = sum(p.stat().st_size for p in OUT.rglob("*") if p.is_file())
     print(f"samples/: {size / 1e6:.2f} MB")

@@ -4,10 +4,13 @@ decode: raw topics -> decode + validate (integrations) -> strips re-keyed by has
         monitor chunks keyed by their hashed stream -> chunks topic; failures -> dead-letter topic with the reason.
 analyse: by-patient topic -> per-patient priors table (changelog-backed) -> engine -> FHIR Bundle -> reports topic.
 reason: flagged new TWIs -> ECG-R1 -> version 2 of their reports.
+monitor: chunks of each bed -> epoch windows -> trend points -> episodes -> episode reports (stream.monitor).
 What each agent does lives in `stream.handlers`; when offsets may be committed lives in `stream.delivery`. A patient's
 ECGs share a partition and an agent handles a partition in order, so they are analysed in order.
 """
 from __future__ import annotations
+
+import time
 
 import faust
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
@@ -15,6 +18,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from stream import handlers
 from stream.config import WorkerSettings
 from stream.delivery import guarded
+from stream.monitor.stage import TICK
 from stream.reasoning import make_reasoner
 from stream.scoring import make_scorer
 from stream.topics import HEADROOM, by_patient_topic
@@ -63,7 +67,9 @@ def build_app(s: WorkerSettings) -> faust.App:
         reasoned=app.Table("reasoned", default=None, partitions=s.partitions, key_type=str),
         reasoner=make_reasoner(s),
         scorer=make_scorer(s),
+        monitor=app.Table("monitor", default=None, partitions=s.partitions, key_type=str),
     )
+    chunks = w.chunks
 
     @app.agent(raw)
     async def decode(stream):
@@ -80,6 +86,19 @@ def build_app(s: WorkerSettings) -> faust.App:
     async def reason(stream):
         async for events in stream.take_events(s.reasoner_queue, within=0.05):
             await guarded(app, "reason", handlers.reason_batch(w, stream, events))
+
+    @app.agent(chunks)
+    async def monitor(stream):
+        # Acknowledged by hand (stream.monitor.stage): the committed offset never passes a chunk an open window needs.
+        async for event in stream.noack().events():
+            await guarded(app, "monitor", handlers.monitor_one(w, stream, event))
+
+    @app.timer(s.monitor_tick_s, on_leader=True)
+    async def tick():
+        # A tick on each partition of the chunks topic lets quiet streams be handled inside stream processing,
+        # where table writes go to the right changelog partition.
+        for partition in range(s.partitions):
+            await chunks.send(value=TICK + str(time.time()).encode(), partition=partition)
 
     @app.page("/healthz")
     async def healthz(web, request):

@@ -128,6 +128,29 @@ class WorkerGroup(_Group):
     priors_kept: int = Field(5, ge=1, description="prior-ECG summaries kept per patient")
 
 
+class MonitorSettings(_Group):
+    """Monitor streams: chunk assembly, windows, and the episode rules (docs/SPEC.md §11; README 'Monitor feeds')."""
+
+    monitor_window_s: float = Field(10.0, gt=0, description="analysis window, on fixed epochs")
+    monitor_lateness_s: float = Field(2.0, ge=0, description="event-time lateness up to which chunks are reordered")
+    monitor_gap_tolerance_s: float = Field(0.25, gt=0, description="a chunk this far from where the last one ended "
+                                                                    "still continues it; beyond: a gap")
+    monitor_baseline_s: float = Field(300.0, gt=0, description="baseline: median of this much analysable monitoring")
+    monitor_persistence_s: float = Field(60.0, ge=0, description="a new inversion must persist this long to open")
+    monitor_pause_max_s: float = Field(120.0, ge=0, description="unanalysable windows pause the count this long, "
+                                                                "then reset it")
+    monitor_depth_mv: float = Field(0.1, gt=0, description="inversion depth against the baseline that counts")
+    monitor_close_within_mv: float = Field(0.05, gt=0, description="closes when back within this of the baseline")
+    monitor_close_persist_s: float = Field(60.0, ge=0, description="... for this long")
+    monitor_silence_s: float = Field(120.0, gt=0, description="an open episode closes ('signal lost') after this "
+                                                              "long without chunks")
+    monitor_refractory_s: float = Field(300.0, ge=0, description="before the same leads can open a new episode")
+    monitor_material_depth_mv: float = Field(0.05, gt=0, description="a depth change this large is a new version")
+    monitor_min_update_interval_s: float = Field(300.0, ge=0, description="at most one update per this long "
+                                                                          "(resolution always goes out)")
+    monitor_tick_s: float = Field(5.0, gt=0, description="how often the worker checks streams for silence")
+
+
 class EncoderSettings(_Group):
     encoder_manifest: str = Field("", description="path of the exported encoder's manifest JSON (or its .onnx); "
                                                   "empty = no encoder scores in reports")
@@ -171,8 +194,8 @@ class MllpGroup(_Group):
 
 # --- what each process reads ---
 
-class WorkerSettings(KafkaSettings, WorkerGroup, EncoderSettings, ReasonerClientSettings, Hl7Settings, FhirSettings,
-                     IdentitySettings):
+class WorkerSettings(KafkaSettings, WorkerGroup, MonitorSettings, EncoderSettings, ReasonerClientSettings, Hl7Settings,
+                     FhirSettings, IdentitySettings):
     """`twiwatch worker`."""
 
 
@@ -191,7 +214,8 @@ class ToolSettings(WorkerSettings, LocalBrokerSettings):
 # Every group, for documentation and for the chart's tests (each name must be a setting some process reads).
 GROUPS: dict[str, type[_Group]] = {
     "kafka": KafkaSettings, "local broker": LocalBrokerSettings, "identity": IdentitySettings, "hl7": Hl7Settings,
-    "fhir": FhirSettings, "worker": WorkerGroup, "encoder": EncoderSettings, "reasoner client": ReasonerClientSettings,
+    "fhir": FhirSettings, "worker": WorkerGroup, "monitor": MonitorSettings,
+    "encoder": EncoderSettings, "reasoner client": ReasonerClientSettings,
     "reasoner shim": ReasonerServeGroup, "mllp": MllpGroup,
 }
 PROCESSES: dict[str, type[_Group]] = {"worker": WorkerSettings, "mllp": MllpSettings,

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import logging
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from engine.errors import InvalidRecord
@@ -18,6 +18,7 @@ from stream import envelope, metrics
 from stream.config import WorkerSettings
 from stream.deadletter import deadletter_record
 from stream.delivery import event_context, one_line
+from stream.monitor import stage as monitor
 from stream.reasoning import observe_reasoning, run_by_priority
 from stream.scoring import Scorer
 from stream.stages import (
@@ -50,6 +51,8 @@ class Wiring:
     reasoned: Any  # per hashed patient, the latest report ids whose reasoned version is written
     reasoner: Reasoner | None
     scorer: Scorer | None
+    monitor: Any = None  # faust table: per hashed stream, the monitor state (stream.monitor.stage)
+    assemblers: dict[str, Any] = field(default_factory=dict)  # per hashed stream, in memory only
 
     @property
     def secret(self) -> str:
@@ -206,3 +209,51 @@ async def reason_and_write(w: Wiring, stream: Any, record: Any, request: dict[st
     with event_context(stream, event):  # no await between read and write: one task at a time updates it
         w.reasoned[patient] = [*(w.reasoned.get(patient) or ()), out.report_id][-REPORTED_KEPT:]
     metrics.REPORTS.labels(out.status, out.triage).inc()
+
+
+async def monitor_one(w: Wiring, stream: Any, event: Any) -> None:
+    """One event of the chunks topic (a chunk segment, or the worker's own tick). Its reports are written and its
+    table entry recorded before any chunk is acknowledged; chunks are acknowledged once no open window needs them."""
+    if event.value.startswith(monitor.TICK):
+        await monitor_tick(w, stream, event)
+        event.ack()
+        return
+    try:
+        record, meta = envelope.unpack(event.value)
+        key = meta["stream"]
+        assembler = w.assemblers.get(key)
+        if assembler is None:
+            assembler = w.assemblers[key] = monitor.assembler_for(w.s)
+            metrics.STREAMS.set(len(w.assemblers))
+        result = monitor.on_chunk(w.s, w.monitor.get(key), assembler, record, meta, event)
+    except Exception as exc:  # a chunk the monitor cannot use: its dead letter; the stream goes on
+        log.error("monitor fault: %s", one_line(exc))
+        await send_deadletter(w, event.value, exc, "monitor", event.message)
+        event.ack()
+        return
+    await _write_monitor(w, stream, event, key, result)
+    if result.windows:
+        metrics.CHUNK_TO_TREND_SECONDS.observe(max(0.0, time.time() - event.message.timestamp))
+
+
+async def monitor_tick(w: Wiring, stream: Any, event: Any) -> None:
+    """On each partition's tick: the streams of that partition that went quiet."""
+    partition = event.message.partition
+    for key, entry in list(w.monitor.items()):
+        if not entry or (entry.get("seen") or {}).get("partition") != partition:
+            continue
+        result = monitor.on_tick(w.s, entry, w.assemblers.get(key))
+        if result.reports or result.release or result.windows or result.state != entry:
+            await _write_monitor(w, stream, event, key, result)
+
+
+async def _write_monitor(w: Wiring, stream: Any, event: Any, key: str, result: Any) -> None:
+    for out in result.reports:
+        await (await w.reports.send(key=out.report_id.encode(), value=out.value, headers=out.headers))
+        metrics.EPISODE_EVENTS.labels(out.kind).inc()
+        metrics.REPORTS.labels("preliminary", "monitor-episode").inc()
+        log.info("episode report %s v%d %s", out.report_id, out.version, out.kind)
+    with event_context(stream, event):
+        w.monitor[key] = result.state
+    for token in result.release:
+        token.ack()

@@ -1,5 +1,5 @@
 """Prometheus metrics shared by the long-running processes (worker, MLLP bridge). Labels never carry patient data."""
-from prometheus_client import Counter, Histogram
+from prometheus_client import Counter, Gauge, Histogram
 
 MESSAGES_IN = Counter("twiwatch_messages_in_total", "raw messages consumed", ["topic"])
 DEADLETTERS = Counter("twiwatch_deadletters_total", "messages sent to the dead-letter topic", ["stage", "code"])
@@ -32,3 +32,12 @@ HEAD_DISAGREEMENTS = Counter("twiwatch_head_disagreements_total", "triage head d
 CHUNKS = Counter("twiwatch_chunks_total", "monitor chunks decoded, by whether they held an ECG signal", ["content"])
 ENCODER_FAULTS = Counter("twiwatch_encoder_faults_total",
                          "encoder batches that failed (their reports went out without head scores)")
+CHUNK_TO_TREND_SECONDS = Histogram(
+    "twiwatch_chunk_to_trend_seconds", "broker time of the chunk that completed a window -> its trend point written",
+    buckets=(0.01, 0.05, 0.1, 0.25, 0.5, 1, 2, 5, 10, 30),
+)
+WINDOWS = Counter("twiwatch_monitor_windows_total", "monitor windows analysed, by analysable leads", ["analysable"])
+MONITOR_DROPPED = Counter("twiwatch_monitor_chunks_dropped_total", "chunks not assembled, by why", ["why"])
+MONITOR_SEGMENTS = Counter("twiwatch_monitor_segments_total", "new stream segments, by why", ["why"])
+EPISODE_EVENTS = Counter("twiwatch_episode_events_total", "episode report versions written", ["kind"])
+STREAMS = Gauge("twiwatch_monitor_streams", "monitor streams assembled by this worker")

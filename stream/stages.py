@@ -37,7 +37,8 @@ def chunk_parts(chunk: Chunk, source: dict[str, Any], secret: str) -> list[tuple
     """One chunks-topic message per segment (a W01 gap splits a chunk), keyed by the hashed stream so a bed's chunks
     keep their order; what the assembler needs to place each segment travels beside it."""
     key = stream_key(chunk.stream_key, secret).encode()
-    meta = {**source, "stream": key.decode(), "chunk_source_id": chunk.source_id, "skipped": list(chunk.skipped),
+    meta = {**source, "stream": key.decode(), "stream_source": chunk.stream_key, "chunk_source_id": chunk.source_id,
+            "skipped": list(chunk.skipped),
             "bed_components": list(chunk.bed), "segments": len(chunk.segments)}
     return [(key, seg, {**meta, "segment": i}) for i, seg in enumerate(chunk.segments)]
 

@@ -74,9 +74,28 @@ def replay(
     loop: bool = typer.Option(False, help="start again at the end (stop with Ctrl-C)"),
     count: int | None = typer.Option(None, help="stop after this many messages"),
     prefer_500hz: bool = typer.Option(False, help="PTB-XL: use the 500 Hz records where present"),
+    monitors: int | None = typer.Option(None, help="stream long recordings as N bedside monitors in 1-s chunks "
+                                        "(default source: samples/long)"),
+    monitor_format: str = typer.Option("mixed", help="with --monitors: pcd01 | w01 | pocd | mixed"),
+    seconds: float | None = typer.Option(None, help="with --monitors: seconds of each bed's stream (default: all)"),
+    speed: float = typer.Option(1.0, help="with --monitors: event time per wall time (1 = real time, 0 = flat out)"),
+    jitter_ms: float = typer.Option(0.0, help="with --monitors: stamp jitter, +- ms"),
+    reorder: float = typer.Option(0.0, help="with --monitors: chance a chunk goes after the next one"),
+    duplicates: float = typer.Option(0.0, help="with --monitors: chance a chunk is sent twice"),
+    dropout: float = typer.Option(0.0, help="with --monitors: chance a chunk is lost"),
+    lead_off: float = typer.Option(0.0, help="with --monitors: chance a chunk has its second lead off (INOP)"),
+    patient_change_at: float | None = typer.Option(None, help="with --monitors: seconds in, another patient"),
+    stitched: bool = typer.Option(False, help="STITCHED streams: a PTB-XL patient's serial ECGs where the strip "
+                                  "analysis finds a new TWI, each strip repeated 3 min (tests the streaming path)"),
 ) -> None:
     """Stream real ECG recordings into Kafka as if from bedside monitors (HL7) and ECG carts (FHIR)."""
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    if monitors is not None or stitched:
+        replay_monitors(source, monitors, monitor_format, seconds, speed, stitched,
+                        dict(jitter_s=jitter_ms / 1000, reorder=reorder, duplicate=duplicates, dropout=dropout,
+                             lead_off=lead_off, patient_change_s=patient_change_at))
+        return
 
     from stream.devtools.replay import FORMATS, default_source, load_recordings, messages, send_all
     from stream.producer import make_producer
@@ -106,6 +125,42 @@ def replay(
             result = {"stopped": True}
         finally:
             producer.close()
+    console.print(f"replay done: {result}")
+
+
+def replay_monitors(source: Path | None, n: int | None, fmt: str, seconds: float | None, speed: float, stitched: bool,
+                    faults: dict) -> None:
+    import time
+
+    from stream.devtools import monitors as mon
+    from stream.devtools.replay import default_source, load_recordings
+    from stream.producer import make_producer
+    from stream.topics import edge_topic_specs, ensure_topics
+
+    if fmt not in mon.MONITOR_FORMATS:
+        raise typer.BadParameter(f"--monitor-format must be one of {', '.join(mon.MONITOR_FORMATS)}")
+    s = settings()
+    ensure_topics(s, edge_topic_specs(s))
+    if stitched:
+        pairs = mon.stitched_pairs(load_recordings(source or default_source()))
+        beds = mon.stitched_beds(pairs, fmt="pocd" if fmt == "mixed" else fmt)
+        console.print(f"[yellow]STITCHED streams ({len(beds)}): serial PTB-XL ECGs, each strip repeated 3 min; "
+                      "they test the streaming path, not the detector[/yellow]")
+    else:
+        folder = source or default_source() / "long"
+        beds = mon.monitor_beds(mon.load_long_recordings(folder), n or 1, fmt)
+    t0 = float(int(time.time()))
+    seconds = seconds or max(b.record.duration_s for b in beds)
+    plan = mon.Plan(beds, t0=t0, seconds=seconds, faults=mon.Faults(**faults))
+    console.print(f"{len(beds)} bed(s), up to {seconds:g} s each, speed {speed:g}; chunk feeds need TWIWATCH_SENDERS="
+                  f"'{mon.rules_json()}'")
+    producer = make_producer(s, client_id="twiwatch-replay-monitors")
+    try:
+        result = mon.send_paced(producer, mon.chunk_messages(plan, s, run_id=str(int(t0))), t0=t0, speed=speed)
+    except KeyboardInterrupt:
+        result = {"stopped": True}
+    finally:
+        producer.close()
     console.print(f"replay done: {result}")
 
 

@@ -55,19 +55,26 @@ class Output:
 
 @dataclass
 class _Segment:
-    start_s: float  # time of the first buffered sample
+    origin_s: float  # time of the segment's first sample (its first chunk's stamp)
     fs: float
     leads: tuple[str, ...]
     template: EcgRecord  # metadata of the latest piece (patient, bed, marks) for the window records
+    next_window_s: float
     parts: list[np.ndarray] = field(default_factory=list)
     flags: list[np.ndarray] = field(default_factory=list)
-    n: int = 0  # buffered samples
-    next_window_s: float = 0.0
-    tokens: list[tuple[float, Any]] = field(default_factory=list)  # (end_s, token) of the pieces feeding it
+    dropped: int = 0  # samples trimmed from the front
+    total: int = 0  # samples appended since the segment started
+    # Buffered pieces: (first sample index, end sample index, stamp, token); indices count from the segment start.
+    held: list[tuple[int, int, float, Any]] = field(default_factory=list)
 
-    @property
-    def end_s(self) -> float:
-        return self.start_s + self.n / self.fs
+    def expected_end_s(self) -> float:
+        return self.place() + self.total / self.fs
+
+    def place(self) -> float:
+        """Time of sample 0 of the segment, from the stamps of the chunks still buffered: their median, so one
+        jittery stamp moves nothing, and a restart that re-reads the same chunks places them the same way."""
+        implied = [stamp - first / self.fs for first, _, stamp, _ in self.held] or [self.origin_s]
+        return float(np.median(implied))
 
 
 class StreamAssembler:
@@ -85,9 +92,13 @@ class StreamAssembler:
         self._seen_set: set[str] = set()
 
     @property
+    def next_window_s(self) -> float | None:
+        return self._segment.next_window_s if self._segment else None
+
+    @property
     def buffered_s(self) -> float:
         """Seconds of samples held (reorder buffer + the open segment): bounded by window + lateness."""
-        seg = self._segment.n / self._segment.fs if self._segment else 0.0
+        seg = (self._segment.total - self._segment.dropped) / self._segment.fs if self._segment else 0.0
         return seg + sum(p.record.n_samples / p.record.fs for _, _, p in self._pending)
 
     def add(self, piece: Piece) -> Output:
@@ -96,12 +107,18 @@ class StreamAssembler:
             out.dropped.append("duplicate")
             out.release.append(piece.token)
             return out
-        if piece.start_s < self._released_until - self.lateness_s - self.window_s:
-            # Later than the lateness bound and before what was already assembled: it cannot be placed.
-            out.dropped.append("too-late")
-            out.release.append(piece.token)
-            self._remember(piece.ident)
-            return out
+        if piece.start_s < self._released_until - self.lateness_s:
+            seg = self._segment
+            if seg is not None and piece.start_s >= seg.origin_s - self.gap_tolerance_s:
+                # Inside what was already assembled, later than the lateness bound: it cannot be placed.
+                out.dropped.append("too-late")
+                out.release.append(piece.token)
+                self._remember(piece.ident)
+                return out
+            # Before the whole current segment: the sender's clock jumped back. Start again from here.
+            while self._pending:
+                self._take(self._pending.pop(0)[2], out)
+            self._watermark = self._released_until = -math.inf
         self._arrivals += 1
         bisect.insort(self._pending, (piece.start_s, self._arrivals, piece), key=lambda t: (t[0], t[1]))
         self._watermark = max(self._watermark, piece.end_s - self.lateness_s)
@@ -114,7 +131,7 @@ class StreamAssembler:
         out = Output()
         out.release.extend(p.token for _, _, p in self._pending)
         if self._segment is not None:
-            out.release.extend(token for _, token in self._segment.tokens)
+            out.release.extend(token for *_, token in self._segment.held)
         self._pending, self._segment = [], None
         self._watermark = self._released_until = -math.inf
         return out
@@ -143,49 +160,56 @@ class StreamAssembler:
             why = "rate-change"
         elif rec.leads != seg.leads:
             why = "lead-set-change"
-        elif piece.start_s > seg.end_s + self.gap_tolerance_s:
+        elif piece.start_s > seg.expected_end_s() + self.gap_tolerance_s:
             why = "gap"
-        elif piece.start_s < seg.end_s - self.gap_tolerance_s:
+        elif piece.start_s < seg.expected_end_s() - self.gap_tolerance_s:
             why = "time-jump-back"
         if why is not None:
             if seg is not None:
-                out.release.extend(token for _, token in seg.tokens)  # its unfinished window never completes
+                out.release.extend(token for *_, token in seg.held)  # its unfinished window never completes
                 out.segments_started.append(why)
-            seg = self._segment = _Segment(start_s=piece.start_s, fs=rec.fs, leads=rec.leads, template=rec,
-                                           next_window_s=math.ceil(piece.start_s / self.window_s - 1e-9)
-                                           * self.window_s)
+            first_window = math.ceil(piece.start_s / self.window_s - 1e-9) * self.window_s
+            seg = self._segment = _Segment(origin_s=piece.start_s, fs=rec.fs, leads=rec.leads, template=rec,
+                                           next_window_s=first_window)
         flags = rec.flagged if rec.flagged is not None else np.zeros(rec.signal.shape, dtype=bool)
+        # Where its samples lie is counted, not read from its (jittery) stamp; the stamps only place the segment.
+        seg.held.append((seg.total, seg.total + rec.n_samples, piece.start_s, piece.token))
         seg.parts.append(rec.signal)
         seg.flags.append(flags)
-        seg.n += rec.n_samples
+        seg.total += rec.n_samples
         seg.template = rec
-        seg.tokens.append((seg.end_s, piece.token))  # where its samples end by count, not by its jittery stamp
         self._emit(seg, out)
 
     def _emit(self, seg: _Segment, out: Output) -> None:
         n_win = int(round(self.window_s * seg.fs))
-        while seg.next_window_s + self.window_s <= seg.end_s + 0.5 / seg.fs:
-            self._keep_from(seg, seg.next_window_s)
-            signal, flags = seg.parts[0], seg.flags[0]
+        while True:
+            # Never before what was trimmed: the placement may move by a few samples as stamps come and go.
+            first = max(seg.dropped, int(round((seg.next_window_s - seg.place()) * seg.fs)))
+            if first + n_win > seg.total:
+                break
+            self._keep_from(seg, first)
+            start = first - seg.dropped
+            signal, flags = seg.parts[0][:, start:start + n_win], seg.flags[0][:, start:start + n_win]
             t = seg.template
-            window_flags = flags[:, :n_win]
-            record = t.replace(signal=signal[:, :n_win], flagged=window_flags if window_flags.any() else None,
+            record = t.replace(signal=signal, flagged=flags if flags.any() else None,
                                acquired_at=datetime.fromtimestamp(seg.next_window_s, UTC),
                                source_id=f"{t.source_id}@{seg.next_window_s:.0f}")
             out.windows.append(Window(seg.next_window_s, record))
             seg.next_window_s += self.window_s
-        self._keep_from(seg, seg.next_window_s)  # only what the next window needs stays in memory
-        done = [token for end, token in seg.tokens if end <= seg.next_window_s + 1e-9]
+        # Only what the next window needs stays in memory (with a margin for the placement to move within the gap
+        # tolerance), and the chunks before that are no longer needed.
+        margin = int(math.ceil(self.gap_tolerance_s * seg.fs))
+        self._keep_from(seg, int(round((seg.next_window_s - seg.place()) * seg.fs)) - margin)
+        done = [h for h in seg.held if h[1] <= seg.dropped]
         if done:
-            out.release.extend(done)
-            seg.tokens = [(end, token) for end, token in seg.tokens if end > seg.next_window_s + 1e-9]
+            out.release.extend(token for *_, token in done)
+            seg.held = [h for h in seg.held if h[1] > seg.dropped]
 
     @staticmethod
-    def _keep_from(seg: _Segment, t_s: float) -> None:
-        """Drop the buffered samples before `t_s` and join the parts into one array."""
-        drop = max(0, min(seg.n, int(round((t_s - seg.start_s) * seg.fs))))
+    def _keep_from(seg: _Segment, index: int) -> None:
+        """Drop the buffered samples before absolute sample `index` and join the parts into one array."""
+        drop = max(0, min(seg.total, index) - seg.dropped)
         signal = np.concatenate(seg.parts, axis=1) if len(seg.parts) > 1 else seg.parts[0]
         flags = np.concatenate(seg.flags, axis=1) if len(seg.flags) > 1 else seg.flags[0]
         seg.parts, seg.flags = [signal[:, drop:]], [flags[:, drop:]]
-        seg.n -= drop
-        seg.start_s += drop / seg.fs
+        seg.dropped += drop
