@@ -60,6 +60,7 @@ def build_app(s: WorkerSettings) -> faust.App:
         s=s,
         by_patient=raw_topic(by_patient_topic(s), partitions=s.partitions, internal=True),
         chunks=raw_topic(s.topic_chunks),
+        trends=raw_topic(s.topic_trends),
         reports=raw_topic(s.topic_reports),
         deadletters=raw_topic(s.topic_deadletter),
         reasoning_requests=raw_topic(s.topic_reasoning, partitions=s.partitions, internal=True),

@@ -50,6 +50,7 @@ class KafkaSettings(_Group):
     topic_hl7_raw: str = "ecg.hl7.raw"
     topic_fhir_raw: str = "ecg.fhir.raw"
     topic_chunks: str = Field("ecg.chunks", description="decoded monitor chunks (docs/SPEC.md §11)")
+    topic_trends: str = Field("ecg.monitor.trends", description="one trend point per lead per monitor window")
     topic_reports: str = "fhir.diagnosticreport"
     topic_deadletter: str = "ecg.deadletter"
     topic_reasoning: str = "ecg.reasoning.requests"

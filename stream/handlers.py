@@ -44,6 +44,7 @@ class Wiring:
     s: WorkerSettings
     by_patient: Any  # faust topics
     chunks: Any
+    trends: Any
     reports: Any
     deadletters: Any
     reasoning_requests: Any
@@ -225,7 +226,7 @@ async def monitor_one(w: Wiring, stream: Any, event: Any) -> None:
         if assembler is None:
             assembler = w.assemblers[key] = monitor.assembler_for(w.s)
             metrics.STREAMS.set(len(w.assemblers))
-        result = monitor.on_chunk(w.s, w.monitor.get(key), assembler, record, meta, event)
+        result = monitor.on_chunk(w.s, w.monitor.get(key), assembler, record, meta, event, now=time.time())
     except Exception as exc:  # a chunk the monitor cannot use: its dead letter; the stream goes on
         log.error("monitor fault: %s", one_line(exc))
         await send_deadletter(w, event.value, exc, "monitor", event.message)
@@ -248,6 +249,8 @@ async def monitor_tick(w: Wiring, stream: Any, event: Any) -> None:
 
 
 async def _write_monitor(w: Wiring, stream: Any, event: Any, key: str, result: Any) -> None:
+    for value in result.trends:
+        await (await w.trends.send(key=key.encode(), value=value))
     for out in result.reports:
         await (await w.reports.send(key=out.report_id.encode(), value=out.value, headers=out.headers))
         metrics.EPISODE_EVENTS.labels(out.kind).inc()

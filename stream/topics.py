@@ -39,6 +39,9 @@ def topic_specs(s: WorkerSettings) -> list[TopicSpec]:
                   log_append_time=True),
         TopicSpec(s.topic_reasoning, "flagged new TWIs waiting for ECG-R1 (record + what version 1 compared against)"),
         TopicSpec(s.topic_chunks, "decoded monitor chunks (one bed, all its leads, about a second), keyed by stream"),
+        # LogAppendTime: chunk-to-trend latency is read off the broker's clock.
+        TopicSpec(s.topic_trends, "per monitor window: a trend point per lead (T amplitude, polarity, ST J+60, "
+                  "quality), keyed by stream", log_append_time=True),
     ]
 
 

@@ -36,6 +36,7 @@ def isolated_settings(base: ToolSettings, run_id: str) -> ToolSettings:
         "topic_deadletter": prefix + base.topic_deadletter,
         "topic_reasoning": prefix + base.topic_reasoning,
         "topic_chunks": prefix + base.topic_chunks,
+        "topic_trends": prefix + base.topic_trends,
         "app_id": f"twiwatch-e2e-{run_id}",
         "data_dir": base.cache_dir / "e2e" / run_id,
         "worker_web_port": free_port(),

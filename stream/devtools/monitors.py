@@ -91,6 +91,7 @@ class Sent:
     value: bytes
     bed: int
     ident: str  # control id / Observation id
+    second: int  # the chunk's index in its bed's stream (its event time is t0 + second, before jitter)
     fault: str = ""
 
 
@@ -139,7 +140,7 @@ def stitched_beds(pairs: Sequence[tuple[str, EcgRecord, EcgRecord]], *, repeat_s
         if earlier.leads != later.leads or earlier.fs != later.fs:
             raise ValueError("stitched strips need the same leads and rate")
         record = make_record(np.concatenate(parts, axis=1), list(earlier.leads), earlier.fs,
-                             f"stitched:{patient}", kind="chunk")
+                             f"stitched:{patient}")
         beds.append(Bed(i, record, fmt, f"stitched-{patient}", f"stitched {patient}"))
     return beds
 
@@ -198,7 +199,7 @@ def _bed_chunks(bed: Bed, plan: Plan, s: ToolSettings, rng: np.random.Generator,
             inop, fault = (rec.leads[1],), fault or "lead-off"
         ident = f"{run_id}-{bed.name}-{k}"
         topic, value = _encode(bed, piece, ident, inop, s)
-        msg = Sent(at, topic, key, value, bed.index, ident, fault)
+        msg = Sent(at, topic, key, value, bed.index, ident, k, fault)
         if held is not None:
             yield held
             held = None

@@ -12,6 +12,7 @@ The engine's side (window analysis, episode rules) is `engine.monitor`; this mod
 """
 from __future__ import annotations
 
+import json
 import logging
 import time
 from dataclasses import dataclass, field
@@ -65,6 +66,7 @@ class Step:
     reports: list[ReportOut] = field(default_factory=list)
     release: list[Any] = field(default_factory=list)
     windows: int = 0
+    trends: list[bytes] = field(default_factory=list)  # one JSON message per window the engine took in
 
 
 def fresh_entry(s: WorkerSettings, patient: str | None) -> dict[str, Any]:
@@ -91,12 +93,7 @@ def on_chunk(s: WorkerSettings, entry: dict[str, Any] | None, assembler: StreamA
     _count(assembled)
     episodes = entry["episodes"]
     for window in assembled.windows:
-        points = analyse_window(window.record)
-        episodes, events = step(episodes, window.start_s, points, window.record.lead_marks, rules)
-        ok = sum(p.quality == "ok" for p in points.values())
-        metrics.WINDOWS.labels(str(ok)).inc()
-        out.windows += 1
-        out.reports += _reports(s, entry, {**entry, "episodes": episodes, "seen": _seen(record, meta, now)}, events)
+        episodes = _window(s, out, entry, {**entry, "seen": _seen(record, meta, now)}, episodes, window, rules)
     out.release += assembled.release
     entry = out.state = {**entry, "episodes": episodes, "seen": _seen(record, meta, now)}
     return out
@@ -116,10 +113,7 @@ def on_tick(s: WorkerSettings, entry: dict[str, Any], assembler: StreamAssembler
         _count(flushed)
         out.release += flushed.release
         for window in flushed.windows:
-            points = analyse_window(window.record)
-            episodes, events = step(episodes, window.start_s, points, window.record.lead_marks, rules_from(s))
-            out.windows += 1
-            out.reports += _reports(s, entry, {**entry, "episodes": episodes}, events)
+            episodes = _window(s, out, entry, entry, episodes, window, rules_from(s))
     if quiet_s > s.monitor_silence_s:
         # The event time the stream would have reached: its last chunk's end plus the quiet time since.
         episodes, events = silence(episodes, seen.get("event_end_s", 0.0) + quiet_s, rules_from(s))
@@ -128,8 +122,33 @@ def on_tick(s: WorkerSettings, entry: dict[str, Any], assembler: StreamAssembler
     return out
 
 
+def _window(s: WorkerSettings, out: Step, before: dict[str, Any], context: dict[str, Any], episodes: dict[str, Any],
+            window: Any, rules: MonitorRules) -> dict[str, Any]:
+    """One window through the engine: its trend message (when the engine took it in) and episode reports."""
+    points = analyse_window(window.record)
+    after, events = step(episodes, window.start_s, points, window.record.lead_marks, rules)
+    if after is episodes:  # at or before the last processed window: a restart recomputed it
+        return episodes
+    ok = sum(p.quality == "ok" for p in points.values())
+    metrics.WINDOWS.labels(str(ok)).inc()
+    out.windows += 1
+    seen = context.get("seen") or {}
+    out.trends.append(json.dumps({
+        "stream": seen.get("stream"), "window_start_s": window.start_s, "window_s": rules.window_s,
+        "patient": before.get("patient"), "bed": seen.get("bed"), "device": seen.get("device"),
+        "fs": window.record.fs, "marks": dict(window.record.lead_marks),
+        "points": {lead: p.to_dict() for lead, p in points.items()},
+        "baseline": {lead: b.get("t") for lead, b in (after.get("baseline") or {}).items()},
+        "episode_open": after.get("episode") is not None,
+    }, separators=(",", ":"), sort_keys=True).encode())
+    out.reports += _reports(s, before, {**context, "episodes": after}, events)
+    return after
+
+
 def _seen(record: EcgRecord, meta: dict[str, Any], now: float | None) -> dict[str, Any]:
-    """Where the stream was last seen (no patient data: bed and device ids, leads, partition)."""
+    """Where the stream was last seen (bed and device ids, leads, partition, the subject for the reports). Arrival is
+    when this worker processed the chunk, so a worker catching up after a restart does not mistake old chunks for
+    a silent stream."""
     end = (record.acquired_at.timestamp() if record.acquired_at else 0.0) + record.n_samples / record.fs
     return {"arrival_s": meta["timestamp_ms"] / 1000 if now is None else now, "event_end_s": end,
             "partition": meta["partition"], "stream": meta["stream"], "bed": record.bed, "device": record.device_id,
