@@ -139,6 +139,9 @@ def _window(s: WorkerSettings, out: Step, before: dict[str, Any], context: dict[
         "fs": window.record.fs, "marks": dict(window.record.lead_marks),
         "points": {lead: p.to_dict() for lead, p in points.items()},
         "baseline": {lead: b.get("t") for lead, b in (after.get("baseline") or {}).items()},
+        # The raw chunk that completed the window, by its broker time: chunk-to-trend latency is the trend message's
+        # own broker time (LogAppendTime) minus this.
+        "chunk_ts_ms": seen.get("chunk_ts_ms"),
         "episode_open": after.get("episode") is not None,
     }, separators=(",", ":"), sort_keys=True).encode())
     out.reports += _reports(s, before, {**context, "episodes": after}, events)
@@ -151,6 +154,7 @@ def _seen(record: EcgRecord, meta: dict[str, Any], now: float | None) -> dict[st
     a silent stream."""
     end = (record.acquired_at.timestamp() if record.acquired_at else 0.0) + record.n_samples / record.fs
     return {"arrival_s": meta["timestamp_ms"] / 1000 if now is None else now, "event_end_s": end,
+            "chunk_ts_ms": meta["timestamp_ms"],
             "partition": meta["partition"], "stream": meta["stream"], "bed": record.bed, "device": record.device_id,
             "leads": list(record.leads), "marks": dict(record.lead_marks), "source": meta.get("stream_source", ""),
             "patient_id": record.patient_id, "patient_system": record.patient_system}
