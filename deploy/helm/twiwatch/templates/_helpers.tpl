@@ -34,6 +34,7 @@ TWIWATCH_{{ index . 0 }}: {{ include "twiwatch.str" (index . 1) | quote }}
 {{ include "twiwatch.var" (list "TOPIC_HL7_RAW" $k.topics.hl7Raw) }}
 {{ include "twiwatch.var" (list "TOPIC_FHIR_RAW" $k.topics.fhirRaw) }}
 {{ include "twiwatch.var" (list "TOPIC_CHUNKS" $k.topics.chunks) }}
+{{ include "twiwatch.var" (list "TOPIC_TRENDS" $k.topics.trends) }}
 {{ include "twiwatch.var" (list "TOPIC_REPORTS" $k.topics.reports) }}
 {{ include "twiwatch.var" (list "TOPIC_DEADLETTER" $k.topics.deadletter) }}
 {{ include "twiwatch.var" (list "TOPIC_REASONING" $k.topics.reasoning) }}
@@ -64,6 +65,24 @@ TWIWATCH_{{ index . 0 }}: {{ include "twiwatch.str" (index . 1) | quote }}
 {{ include "twiwatch.var" (list "EXACTLY_ONCE" $w.exactlyOnce) }}
 {{ include "twiwatch.var" (list "WORKER_SESSION_TIMEOUT_S" $w.sessionTimeoutS) }}
 {{ include "twiwatch.var" (list "PRIORS_KEPT" $w.priorsKept) }}
+{{- end -}}
+
+{{- define "twiwatch.config.monitor" -}}
+{{- $m := .Values.monitor -}}
+{{ include "twiwatch.var" (list "MONITOR_WINDOW_S" $m.windowS) }}
+{{ include "twiwatch.var" (list "MONITOR_LATENESS_S" $m.latenessS) }}
+{{ include "twiwatch.var" (list "MONITOR_GAP_TOLERANCE_S" $m.gapToleranceS) }}
+{{ include "twiwatch.var" (list "MONITOR_BASELINE_S" $m.baselineS) }}
+{{ include "twiwatch.var" (list "MONITOR_PERSISTENCE_S" $m.persistenceS) }}
+{{ include "twiwatch.var" (list "MONITOR_PAUSE_MAX_S" $m.pauseMaxS) }}
+{{ include "twiwatch.var" (list "MONITOR_DEPTH_MV" $m.depthMv) }}
+{{ include "twiwatch.var" (list "MONITOR_CLOSE_WITHIN_MV" $m.closeWithinMv) }}
+{{ include "twiwatch.var" (list "MONITOR_CLOSE_PERSIST_S" $m.closePersistS) }}
+{{ include "twiwatch.var" (list "MONITOR_SILENCE_S" $m.silenceS) }}
+{{ include "twiwatch.var" (list "MONITOR_REFRACTORY_S" $m.refractoryS) }}
+{{ include "twiwatch.var" (list "MONITOR_MATERIAL_DEPTH_MV" $m.materialDepthMv) }}
+{{ include "twiwatch.var" (list "MONITOR_MIN_UPDATE_INTERVAL_S" $m.minUpdateIntervalS) }}
+{{ include "twiwatch.var" (list "MONITOR_TICK_S" $m.tickS) }}
 {{- end -}}
 
 {{- define "twiwatch.config.encoder" -}}
@@ -117,6 +136,7 @@ TWIWATCH_{{ index . 0 }}: {{ include "twiwatch.str" (index . 1) | quote }}
 {{- define "twiwatch.data.worker" -}}
 {{ include "twiwatch.config.kafka" . }}
 {{ include "twiwatch.config.worker" . }}
+{{ include "twiwatch.config.monitor" . }}
 {{ include "twiwatch.config.encoder" . }}
 {{ include "twiwatch.config.reasonerClient" . }}
 {{ include "twiwatch.config.hl7" . }}
