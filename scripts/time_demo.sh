@@ -28,8 +28,7 @@ run() {  # run NAME: time one demo run, its output in $tmp/NAME.log
   (cd "$clone" && ./scripts/demo.sh) > "$tmp/$1.log" 2>&1 || { echo "the $1 run failed:" >&2; tail -n 30 "$tmp/$1.log" >&2; exit 1; }
   t1=$(date +%s.%N)
   printf '%s: %.1f s\n' "$1" "$(echo "$t1 - $t0" | bc)" | tee -a "$tmp/times"
-  grep -E '^== \[|^== (installing|venv ready)|^demo stopped|^Kafka' "$tmp/$1.log" | sed 's/^/    /'
-  echo "    reports: $(grep -c 'DiagnosticReport\|v[12] ' "$tmp/$1.log" || true) lines"
+  grep -aE '^== |Kafka [0-9.]+ (up|already)|report version\(s\) shown|^demo stopped' "$tmp/$1.log" | sed 's/^/    /'
 }
 run cold
 run warm
