@@ -11,6 +11,8 @@ src=$(cd "$(dirname "$0")/.." && pwd)
 tmp=$(mktemp -d)
 clone=${1:-$tmp/clone}
 [ ! -e "$clone" ] || { echo "$clone exists: give a new folder" >&2; exit 2; }
+# The clone's own .cache (broker jars, worker state), not a shared one: a cold run starts from nothing.
+unset TWIWATCH_CACHE_DIR TWIWATCH_DATA_DIR
 export PIP_CACHE_DIR=$tmp/pip-cache UV_CACHE_DIR=$tmp/uv-cache
 export MAVEN_OPTS="${MAVEN_OPTS:+$MAVEN_OPTS }-Dmaven.repo.local=$tmp/m2-repository"
 mkdir -p "$PIP_CACHE_DIR" "$UV_CACHE_DIR" "$tmp/m2-repository"
@@ -27,7 +29,7 @@ run() {  # run NAME: time one demo run, its output in $tmp/NAME.log
   t0=$(date +%s.%N)
   (cd "$clone" && ./scripts/demo.sh) > "$tmp/$1.log" 2>&1 || { echo "the $1 run failed:" >&2; tail -n 30 "$tmp/$1.log" >&2; exit 1; }
   t1=$(date +%s.%N)
-  printf '%s: %.1f s\n' "$1" "$(echo "$t1 - $t0" | bc)" | tee -a "$tmp/times"
+  awk -v n="$1" -v a="$t0" -v b="$t1" 'BEGIN { printf "%s: %.1f s\n", n, b - a }' | tee -a "$tmp/times"
   grep -aE '^== |Kafka [0-9.]+ (up|already)|report version\(s\) shown|^demo stopped' "$tmp/$1.log" | sed 's/^/    /'
 }
 run cold
