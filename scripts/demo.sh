@@ -1,31 +1,74 @@
 #!/usr/bin/env bash
 # The README's demo command: local Kafka, the stream worker and the MLLP bridge, then real ECGs replayed
 # (half HL7 v2, half FHIR) and the research-only DiagnosticReports shown as they arrive. Ctrl-C stops everything.
+# Installs only what it runs (scripts/setup.sh demo: no torch, no helm). Ports follow the usual settings, so the demo
+# can run beside another broker: TWIWATCH_KAFKA_PORT, TWIWATCH_WORKER_WEB_PORT, TWIWATCH_MLLP_PORT,
+# TWIWATCH_MLLP_WEB_PORT, and STANDIN_PORT for the ECG-R1 stand-in (default TWIWATCH_REASONER_SERVE_PORT or 8011).
 set -euo pipefail
 cd "$(dirname "$0")/.."
-bash scripts/setup.sh
+step() { echo "== [$SECONDS s] $*"; }
+step "setting up (scripts/setup.sh demo)"
+bash scripts/setup.sh demo
 TW=.venv/bin/twiwatch
+KAFKA_PORT=${TWIWATCH_KAFKA_PORT:-9092}
+WORKER_WEB_PORT=${TWIWATCH_WORKER_WEB_PORT:-6066}
+MLLP_HOST=${TWIWATCH_MLLP_HOST:-127.0.0.1}
+MLLP_PORT=${TWIWATCH_MLLP_PORT:-2575}
+MLLP_WEB_PORT=${TWIWATCH_MLLP_WEB_PORT:-6067}
+STANDIN_PORT=${STANDIN_PORT:-${TWIWATCH_REASONER_SERVE_PORT:-8011}}
+step "starting Kafka on 127.0.0.1:$KAFKA_PORT"
 $TW kafka up
 $TW topics create
 mkdir -p .cache/demo
+step "starting the ECG-R1 stand-in, the worker and the MLLP bridge"
 # A STAND-IN for ECG-R1 (the 8B model needs a GPU): it replays ECG-R1-format outputs so that flagged reports show
 # the partial -> preliminary lifecycle. Its answers are canned, not a reading of the ECG, and the reports say so.
 # It is served by our real ECG-R1 serving shim (docs/REASONER.md), the same process that fronts vLLM on a GPU.
-$TW reasoner serve --standin --standin-output lateral-twi --standin-delay 1.5 --port "${STANDIN_PORT:-8011}" \
+$TW reasoner serve --standin --standin-output lateral-twi --standin-delay 1.5 --port "$STANDIN_PORT" \
   > .cache/demo/standin.log 2>&1 &
 STANDIN=$!
-TWIWATCH_REASONER_URL="http://127.0.0.1:${STANDIN_PORT:-8011}" TWIWATCH_ENCODER_MANIFEST=models/triage-s50/encoder.json \
+TWIWATCH_REASONER_URL="http://127.0.0.1:$STANDIN_PORT" TWIWATCH_ENCODER_MANIFEST=models/triage-s50/encoder.json \
   $TW worker > .cache/demo/worker.log 2>&1 &
 WORKER=$!
 $TW mllp > .cache/demo/mllp.log 2>&1 &
 MLLP=$!
-trap 'kill $WORKER $MLLP $STANDIN 2>/dev/null; wait $WORKER $MLLP $STANDIN 2>/dev/null; echo "demo stopped (Kafka still up: twiwatch kafka down)"' EXIT
-echo "worker pid $WORKER (log .cache/demo/worker.log, metrics http://127.0.0.1:6066/metrics)"
-echo "MLLP bridge pid $MLLP on 127.0.0.1:2575 (log .cache/demo/mllp.log, metrics http://127.0.0.1:6067/metrics)"
-echo "ECG-R1 serving shim with the STAND-IN generator (canned outputs, not the model) pid $STANDIN on 127.0.0.1:${STANDIN_PORT:-8011}"
-for _ in $(seq 60); do curl -sf http://127.0.0.1:6066/healthz >/dev/null && break; sleep 1; done
+stop_all() {  # SIGTERM, then SIGKILL what has not exited 30 s later (and say so: the demo then exits non-zero)
+  local status=$? alive pid
+  kill $WORKER $MLLP $STANDIN 2>/dev/null || true
+  for _ in $(seq 60); do
+    alive=""
+    for pid in $WORKER $MLLP $STANDIN; do kill -0 "$pid" 2>/dev/null && alive="$alive $pid"; done
+    [ -n "$alive" ] || break
+    sleep 0.5
+  done
+  if [ -n "$alive" ]; then
+    echo "pid$alive did not stop within 30 s of SIGTERM (see .cache/demo/*.log): killed" >&2
+    kill -9 $alive 2>/dev/null || true
+    status=1
+  fi
+  wait $WORKER $MLLP $STANDIN 2>/dev/null || true
+  echo "demo stopped after $SECONDS s (Kafka still up on 127.0.0.1:$KAFKA_PORT: $TW kafka down, with the same TWIWATCH_KAFKA_PORT)"
+  exit $status
+}
+trap stop_all EXIT
+echo "worker pid $WORKER (log .cache/demo/worker.log, metrics http://127.0.0.1:$WORKER_WEB_PORT/metrics)"
+echo "MLLP bridge pid $MLLP on $MLLP_HOST:$MLLP_PORT (log .cache/demo/mllp.log, metrics http://127.0.0.1:$MLLP_WEB_PORT/metrics)"
+echo "ECG-R1 serving shim with the STAND-IN generator (canned outputs, not the model) pid $STANDIN on 127.0.0.1:$STANDIN_PORT"
+for i in $(seq 120); do
+  curl -sf "http://127.0.0.1:$WORKER_WEB_PORT/healthz" >/dev/null && break
+  for pid in $WORKER $MLLP $STANDIN; do
+    kill -0 "$pid" 2>/dev/null || { echo "a demo process exited early (pid $pid); the logs' tails:" >&2
+      tail -n 15 .cache/demo/*.log >&2; exit 1; }
+  done
+  [ "$i" -lt 120 ] || { echo "the worker did not answer on :$WORKER_WEB_PORT/healthz in 60 s; see .cache/demo/worker.log" >&2; exit 1; }
+  sleep 0.5
+done
+step "worker ready; replaying the shipped ECGs"
 START=$(date +%s%3N)
 $TW replay samples --format mixed --rate "${RATE:-4}" 2> .cache/demo/replay.log &
 REPLAY=$!
-$TW reports watch --since-ms "$START" --until-idle 25
+# Reports follow their ECG by about 1 s (a flagged one's version 2 by the stand-in's 1.5 s more); the first one can
+# take several seconds on a busy 2-CPU machine (replay start-up, the encoder's first batch): 15 s without one is done.
+$TW reports watch --since-ms "$START" --until-idle "${UNTIL_IDLE:-15}"
 wait $REPLAY
+step "done"
