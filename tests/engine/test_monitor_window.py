@@ -44,7 +44,8 @@ def test_lean_path_agrees_with_engine_t_polarity_on_real_windows():
                     agree += tp.t_polarity == POLARITY[lr.t_polarity]
     assert both >= 200
     assert agree / both >= 0.97, f"T polarity agrees on {agree}/{both} analysable leads"
-    assert same_quality / total >= 0.95
+    # the window path is stricter: a window whose beats are ~half ectopic (PTB-XL 256, bigeminy) is not trended
+    assert same_quality / total >= 0.9
 
 
 def test_unknown_position_and_derived_leads_get_points():
