@@ -94,3 +94,18 @@ def markdown(
     from evaluation.markdown import main as tables
 
     print(tables(delineation, twi, serial))
+
+
+@app.command("monitor")
+def monitor(
+    data: Path = typer.Option(Path("../shared/data"), "--data", help="folder with long/ and ptbxl/"),
+    json_path: Path = JSON_OPT,
+    plots: Optional[Path] = typer.Option(Path("docs/results"), "--plots", help="folder for the episode plots"),
+    no_stitched: bool = typer.Option(False, "--no-stitched", help="skip the stitched PTB-XL streams"),
+    no_progress: bool = NO_PROGRESS_OPT,
+) -> None:
+    """Monitor streams on event time: false episodes per monitored hour on the long recordings (tune and report
+    parts apart) and detection on stitched PTB-XL serial ECGs."""
+    from evaluation.monitor import run_monitor
+
+    run_monitor(data, json_path, plots_dir=plots, stitched=not no_stitched, progress=not no_progress)

@@ -11,9 +11,12 @@ hysteresis, and raise one event per episode (§11.8); twiwatch does the same for
   monitors place limb electrodes on the torso (Mason-Likar), which shifts limb-lead amplitudes and axis against a
   resting ECG, so limb leads keep the monitoring baseline unless `prior_limb_leads`; approximated (MCL1) and
   unknown-position (V, ECG) leads always do. Each event says which source its leads use.
-* **Candidate lead**: analysable, with a baseline that was upright or flat (>= -0.05 mV), its T now inverted
-  (<= -0.05 mV, the engine's flat limit) and either more than `depth_mv` below the isoelectric level or at least
-  `depth_mv` below its baseline. aVR never counts (§4.1). A biphasic T counts by its dominant lobe.
+* **Candidate lead**: analysable, its T now inverted (<= -0.05 mV, the engine's flat limit), and either its
+  baseline was upright or flat (>= -0.05 mV) and the T is now more than `depth_mv` below the isoelectric level, or
+  the T has fallen by at least `depth_mv` below its baseline into inversion. A baseline that already met the
+  criterion (inverted by more than `depth_mv`) never makes a candidate: nothing new can be claimed there; one
+  inverted by less (a flat T measured at -0.06 mV, say) needs the full fall. aVR never counts (§4.1). A biphasic T
+  counts by its dominant lobe.
 * **Qualifying window**: a candidate with a contiguous candidate neighbour (§4.2: aVL-I, II-aVF, aVF-III, Vn-Vn+1;
   an approximated lead is analysed as the lead it stands for), or a candidate of unknown position (its own baseline
   only, never contiguous with anything), or a candidate on a single-lead stream (one independent ECG lead with a
@@ -281,9 +284,10 @@ def _trend(st: dict, ws: float, pts: Mapping[str, Any], rules: MonitorRules) -> 
 
 
 def _is_candidate(lead: str, t: float, b: float, rules: MonitorRules) -> bool:
-    if lead == "aVR" or b < -FLAT_MV - EPS or t > -FLAT_MV:
+    if lead == "aVR" or b < -rules.depth_mv - EPS or t > -FLAT_MV:
         return False
-    return t < -rules.depth_mv - EPS or (b - t) >= rules.depth_mv - EPS
+    fallen = (b - t) >= rules.depth_mv - EPS
+    return fallen or (b >= -FLAT_MV - EPS and t < -rules.depth_mv - EPS)
 
 
 def _kind(lead: str, marks: Mapping[str, str]) -> str:

@@ -10,7 +10,8 @@ pacing spikes, per-beat T/P delineation, rhythm, TWI groups, novelty, secondary 
   came; docs/SPEC.md §10.1) are formed afterwards from the filtered I and II, which is the same by linearity. aVR
   is not derived: it never counts (docs/SPEC.md §4.1).
 
-Lead quality is the engine's (flat / lead off, frozen, clipped, sender-flagged samples, wander, then the noise
+A window without a clearly dominant beat morphology (ectopy in about half the beats) is not trended. Lead quality
+is the engine's (flat / lead off, frozen, clipped, sender-flagged samples, wander, then the noise
 around the median beat); flagged samples are lead-off/INOP and are interpolated over before filtering. A derived
 lead is analysable only when both leads it comes from are. Unknown-position leads (`V`, `ECG`) are trended like
 any other lead; the episode machine keeps them to their own baseline.
@@ -33,6 +34,10 @@ MONITOR_FS = 250.0  # analysis rate for streams outside OWN_RATE_RANGE_HZ
 OWN_RATE_RANGE_HZ = (200.0, 500.0)
 MIN_WINDOW_S = 2.5  # a shorter window holds too few beats for a median beat
 MIN_BEATS = 3  # conforming beats needed for a median beat worth trending
+# The median beat must stand for a clearly dominant morphology: with ventricular bigeminy or couplets about half
+# the beats are ectopic and the "dominant" one flips between sinus and ectopic from window to window, so its T
+# flips against a sinus-beat baseline (seen on the tune part: MIT-BIH 208).
+MIN_CONFORMING_FRACTION = 0.6
 POLARITY = {"positive": "upright", "negative": "inverted", "flat": "flat", "biphasic": "biphasic"}
 # Derived limb leads (docs/SPEC.md §10.1), as (coefficient of I, coefficient of II).
 _DERIVED = {"III": (-1.0, 1.0), "aVL": (1.0, -0.5), "aVF": (-0.5, 1.0)}
@@ -115,6 +120,11 @@ def analyse_window(window: EcgRecord) -> dict[str, TrendPoint]:
     full = conforming & ep.valid.all(axis=1)
     if full.sum() < MIN_BEATS:
         return _finish(names, lq, None, f"{int(full.sum())} conforming beat(s) inside the window")
+    inside = ep.valid.all(axis=1)  # beats cut by the window's edges say nothing about the morphology
+    frac = float(conforming[inside].mean()) if inside.any() else 0.0
+    if frac < MIN_CONFORMING_FRACTION:
+        return _finish(names, lq, None, f"no dominant beat morphology: {100 * frac:.0f}% of the beats conform "
+                                        "(ectopy)")
     template = dl.median_beat(ep, conforming)
     quality.beat_noise(ep.data, template, conforming, ep.valid, lq)
 
