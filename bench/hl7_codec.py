@@ -36,7 +36,6 @@ def main(path: str | None = None) -> None:
         msg = encode_oru(record, control_id="BENCH", unit=unit)
         out = decode_oru(msg, sender=None)
         assert np.abs(out.signal - record.signal).max() <= 0.0005 + 1e-6
-<<<<<<< HEAD
         # the lambdas run inside this iteration, so binding the loop variables by default is only for the linter
         encode_ms = best_ms(lambda unit=unit: encode_oru(record, control_id="B", unit=unit))
         decode_ms = best_ms(lambda msg=msg: decode_oru(msg, sender=None))
@@ -44,15 +43,6 @@ def main(path: str | None = None) -> None:
         print(f"{len(record.leads)} leads x {record.n_samples} samples @ {record.fs:g} Hz, unit {unit}, "
               f"{len(msg) / 1024:.0f} KiB: encode {encode_ms:.1f} ms, decode {decode_ms:.2f} ms, "
               f"parse_header {header_us:.0f} µs")
-=======
-        encode_ms = best_ms(lambda unit=unit: encode_oru(record, control_id='B', unit=unit))
-        decode_ms = best_ms(lambda msg=msg: decode_oru(msg))
-        header_ms = best_ms(lambda msg=msg: parse_header(msg))
-        print(f"{len(record.leads)} leads x {record.n_samples} samples @ {record.fs:g} Hz, unit {unit}, "
-              f"{len(msg) / 1024:.0f} KiB: encode {encode_ms:.1f} ms, "
-              f"decode {decode_ms:.2f} ms, parse_header {header_ms * 1000:.0f} µs")
-
->>>>>>> h-ruff
 
 if __name__ == "__main__":
     main(sys.argv[1] if len(sys.argv) > 1 else None)

@@ -100,7 +100,7 @@ def markdown(
 def monitor(
     data: Path = typer.Option(Path("../shared/data"), "--data", help="folder with long/ and ptbxl/"),
     json_path: Path = JSON_OPT,
-    plots: Optional[Path] = typer.Option(Path("docs/results"), "--plots", help="folder for the episode plots"),
+    plots: Path | None = typer.Option(Path("docs/results"), "--plots", help="folder for the episode plots"),
     no_stitched: bool = typer.Option(False, "--no-stitched", help="skip the stitched PTB-XL streams"),
     no_progress: bool = NO_PROGRESS_OPT,
 ) -> None:

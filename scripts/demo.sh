@@ -6,6 +6,9 @@
 # TWIWATCH_MLLP_WEB_PORT, and STANDIN_PORT for the ECG-R1 stand-in (default TWIWATCH_REASONER_SERVE_PORT or 8011).
 set -euo pipefail
 cd "$(dirname "$0")/.."
+# A checkout keeps its broker, worker state and caches in .cache (installed, the defaults are the XDG folders).
+export TWIWATCH_CACHE_DIR=${TWIWATCH_CACHE_DIR:-$PWD/.cache} TWIWATCH_DATA_DIR=${TWIWATCH_DATA_DIR:-$PWD/.cache/worker}
+export TWIWATCH_ENCODER_CACHE_DIR=${TWIWATCH_ENCODER_CACHE_DIR:-$PWD/.cache/tensorrt}
 step() { echo "== [$SECONDS s] $*"; }
 step "setting up (scripts/setup.sh demo)"
 bash scripts/setup.sh demo
@@ -27,6 +30,11 @@ step "starting the ECG-R1 stand-in, the worker and the MLLP bridge"
 $TW reasoner serve --standin --standin-output lateral-twi --standin-delay 1.5 --port "$STANDIN_PORT" \
   > .cache/demo/standin.log 2>&1 &
 STANDIN=$!
+# Monitor feeds: the chunk-feed rules of the replayed monitors (README "Monitor feeds"). Two demo-only settings let a
+# 6-minute stitched stream show a whole episode: a 2-minute baseline (default 5) and 10 s of silence to close it
+# (default 2 minutes).
+export TWIWATCH_SENDERS="$(.venv/bin/python -c 'from stream.devtools.monitors import rules_json; print(rules_json())')"
+TWIWATCH_MONITOR_BASELINE_S=${TWIWATCH_MONITOR_BASELINE_S:-120} TWIWATCH_MONITOR_SILENCE_S=${TWIWATCH_MONITOR_SILENCE_S:-10} \
 TWIWATCH_REASONER_URL="http://127.0.0.1:$STANDIN_PORT" TWIWATCH_ENCODER_MANIFEST=models/triage-s50/encoder.json \
   $TW worker > .cache/demo/worker.log 2>&1 &
 WORKER=$!
@@ -71,4 +79,12 @@ REPLAY=$!
 # take several seconds on a busy 2-CPU machine (replay start-up, the encoder's first batch): 15 s without one is done.
 $TW reports watch --since-ms "$START" --until-idle "${UNTIL_IDLE:-15}"
 wait $REPLAY
+step "monitor streams: 2 beds from samples/long (PCD-01 and W01, 1-s chunks, 20x real time, jitter and reordering) and a STITCHED stream (a PTB-XL patient's serial ECGs, each strip repeated 3 min: it tests the streaming path, not the detector)"
+START=$(date +%s%3N)
+( $TW replay --monitors 2 --monitor-format mixed --seconds 120 --speed 20 --jitter-ms 40 --reorder 0.05 \
+    --duplicates 0.02 && $TW replay --stitched --speed 0 ) 2> .cache/demo/replay-monitors.log &
+REPLAY=$!
+$TW reports watch --since-ms "$START" --until-idle "${UNTIL_IDLE_MONITOR:-25}"
+wait $REPLAY
+echo "trend points: $(curl -s "http://127.0.0.1:$WORKER_WEB_PORT/metrics" | awk '/^twiwatch_monitor_windows_total/ {n += $2} END {print n + 0}') monitor windows analysed (ecg.monitor.trends)"
 step "done"

@@ -11,6 +11,9 @@
 # forces pip.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+# A checkout keeps its broker, worker state and caches in .cache (installed, the defaults are the XDG folders).
+export TWIWATCH_CACHE_DIR=${TWIWATCH_CACHE_DIR:-$PWD/.cache} TWIWATCH_DATA_DIR=${TWIWATCH_DATA_DIR:-$PWD/.cache/worker}
+export TWIWATCH_ENCODER_CACHE_DIR=${TWIWATCH_ENCODER_CACHE_DIR:-$PWD/.cache/tensorrt}
 MODE=${1:-test}
 case "$MODE" in
   demo) EXTRAS=(cpu) ;;
@@ -61,7 +64,7 @@ if [ ${#missing[@]} -gt 0 ]; then
   [ -x .venv/bin/python ] || "$PY" -m venv .venv
   # Fill Maven's local repository with the broker's jars while the venv installs (`twiwatch kafka up` then copies
   # them without waiting on the network). A failure here is not fatal: `kafka up` resolves again and says why.
-  mvn -q -B -f deploy/kafka/pom.xml dependency:resolve -DincludeScope=runtime \
+  mvn -q -B -f stream/devtools/kafka_pom.xml dependency:resolve -DincludeScope=runtime \
     ${TWIWATCH_KAFKA_VERSION:+"-Dkafka.version=$TWIWATCH_KAFKA_VERSION"} > .venv/maven-prefetch.log 2>&1 &
   mvn_pid=$!
   spec=".[$(IFS=,; echo "${EXTRAS[*]}")]"

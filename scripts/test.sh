@@ -3,6 +3,12 @@
 # local Kafka, run the whole test suite (real broker, real ECGs).
 set -euo pipefail
 cd "$(dirname "$0")/.."
+# A checkout keeps its broker, worker state and caches in .cache (installed, the defaults are the XDG folders).
+export TWIWATCH_CACHE_DIR=${TWIWATCH_CACHE_DIR:-$PWD/.cache} TWIWATCH_DATA_DIR=${TWIWATCH_DATA_DIR:-$PWD/.cache/worker}
+export TWIWATCH_ENCODER_CACHE_DIR=${TWIWATCH_ENCODER_CACHE_DIR:-$PWD/.cache/tensorrt}
 bash scripts/setup.sh test
+echo "== linters: ruff and the import-linter layer contracts (pyproject.toml)"
+.venv/bin/ruff check .
+.venv/bin/lint-imports
 .venv/bin/twiwatch kafka up
 .venv/bin/python -m pytest -q -p no:cacheprovider "$@"

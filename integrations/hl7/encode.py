@@ -65,7 +65,7 @@ def encode_oru(
     span = _obx_fields("NR", volts, start, device)
     lines = [seg.to_er7() for seg in segments]
     set_id = 0
-    for n, (lead, values) in enumerate(zip(leads, micro), start=1):
+    for n, (lead, values) in enumerate(zip(leads, micro, strict=True), start=1):
         code, mnemonic = codes.elec_potl(lead)
         path = f"1.1.1.{n}"
         lo, hi = (int(values.min()), int(values.max())) if values.size else (0, 0)

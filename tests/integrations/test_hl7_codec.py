@@ -7,12 +7,21 @@ from __future__ import annotations
 from datetime import UTC, date, datetime, timezone
 from pathlib import Path
 
+import hl7  # python-hl7, third party
 import numpy as np
 import pytest
 import wfdb
+from hl7apy.parser import parse_message, parse_segment
 
 from engine.record import EcgRecord, make_record
+from integrations.errors import DecodeError
+from integrations.hl7 import codes
+from integrations.hl7.ack import make_ack
+from integrations.hl7.decode import decode_oru, decode_oru_detailed, parse_header
 from integrations.hl7.encode import encode_oru
+from integrations.hl7.numarray import SampleError, parse_na
+from integrations.identity import hl7_source_id
+from integrations.senders import SenderMatch, SenderRule
 
 ROOT = Path(__file__).resolve().parents[2]
 SHARED = ROOT.parent / "shared" / "data"
@@ -87,17 +96,6 @@ def assert_close_to_resolution(a: np.ndarray, b: np.ndarray, resolution_mv: floa
 
 
 # ---------------------------------------------------------------------------------------------- tests
-
-import hl7  # python-hl7, third party
-from hl7apy.parser import parse_message, parse_segment
-
-from integrations.errors import DecodeError
-from integrations.hl7 import codes
-from integrations.hl7.ack import make_ack
-from integrations.hl7.decode import decode_oru, decode_oru_detailed, parse_header
-from integrations.hl7.numarray import SampleError, parse_na
-from integrations.identity import hl7_source_id
-from integrations.senders import SenderMatch, SenderRule
 
 
 def rule(mv_per_count: float) -> SenderRule:
@@ -249,7 +247,7 @@ def test_lead_code_families(style):
     msg = message()
 
     def recode(segs):
-        for i, lead in zip(wave_indices(segs), STANDARD):
+        for i, lead in zip(wave_indices(segs), STANDARD, strict=True):
             potl, lead_code = codes.LEAD_CODES[lead]
             value = {
                 "lead-codes": f"{lead_code}^MDC_ECG_LEAD_{lead.upper()}^MDC",
@@ -462,7 +460,8 @@ def test_latin1_declared_in_msh18_is_accepted(good_message):
 
 
 def test_parse_header_survives_a_broken_body(good_message):
-    for bad in (good_message[:300], good_message.replace(b"PID|", b"PID|\xff", 1), good_message.replace(b"OBR", b"XXX")):
+    for bad in (good_message[:300], good_message.replace(b"PID|", b"PID|\xff", 1),
+                good_message.replace(b"OBR", b"XXX")):
         h = parse_header(bad)
         assert h["control_id"] == "ERR-1" and h["message_type"] == "ORU^R01" and h["version"] == "2.6"
         assert h["sending_app"] == "TWIWATCH-REPLAY"
