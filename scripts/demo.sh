@@ -79,12 +79,12 @@ REPLAY=$!
 # take several seconds on a busy 2-CPU machine (replay start-up, the encoder's first batch): 15 s without one is done.
 $TW reports watch --since-ms "$START" --until-idle "${UNTIL_IDLE:-15}"
 wait $REPLAY
-step "monitor streams: 2 beds from samples/long (PCD-01 and W01, 1-s chunks, 20x real time, jitter and reordering) and a STITCHED stream (a PTB-XL patient's serial ECGs, each strip repeated 3 min: it tests the streaming path, not the detector)"
+step "monitor streams: 2 beds from samples/long (PCD-01 and W01, 1-s chunks, 60 s at 20x real time, jitter and reordering) and a STITCHED stream (a PTB-XL patient's serial ECGs, each strip repeated 3 min: it tests the streaming path, not the detector)"
 START=$(date +%s%3N)
-( $TW replay --monitors 2 --monitor-format mixed --seconds 120 --speed 20 --jitter-ms 40 --reorder 0.05 \
+( $TW replay --monitors 2 --monitor-format mixed --seconds 60 --speed 20 --jitter-ms 40 --reorder 0.05 \
     --duplicates 0.02 && $TW replay --stitched --speed 0 ) 2> .cache/demo/replay-monitors.log &
 REPLAY=$!
-$TW reports watch --since-ms "$START" --until-idle "${UNTIL_IDLE_MONITOR:-25}"
+$TW reports watch --since-ms "$START" --until-idle "${UNTIL_IDLE_MONITOR:-40}"
 wait $REPLAY
 echo "trend points: $(curl -s "http://127.0.0.1:$WORKER_WEB_PORT/metrics" | awk '/^twiwatch_monitor_windows_total/ {n += $2} END {print n + 0}') monitor windows analysed (ecg.monitor.trends)"
 step "done"

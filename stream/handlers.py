@@ -54,6 +54,7 @@ class Wiring:
     scorer: Scorer | None
     monitor: Any = None  # faust table: per hashed stream, the monitor state (stream.monitor.stage)
     assemblers: dict[str, Any] = field(default_factory=dict)  # per hashed stream, in memory only
+    latest: dict[str, Any] = field(default_factory=dict)  # per hashed stream, the entry as of its last chunk
 
     @property
     def secret(self) -> str:
@@ -226,7 +227,8 @@ async def monitor_one(w: Wiring, stream: Any, event: Any) -> None:
         if assembler is None:
             assembler = w.assemblers[key] = monitor.assembler_for(w.s)
             metrics.STREAMS.set(len(w.assemblers))
-        result = monitor.on_chunk(w.s, w.monitor.get(key), assembler, record, meta, event, now=time.time())
+        entry = w.latest.get(key) or w.monitor.get(key)
+        result = monitor.on_chunk(w.s, entry, assembler, record, meta, event, now=time.time())
     except Exception as exc:  # a chunk the monitor cannot use: its dead letter; the stream goes on
         log.error("monitor fault: %s", one_line(exc))
         await send_deadletter(w, event.value, exc, "monitor", event.message)
@@ -240,11 +242,13 @@ async def monitor_one(w: Wiring, stream: Any, event: Any) -> None:
 async def monitor_tick(w: Wiring, stream: Any, event: Any) -> None:
     """On each partition's tick: the streams of that partition that went quiet."""
     partition = event.message.partition
-    for key, entry in list(w.monitor.items()):
+    keys = set(w.latest) | {key for key, entry in w.monitor.items() if entry}
+    for key in keys:
+        entry = w.latest.get(key) or w.monitor.get(key)
         if not entry or (entry.get("seen") or {}).get("partition") != partition:
             continue
         result = monitor.on_tick(w.s, entry, w.assemblers.get(key))
-        if result.reports or result.release or result.windows or result.state != entry:
+        if result.reports or result.release or result.windows or result.persist:
             await _write_monitor(w, stream, event, key, result)
 
 
@@ -256,7 +260,9 @@ async def _write_monitor(w: Wiring, stream: Any, event: Any, key: str, result: A
         metrics.EPISODE_EVENTS.labels(out.kind).inc()
         metrics.REPORTS.labels("preliminary", "monitor-episode").inc()
         log.info("episode report %s v%d %s", out.report_id, out.version, out.kind)
-    with event_context(stream, event):
-        w.monitor[key] = result.state
+    w.latest[key] = result.state
+    if result.persist:
+        with event_context(stream, event):
+            w.monitor[key] = result.state
     for token in result.release:
         token.ack()

@@ -67,6 +67,10 @@ class Step:
     release: list[Any] = field(default_factory=list)
     windows: int = 0
     trends: list[bytes] = field(default_factory=list)  # one JSON message per window the engine took in
+    # Whether the table entry must be written: the episode state changed (a window, a patient change, a first
+    # chunk). Where the stream was last seen changes with every chunk but is kept in memory between windows, so a
+    # 1-s chunk does not rewrite the whole state to the changelog.
+    persist: bool = False
 
 
 def fresh_entry(s: WorkerSettings, patient: str | None) -> dict[str, Any]:
@@ -81,7 +85,7 @@ def on_chunk(s: WorkerSettings, entry: dict[str, Any] | None, assembler: StreamA
                if record.patient_id else None)
     rules = rules_from(s)
     start_s = record.acquired_at.timestamp() if record.acquired_at else meta["timestamp_ms"] / 1000
-    out = Step(state=entry or fresh_entry(s, patient))
+    out = Step(state=entry or fresh_entry(s, patient), persist=entry is None)
     entry = out.state
     if entry["patient"] != patient:
         # A different patient on this bed: their open episode closes and a new baseline starts.
@@ -89,6 +93,7 @@ def on_chunk(s: WorkerSettings, entry: dict[str, Any] | None, assembler: StreamA
         out.reports += _reports(s, entry, {**entry, "episodes": episodes}, events)
         out.release += assembler.reset().release
         entry = out.state = fresh_entry(s, patient)
+        out.persist = True
     assembled = assembler.add(Piece(start_s, record, f"{meta['chunk_source_id']}#{meta.get('segment', 0)}", token))
     _count(assembled)
     episodes = entry["episodes"]
@@ -96,6 +101,7 @@ def on_chunk(s: WorkerSettings, entry: dict[str, Any] | None, assembler: StreamA
         episodes = _window(s, out, entry, {**entry, "seen": _seen(record, meta, now)}, episodes, window, rules)
     out.release += assembled.release
     entry = out.state = {**entry, "episodes": episodes, "seen": _seen(record, meta, now)}
+    out.persist = out.persist or bool(out.windows or out.reports)
     return out
 
 
@@ -119,6 +125,7 @@ def on_tick(s: WorkerSettings, entry: dict[str, Any], assembler: StreamAssembler
         episodes, events = silence(episodes, seen.get("event_end_s", 0.0) + quiet_s, rules_from(s))
         out.reports += _reports(s, entry, {**entry, "episodes": episodes}, events)
     out.state = {**entry, "episodes": episodes}
+    out.persist = bool(out.windows or out.reports or episodes is not entry["episodes"])
     return out
 
 
