@@ -141,14 +141,15 @@ def replay_monitors(source: Path | None, n: int | None, fmt: str, seconds: float
         raise typer.BadParameter(f"--monitor-format must be one of {', '.join(mon.MONITOR_FORMATS)}")
     s = settings()
     ensure_topics(s, edge_topic_specs(s))
+    session = int(time.time()) // 60  # each run's beds are new monitors on the broker
     if stitched:
         pairs = mon.stitched_pairs(load_recordings(source or default_source()))
-        beds = mon.stitched_beds(pairs, fmt="pocd" if fmt == "mixed" else fmt)
+        beds = mon.stitched_beds(pairs, fmt="pocd" if fmt == "mixed" else fmt, session=session)
         console.print(f"[yellow]STITCHED streams ({len(beds)}): serial PTB-XL ECGs, each strip repeated 3 min; "
                       "they test the streaming path, not the detector[/yellow]")
     else:
         folder = source or default_source() / "long"
-        beds = mon.monitor_beds(mon.load_long_recordings(folder), n or 1, fmt)
+        beds = mon.monitor_beds(mon.load_long_recordings(folder), n or 1, fmt, session=session)
     t0 = float(int(time.time()))
     seconds = seconds or max(b.record.duration_s for b in beds)
     plan = mon.Plan(beds, t0=t0, seconds=seconds, faults=mon.Faults(**faults))

@@ -60,6 +60,7 @@ class Bed:
     fmt: str  # pcd01 | w01 | pocd
     patient_id: str
     label: str  # where the signal comes from (recording name, or "stitched ...")
+    session: int = 0  # a replay run's number: each run's beds are new monitors (device ids differ)
 
     @property
     def name(self) -> str:
@@ -67,7 +68,7 @@ class Bed:
 
     @property
     def device_id(self) -> str:
-        return f"{0x0011_2233_4455_0000 + self.index:016X}"
+        return f"{0x0011_2233_0000_0000 + (self.session % 0xFFFF) * 0x1_0000 + self.index:016X}"
 
     def sender(self) -> tuple[str, str]:
         return (PCD01_APP if self.fmt == "pcd01" else W01_APP), FACILITY
@@ -121,14 +122,14 @@ def load_long_recordings(folder: Path) -> list[tuple[str, EcgRecord]]:
     return out
 
 
-def monitor_beds(recordings: Sequence[tuple[str, EcgRecord]], n: int, fmt: str) -> list[Bed]:
+def monitor_beds(recordings: Sequence[tuple[str, EcgRecord]], n: int, fmt: str, *, session: int = 0) -> list[Bed]:
     formats = ("pcd01", "w01", "pocd") if fmt == "mixed" else (fmt,)
     return [Bed(i, recordings[i % len(recordings)][1], formats[i % len(formats)], f"monitor-patient-{i + 1}",
-                recordings[i % len(recordings)][0]) for i in range(n)]
+                recordings[i % len(recordings)][0], session) for i in range(n)]
 
 
 def stitched_beds(pairs: Sequence[tuple[str, EcgRecord, EcgRecord]], *, repeat_s: float = 180.0,
-                  fmt: str = "pocd") -> list[Bed]:
+                  fmt: str = "pocd", session: int = 0) -> list[Bed]:
     """One bed per (patient, earlier ECG, later ECG): each strip repeated for `repeat_s`, earlier first."""
     beds = []
     for i, (patient, earlier, later) in enumerate(pairs):
@@ -141,7 +142,7 @@ def stitched_beds(pairs: Sequence[tuple[str, EcgRecord, EcgRecord]], *, repeat_s
             raise ValueError("stitched strips need the same leads and rate")
         record = make_record(np.concatenate(parts, axis=1), list(earlier.leads), earlier.fs,
                              f"stitched:{patient}")
-        beds.append(Bed(i, record, fmt, f"stitched-{patient}", f"stitched {patient}"))
+        beds.append(Bed(i, record, fmt, f"stitched-{patient}", f"stitched {patient}", session))
     return beds
 
 
