@@ -74,7 +74,8 @@ def analyze(record: EcgRecord, priors: list[PriorSummary] | None = None) -> Anal
         return _finish(record, rec, leads, truncated, start, notes,
                        _Findings(triage=Triage("indeterminate", ["no QRS complex detected"])))
 
-    quality.beat_noise(d.epochs.data, d.template, d.conforming, d.epochs.valid, lq)
+    quality.beat_noise(d.epochs.data, d.template, d.conforming, d.epochs.valid, lq, fs=fsa, rr=d.rr,
+                       qrs=(d.tm.qrs_onset, d.tm.qrs_offset))
     tm = d.tm
     ms = measure.lead_measures(d.template_iso_ref, tm.qrs_onset, tm.qrs_offset, tm.t.onset, tm.t.peak, tm.t.offset,
                                tm.t.sign, tm.p.onset, tm.p.amplitude, fsa)
@@ -99,14 +100,23 @@ def analyze(record: EcgRecord, priors: list[PriorSummary] | None = None) -> Anal
     lateral_twi = [n for n in ("I", "aVL", "V5", "V6") if n in verdicts and verdicts[n].depth_mv > criteria.TWI_DEPTH_MV
                    and ok.get(n)]
     tref = {n: d.template_iso_ref[i] for i, n in enumerate(names) if ok[n]}
+    # QRS morphology checks also read leads that failed only for their ST-T (quality.LeadQuality.qrs_ok)
+    qrs_ok = {n for n, q in zip(names, lq, strict=True) if q.ok or q.qrs_ok}
+    unusable = {n: "; ".join(q.reasons) or "quality" for n, q in zip(names, lq, strict=True) if n not in qrs_ok}
+    qrs_tref = {n: d.template_iso_ref[i] for i, n in enumerate(names) if n in qrs_ok}
+    qrs_measures = {n: m for n, m in measures.items() if n in qrs_ok}
+    on_, off_ = tm.qrs_onset, tm.qrs_offset
     sec = [
-        secondary.check_pacing(v_frac, int(spikes.size), qrs_ms),
-        secondary.check_lbbb(ok_measures, qrs_ms),
-        secondary.check_rbbb(tref, qrs_ms, tm.qrs_onset, tm.qrs_offset, fsa),
+        secondary.check_pacing(v_frac, int(spikes.size), qrs_ms, rhythm.rr_cv),
+        secondary.check_lbbb(qrs_measures, qrs_ms, unusable),
+        secondary.check_rbbb(qrs_tref, qrs_ms, on_, off_, fsa, unusable),
         secondary.check_lvh_strain(ok_measures, rec.sex, lateral_twi),
         secondary.check_wpw(tref, ok_measures, pr_ms, qrs_ms, tm.qrs_onset, fsa),
     ]
     sec.append(secondary.check_ivcd(qrs_ms, sec))
+    sec += [secondary.check_lvh_voltage(qrs_measures, rec.sex, unusable),
+            secondary.check_rbbb_incomplete(qrs_tref, qrs_ms, on_, off_, fsa, unusable),
+            secondary.check_lbbb_incomplete(qrs_measures, qrs_ms, unusable)]
     caveats = [v.why for v in verdicts.values() if v.why and v.depth_mv > criteria.TWI_DEPTH_MV and "aVR" not in v.why]
     caveats += [f"{n}: not analysable ({'; '.join(q.reasons)})" for n, q in zip(names, lq, strict=True) if not q.ok]
     if rec.absent_leads:

@@ -52,6 +52,8 @@ def delineation(
 def twi(
     data: Path = typer.Option(..., "--data", help="folder with ptbxl/ and ludb/ (e.g. ../shared/data or samples/)"),
     json_path: Path = JSON_OPT,
+    cinc_dir: Path | None = typer.Option(None, "--cinc", help="also: a folder of CinC-format records (SNOMED labels; "
+                                         "ours only)"),
     limit: int | None = typer.Option(None, "--limit", help="at most this many records per part (first by id)"),
     plots: Path | None = PLOTS_OPT,
     methods: str = METHODS_OPT,
@@ -63,7 +65,25 @@ def twi(
     from evaluation.twi import run_twi
 
     run_twi(data, json_path, limit=limit, plots_dir=plots, progress=not no_progress, methods=_methods(methods),
-            workers=workers, n_boot=n_boot)
+            workers=workers, n_boot=n_boot, cinc_dir=cinc_dir)
+
+
+@app.command("secondary")
+def secondary(
+    data: Path | None = typer.Option(None, "--data", help="folder with ptbxl/ (folds 1-9 are read; 100 Hz)"),
+    cinc_dir: Path | None = typer.Option(None, "--cinc", help="folder of CinC-format records (NAME.hea + .mat)"),
+    json_path: Path = JSON_OPT,
+    workers: int | None = WORKERS_OPT,
+    n_boot: int = N_BOOT_OPT,
+    no_progress: bool = NO_PROGRESS_OPT,
+) -> None:
+    """Secondary causes (LBBB, RBBB, incomplete RBBB, LVH by voltage and with strain, pacing) vs PTB-XL codes and
+    CinC SNOMED labels, with the CinC quality, TWI and CPU summary; tune/untouched splits."""
+    from evaluation.ood import run_secondary
+
+    if data is None and cinc_dir is None:
+        raise typer.BadParameter("give --data and/or --cinc")
+    run_secondary(data, cinc_dir, json_path, workers=workers, n_boot=n_boot, progress=not no_progress)
 
 
 @app.command("serial")

@@ -233,7 +233,7 @@ def summarize_ludb(records: list[dict], labels: dict[int, dict[str, bool]], name
 
 def run_twi(data_dir: Path, json_path: Path, *, limit: int | None = None, plots_dir: Path | None = None,
             progress: bool = True, methods: tuple[str, ...] = METHODS, workers: int | None = None, n_boot: int = 2000,
-            rates: tuple[int, ...] = RATES) -> dict[str, Any]:
+            rates: tuple[int, ...] = RATES, cinc_dir: Path | None = None) -> dict[str, Any]:
     """Run ours and NeuroKit2 on PTB-XL (folds 1-9; 100 Hz all, 500 Hz where present) and LUDB (available ids), score
     TWI and secondary causes, write JSON (and a PNG when plots_dir is given), print a summary; returns the report.
     `limit` caps the records of each part (PTB-XL per rate, LUDB), first by id."""
@@ -273,6 +273,12 @@ def run_twi(data_dir: Path, json_path: Path, *, limit: int | None = None, plots_
             sub = [r for r in recs if sp == "all" or r["split"] == sp]
             if sub:
                 report["ludb"]["splits"][sp] = summarize_ludb(sub, labels, names, n_boot)
+    if cinc_dir is not None:
+        from evaluation.ood import print_summary, run_cinc
+
+        report["cinc"] = run_cinc(cinc_dir, n_boot=n_boot, workers=workers, progress=progress)
+        if progress:
+            print_summary({"cinc": report["cinc"]})
     if plots_dir is not None:
         report["plots"] = {"twi_record_level": _plot(report, names, Path(plots_dir) / "twi_record_level.png")}
     write_report(report, json_path)

@@ -53,6 +53,8 @@ SNOMED_TWI = ("59931005", "T wave inversion")
 SNOMED_BY_SECONDARY_CAUSE: dict[str, list[tuple[str, str]]] = {
     "lbbb": [("164909002", "Left bundle branch block")],
     "rbbb": [("59118001", "Right bundle branch block")],
+    "rbbb-incomplete": [("713426002", "Incomplete right bundle branch block")],
+    "lbbb-incomplete": [("251120003", "Incomplete left bundle branch block")],
     "lvh-strain": [("164873001", "Left ventricular hypertrophy"), ("370365005", "Left ventricular strain")],
     "lvh": [("164873001", "Left ventricular hypertrophy")],
     "ventricular-pacing": [("251266004", "Ventricular pacing pattern")],

@@ -294,7 +294,7 @@ def test_cli_and_module_accept_the_same_options(cmd):
     assert _cli_options(cmd) == _argparse_options(cmd)
     expected = {"--json", "--workers", "--n-boot", "--no-progress", "--methods"}
     expected |= {"delineation": {"--ludb", "--split", "--records", "--plots"},
-                 "twi": {"--data", "--limit", "--plots"}, "serial": {"--data", "--limit"}}[cmd]
+                 "twi": {"--data", "--limit", "--plots", "--cinc"}, "serial": {"--data", "--limit"}}[cmd]
     assert _cli_options(cmd) == expected
 
 
