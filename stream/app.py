@@ -37,6 +37,8 @@ def build_app(s: WorkerSettings) -> faust.App:
         topic_replication_factor=s.replication,
         topic_allow_declare=True,
         producer_max_request_size=limit,
+        producer_linger=s.worker_producer_linger_ms / 1000,
+        producer_max_batch_size=1024 * 1024,
         producer_acks=-1,
         consumer_max_fetch_size=limit,
         consumer_auto_offset_reset="earliest",

@@ -127,6 +127,9 @@ class WorkerGroup(_Group):
                                                   "(stream/delivery.py says why)")
     worker_session_timeout_s: float = Field(10.0, description="Kafka group session timeout of the worker")
     priors_kept: int = Field(5, ge=1, description="prior-ECG summaries kept per patient")
+    worker_producer_linger_ms: float = Field(5.0, ge=0, description="how long the worker's producer waits to batch "
+                                                                    "writes (monitor chunks: one request per message "
+                                                                    "otherwise; bench/monitor.py)")
 
 
 class MonitorSettings(_Group):

@@ -253,8 +253,10 @@ async def monitor_tick(w: Wiring, stream: Any, event: Any) -> None:
 
 
 async def _write_monitor(w: Wiring, stream: Any, event: Any, key: str, result: Any) -> None:
-    for value in result.trends:
-        await (await w.trends.send(key=key.encode(), value=value))
+    # Trends are sent together and their acks awaited once, before the table and the chunks' acks move on.
+    sent = [await w.trends.send(key=key.encode(), value=value) for value in result.trends]
+    for future in sent:
+        await future
     for out in result.reports:
         await (await w.reports.send(key=out.report_id.encode(), value=out.value, headers=out.headers))
         metrics.EPISODE_EVENTS.labels(out.kind).inc()
