@@ -55,3 +55,15 @@ def check_range(lead: str, values: np.ndarray, low: float, high: float, toleranc
     if values.size and (values.min() < low - tolerance or values.max() > high + tolerance):
         raise DecodeError(f"lead {lead}: samples fall outside the declared {what}: the scale statements disagree",
                           "scale-conflict", "AE")
+
+
+def scale_number(text: str, what: str) -> float:
+    """A number that scales samples (resolution, sensitivity, range, rate): anything else refuses the message,
+    since a scale the decoder cannot read must never be guessed (docs/SPEC.md §11.5)."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise DecodeError(f"{what} is missing or not a number", "scale-attribute", "AE") from None
+    if not np.isfinite(value):
+        raise DecodeError(f"{what} is not finite", "scale-attribute", "AE")
+    return value

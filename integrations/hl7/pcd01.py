@@ -17,7 +17,7 @@ from engine.record import lead_and_mark, lead_order
 from integrations.errors import DecodeError
 from integrations.hl7 import codes, er7
 from integrations.hl7.numarray import SampleError, parse_na
-from integrations.scale import check_range, counts_scale
+from integrations.scale import check_range, counts_scale, scale_number
 from integrations.senders import SenderRule
 
 _MAX_ECHO = 40
@@ -270,7 +270,7 @@ def _wave(sig: _Signal, lead: str, scanned: ScannedOru, sender: SenderRule | Non
         if attr.kind == "rate":
             rate = _rate_value(value, acode, atext, attr.segment)
         elif attr.kind == "resolution":
-            number = _number(value, f"lead {lead}: resolution")
+            number = scale_number(value, f"lead {lead}: resolution")
             try:
                 res_unit = codes.voltage_or_counts(acode, atext)
             except codes.UnknownUnit:
@@ -292,8 +292,8 @@ def _wave(sig: _Signal, lead: str, scanned: ScannedOru, sender: SenderRule | Non
             except codes.UnknownUnit:
                 raise DecodeError(f"lead {lead}: data range unit {clip(acode or atext)} is neither a voltage nor "
                                   "counts", "scale-conflict", "AE") from None
-            data_range = (_number(low_high[0], f"lead {lead}: data range"),
-                          _number(low_high[1], f"lead {lead}: data range"), range_unit)
+            data_range = (scale_number(low_high[0], f"lead {lead}: data range"),
+                          scale_number(low_high[1], f"lead {lead}: data range"), range_unit)
         elif attr.kind == "inop":
             # 0 = operating; anything else (or a value we cannot read) marks the signal unusable.
             try:
@@ -327,16 +327,6 @@ def _wave(sig: _Signal, lead: str, scanned: ScannedOru, sender: SenderRule | Non
     device = equipment[0] or (equipment[2] if len(equipment) > 2 else "")
     return _Wave(lead, sig.lead or lead, values, flagged, rate, device.strip(),
                  er7.text(er7.field(sig.fields, 14), d, charset), sig.segment, sig.obr)
-
-
-def _number(value: str, what: str) -> float:
-    try:
-        number = float(value)
-    except ValueError:
-        raise DecodeError(f"{what} is missing or not a number", "scale-attribute", "AE") from None
-    if not np.isfinite(number):
-        raise DecodeError(f"{what} is not finite", "scale-attribute", "AE")
-    return number
 
 
 def _rate_value(value: str, ucode: str, utext: str, segment: int) -> float:

@@ -24,7 +24,7 @@ from integrations.hl7.decode import _body_charset, _patient_meta, check_control_
 from integrations.hl7.numarray import SampleError, parse_na
 from integrations.hl7.pcd01 import clip
 from integrations.identity import hl7_source_id
-from integrations.scale import check_range, counts_scale
+from integrations.scale import check_range, counts_scale, scale_number
 from integrations.senders import SenderRule
 
 _SUFFIXES = ("TIM", "CHN", "WAV", "ANO")
@@ -161,18 +161,18 @@ def _channels(value: bytes, d: er7.Delimiters, charset: str, i: int) -> list[_Ch
         number, name = sub(0, 0), sub(0, 1)
         what = f"CHN channel {k + 1}"
         if sub(2, 0):
-            sticky["sens"] = _num(sub(2, 0), f"{what} sensitivity")
+            sticky["sens"] = scale_number(sub(2, 0), f"{what} sensitivity")
             sticky["ucode"], sticky["utext"] = sub(2, 1), sub(2, 2)
         if sub(3, 0):
-            sticky["corr"] = _num(sub(3, 0), f"{what} correction")
+            sticky["corr"] = scale_number(sub(3, 0), f"{what} correction")
         if sub(3, 1):
-            sticky["base"] = _num(sub(3, 1), f"{what} baseline")
+            sticky["base"] = scale_number(sub(3, 1), f"{what} baseline")
         if sub(4, 0):
-            sticky["fs"] = _num(sub(4, 0), f"{what} sampling frequency")
+            sticky["fs"] = scale_number(sub(4, 0), f"{what} sampling frequency")
         if sub(5, 0):
-            sticky["low"] = _num(sub(5, 0), f"{what} minimum")
+            sticky["low"] = scale_number(sub(5, 0), f"{what} minimum")
         if sub(5, 1):
-            sticky["high"] = _num(sub(5, 1), f"{what} maximum")
+            sticky["high"] = scale_number(sub(5, 1), f"{what} maximum")
         lead = _lead(name)
         out.append(_Channel(number, clip(name or f"channel {number or k + 1}"), lead, sticky["sens"],
                             sticky["ucode"], sticky["utext"], sticky["corr"], sticky["base"], sticky["fs"],
@@ -188,16 +188,6 @@ def _lead(name: str) -> str | None:
     except codes.LeadConflict:
         lead = None
     return lead or codes.monitoring_lead("", name)
-
-
-def _num(text: str, what: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise DecodeError(f"{what} is not a number", "scale-attribute", "AE") from None
-    if not np.isfinite(value):
-        raise DecodeError(f"{what} is not finite", "scale-attribute", "AE")
-    return value
 
 
 def _samples(value: bytes, vtype: str, n_channels: int, d: er7.Delimiters, i: int) -> np.ndarray:

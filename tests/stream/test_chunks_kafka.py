@@ -4,7 +4,6 @@ dead-letters what it cannot scale with the reason; strips keep going to reports 
 from __future__ import annotations
 
 import json
-import time
 from collections import Counter
 from datetime import timedelta
 
@@ -19,6 +18,7 @@ from stream.devtools.outputs import collect, read_chunks
 from stream.producer import make_producer
 from stream.topics import ensure_topics, topic_specs
 from tests.support.chunks import ROOT, monitoring_piece
+from tests.support.polling import wait_until
 
 pytestmark = pytest.mark.kafka
 
@@ -29,16 +29,6 @@ RULES = [
      "mv_per_count": 0.001},
 ]
 RESOLUTION_MV = 0.02
-
-
-def _wait(fetch, done, timeout_s: float = 120.0):
-    """fetch() until done(value) or the time is up; the last value either way (the asserts then say what is off)."""
-    deadline = time.monotonic() + timeout_s
-    while True:
-        value = fetch()
-        if done(value) or time.monotonic() > deadline:
-            return value
-        time.sleep(1.0)
 
 
 def test_monitor_chunks_reach_the_chunks_topic_and_unscaled_ones_are_dead_letters(isolated):
@@ -74,8 +64,8 @@ def test_monitor_chunks_reach_the_chunks_topic_and_unscaled_ones_are_dead_letter
             producer.send(s.topic_fhir_raw, value=value).get(30)
         producer.flush()
         expected_chunks = 3 + 1 + 2 + 1 + 2  # three 1-s, one 10-s, two W01 segments, the rule's, two PoCD
-        chunks = _wait(lambda: read_chunks(s), lambda c: len(c) >= expected_chunks)
-        got = _wait(lambda: collect(s), lambda g: g.reports and len(g.deadletters) >= len(refused))
+        chunks = wait_until(lambda: read_chunks(s), lambda c: len(c) >= expected_chunks)
+        got = wait_until(lambda: collect(s), lambda g: g.reports and len(g.deadletters) >= len(refused))
     finally:
         producer.close()
         stop_worker(worker)

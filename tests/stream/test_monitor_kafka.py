@@ -22,6 +22,7 @@ from stream.devtools.e2e import start_worker, stop_worker, wait_healthy
 from stream.devtools.outputs import _consumer, _read_all, collect
 from stream.producer import make_producer
 from stream.topics import ensure_topics, topic_specs
+from tests.support.polling import wait_until
 
 pytestmark = pytest.mark.kafka
 ROOT = Path(__file__).resolve().parents[2]
@@ -42,15 +43,6 @@ def read_trends(s) -> list[dict]:
         return [json.loads(r.value) | {"_ts": r.timestamp} for r in _read_all(consumer, s.topic_trends)]
     finally:
         consumer.close()
-
-
-def wait(fetch, done, timeout_s=180.0):
-    deadline = time.monotonic() + timeout_s
-    while True:
-        value = fetch()
-        if done(value) or time.monotonic() > deadline:
-            return value
-        time.sleep(1.0)
 
 
 def by_window(trends: list[dict]) -> dict[tuple[str, float], list[dict]]:
@@ -83,7 +75,7 @@ def test_faulty_monitor_streams_are_windowed_correctly(isolated):
             producer.send(m.topic, value=m.value, key=m.key)
         producer.flush()
         # 150 s from 3 s past an epoch: 14 full windows per bed, less those lost to the gap and the patient change.
-        trends = wait(lambda: read_trends(s), lambda t: len(t) >= 20, 180)
+        trends = wait_until(lambda: read_trends(s), lambda t: len(t) >= 20, 180)
         time.sleep(8)  # the silence tick flushes what waited for late chunks
         trends = read_trends(s)
         got = collect(s)
@@ -156,7 +148,7 @@ def test_a_stitched_serial_stream_yields_one_episode_report_and_survives_sigkill
         for m in sent[:200]:  # into the later strip (from 180 s): the inversion is persisting
             producer.send(m.topic, value=m.value, key=m.key)
         producer.flush()
-        wait(lambda: read_trends(s), lambda t: len(t) >= 15, 120)
+        wait_until(lambda: read_trends(s), lambda t: len(t) >= 15, 120)
         worker.send_signal(signal.SIGKILL)
         worker.wait(10)
         for m in sent[200:]:
@@ -164,9 +156,9 @@ def test_a_stitched_serial_stream_yields_one_episode_report_and_survives_sigkill
         producer.flush()
         worker = start_worker(s, log)
         wait_healthy(s, worker)
-        reports = wait(lambda: _episode_reports(s),
+        reports = wait_until(lambda: _episode_reports(s),
                        lambda r: any(dict(x["headers"]).get("twiwatch.episode-event") == b"resolved" for x in r), 120)
-        trends = wait(lambda: read_trends(s), lambda t: len({x["window_start_s"] for x in t}) >= 36, 60)
+        trends = wait_until(lambda: read_trends(s), lambda t: len({x["window_start_s"] for x in t}) >= 36, 60)
     finally:
         producer.close()
         stop_worker(worker)
