@@ -38,24 +38,22 @@ GOAL_MS = 20.0
 
 def find_records(dirs: list[Path]) -> list[Path]:
     """WFDB records (path without extension) that are 12-lead, 500 Hz and 10 s long."""
-    import wfdb
+    from integrations.datasets.wfdb_io import read_header
 
     out = []
     for d in dirs:
         for hea in sorted(Path(d).rglob("*.hea")):
-            h = wfdb.rdheader(str(hea.with_suffix("")))
+            h = read_header(hea.with_suffix(""))
             if h.n_sig == 12 and h.fs == 500 and h.sig_len == 5000:
                 out.append(hea.with_suffix(""))
     return out
 
 
 def load(path: Path):
-    import wfdb
+    from engine.record import ordered_standard
+    from integrations.datasets.wfdb_io import read_wfdb
 
-    from engine.record import make_record, ordered_standard
-
-    r = wfdb.rdrecord(str(path))
-    rec = make_record(r.p_signal.T, r.sig_name, r.fs, f"bench:{path.name}")
+    rec = read_wfdb(path, source_id=f"bench:{path.name}")
     sig, _ = ordered_standard(rec)
     return rec, np.asarray(sig, dtype=float)
 

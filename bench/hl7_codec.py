@@ -10,7 +10,7 @@ from pathlib import Path
 
 import numpy as np
 
-from engine.record import make_record
+from integrations.datasets.wfdb_io import read_wfdb
 from integrations.hl7.decode import decode_oru, parse_header
 from integrations.hl7.encode import encode_oru
 
@@ -28,10 +28,7 @@ def best_ms(fn, repeat: int = 20) -> float:
 
 
 def main(path: str | None = None) -> None:
-    import wfdb
-
-    rec = wfdb.rdrecord(str(path or DEFAULT))
-    record = make_record(rec.p_signal.T, rec.sig_name, float(rec.fs), "bench", patient_id="bench")
+    record = read_wfdb(path or DEFAULT, source_id="bench", patient_id="bench")
     for unit in ("uV", "mV"):
         msg = encode_oru(record, control_id="BENCH", unit=unit)
         out = decode_oru(msg, sender=None)

@@ -38,29 +38,29 @@ CHESTS = ("V2", "V5")
 
 
 def find_records(dirs: list[Path], limit: int | None) -> list[Path]:
-    import wfdb
+    from integrations.datasets.wfdb_io import read_header
 
     out = []
     for d in dirs:
         for hea in sorted(Path(d).rglob("*.hea")):
-            h = wfdb.rdheader(str(hea.with_suffix("")))
+            h = read_header(hea.with_suffix(""))
             if h.n_sig == 12 and h.fs == 500 and h.sig_len == 5000:
                 out.append(hea.with_suffix(""))
     return out[:limit] if limit else out
 
 
 def windows(path: Path) -> list:
-    import wfdb
     from scipy.signal import resample_poly
 
     from engine.record import make_record
+    from integrations.datasets.wfdb_io import read_signal
 
-    r = wfdb.rdrecord(str(path))
-    names = [n.upper() for n in r.sig_name]
+    r = read_signal(path)
+    names = [n.upper() for n in r.names]
     out = []
     for chest in CHESTS:
         idx = [names.index(n) for n in ("I", "II", "III", chest)]
-        x = resample_poly(r.p_signal.T[idx], 1, 2, axis=1)
+        x = resample_poly(r.signal[idx], 1, 2, axis=1)
         out.append(make_record(x, ["I", "II", "III", chest], 250.0, f"bench:{path.name}:{chest}", kind="chunk"))
     return out
 

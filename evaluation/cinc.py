@@ -24,7 +24,8 @@ from pathlib import Path
 
 import numpy as np
 
-from engine.record import EcgRecord, make_record
+from engine.record import EcgRecord
+from integrations.datasets.wfdb_io import read_wfdb
 
 TWI_POSITIVE = frozenset({"59931005"})
 T_ST_ISCHAEMIA = frozenset({"164934002", "59931005", "164861001", "413444003", "426434006", "429622005", "164931005",
@@ -124,8 +125,5 @@ def load_rows(cinc_dir: Path) -> list[CincRow]:
 
 
 def read_record(row: CincRow) -> EcgRecord:
-    import wfdb
-
-    r = wfdb.rdrecord(str(row.path))
-    return make_record(np.nan_to_num(r.p_signal.T), r.sig_name, r.fs, f"cinc:{row.name}", sex=row.sex,
-                       source_format="wfdb")
+    # acquired_at=None: records as the scoring has always seen them (CinC headers carry a date; it is not used)
+    return read_wfdb(row.path, source_id=f"cinc:{row.name}", nan_to_zero=True, sex=row.sex, acquired_at=None)

@@ -30,6 +30,7 @@ from pathlib import Path
 import numpy as np
 
 from engine.record import STANDARD_LEADS, EcgRecord, make_record
+from integrations.datasets.wfdb_io import read_annotation, read_signal
 
 ANN_EXT = {"I": "i", "II": "ii", "III": "iii", "aVR": "avr", "aVL": "avl", "aVF": "avf",
            "V1": "v1", "V2": "v2", "V3": "v3", "V4": "v4", "V5": "v5", "V6": "v6"}
@@ -78,16 +79,13 @@ def record_ids(ludb_dir: Path, split: str | None = None, records: list[int] | No
 
 def read_record(ludb_dir: Path, rid: int) -> tuple[EcgRecord, np.ndarray]:
     """The record (canonical lead names) and its raw signal (12, n) float64 in canonical lead order."""
-    import wfdb
-
     if is_held_out(rid):
         raise ValueError(f"LUDB record {rid} is held out")
-    r = wfdb.rdrecord(str(Path(ludb_dir) / "data" / str(rid)))
-    rec = make_record(r.p_signal.T, r.sig_name, r.fs, f"ludb:{rid}", patient_id=f"ludb-record-{rid}",
-                      source_format="wfdb")
+    r = read_signal(Path(ludb_dir) / "data" / str(rid))
+    rec = make_record(r.signal, r.names, r.fs, f"ludb:{rid}", patient_id=f"ludb-record-{rid}", source_format="wfdb")
     # the references use wfdb's float64 values (the record keeps float32)
     order = [rec.leads.index(n) for n in STANDARD_LEADS]
-    raw = np.asarray(r.p_signal.T[order], dtype=np.float64)
+    raw = np.asarray(r.signal[order], dtype=np.float64)
     return rec, raw
 
 
@@ -115,17 +113,15 @@ def parse_waves(samples, symbols) -> list[Wave]:
 
 
 def read_waves(ludb_dir: Path, rid: int) -> dict[str, list[Wave]]:
-    import wfdb
-
     if is_held_out(rid):
         raise ValueError(f"LUDB record {rid} is held out")
     out = {}
     for lead, ext in ANN_EXT.items():
         try:
-            a = wfdb.rdann(str(Path(ludb_dir) / "data" / str(rid)), ext)
+            samples, symbols = read_annotation(Path(ludb_dir) / "data" / str(rid), ext)
         except FileNotFoundError:
             continue
-        out[lead] = parse_waves(a.sample, a.symbol)
+        out[lead] = parse_waves(samples, symbols)
     return out
 
 

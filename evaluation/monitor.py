@@ -38,6 +38,7 @@ import numpy as np
 
 from engine.monitor import MonitorRules, analyse_window, baseline_from_prior, new_state, silence, step
 from engine.record import UNKNOWN_CHEST_LEAD, UNKNOWN_ECG_LEAD, is_ecg_lead, lead_and_mark, make_record
+from integrations.datasets.wfdb_io import read_header, read_signal
 
 TUNE = {
     "mitdb_100": ["mitdb/100"], "mitdb_105": ["mitdb/105"], "mitdb_208": ["mitdb/208"], "svdb_800": ["svdb/800"],
@@ -64,11 +65,8 @@ class Segment:
 
 
 def read_segment(path: Path) -> Segment:
-    import wfdb
-
-    r = wfdb.rdrecord(str(path), physical=True)
     keep, names, used = [], [], set()
-    for i, raw in enumerate(r.sig_name):
+    for i, raw in enumerate(read_header(path).sig_name):
         name, _ = lead_and_mark(raw)
         if not is_ecg_lead(name):
             continue
@@ -81,10 +79,8 @@ def read_segment(path: Path) -> Segment:
         used.add(name)
         keep.append(i)
         names.append(raw)
-    x = r.p_signal[:, keep].T.astype(np.float32)
-    units = [(r.units[i] or "mV").strip().lower() for i in keep]
-    scale = np.array([{"mv": 1.0, "uv": 1e-3, "v": 1e3}.get(u, 1.0) for u in units], dtype=np.float32)
-    x *= scale[:, None]
+    r = read_signal(path, channels=keep)  # mV; the other channels (ABP, PLETH) are left out before units count
+    x = r.signal.astype(np.float32)
     bad = ~np.isfinite(x)
     x[bad] = 0.0
     t0 = 0.0

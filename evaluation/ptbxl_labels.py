@@ -16,15 +16,14 @@ Report-text reference ("report text says inverted"):
 """
 from __future__ import annotations
 
-import ast
-import csv
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from engine.record import STANDARD_LEADS, EcgRecord
+from integrations.datasets.ptbxl import DATABASE_CSV, HELD_OUT_FOLD, read_ptbxl_database
+from integrations.datasets.wfdb_io import read_wfdb
 
-HELD_OUT_FOLD = 10
 SECONDARY_CODES = {"lbbb": "CLBBB", "rbbb": "CRBBB", "lvh": "LVH", "pacing": "PACE", "wpw": "WPW"}
 
 # --- report text ------------------------------------------------------------------------------------------------
@@ -246,6 +245,8 @@ def parse_report(report: str) -> ReportTwi:
 
 @dataclass
 class PtbxlRow:
+    """The evaluation's view of a folds 1-9 row of the database (read by integrations.datasets.ptbxl)."""
+
     ecg_id: int
     patient_id: str
     sex: str | None
@@ -267,25 +268,21 @@ class PtbxlRow:
 def find_ptbxl(root: Path) -> Path:
     root = Path(root)
     for cand in (root, root / "ptbxl"):
-        if (cand / "ptbxl_database.csv").exists():
+        if (cand / DATABASE_CSV).exists():
             return cand
-    raise FileNotFoundError(f"no ptbxl_database.csv in {root} or {root / 'ptbxl'}")
+    raise FileNotFoundError(f"no {DATABASE_CSV} in {root} or {root / 'ptbxl'}")
 
 
 def load_rows(ptbxl_dir: Path) -> list[PtbxlRow]:
     """Rows of folds 1-9, by ecg_id (fold 10 rows are dropped as they are read)."""
     out = []
-    with open(Path(ptbxl_dir) / "ptbxl_database.csv", newline="") as f:
-        for row in csv.DictReader(f):
-            fold = int(float(row["strat_fold"]))
-            if fold == HELD_OUT_FOLD:
-                continue
-            out.append(PtbxlRow(
-                ecg_id=int(float(row["ecg_id"])), patient_id=f"ptbxl-{int(float(row['patient_id']))}",
-                sex={"0": "M", "1": "F"}.get(str(row.get("sex", "")).strip()), fold=fold,
-                codes=ast.literal_eval(row["scp_codes"]), report=row.get("report") or "",
-                filename_lr=row.get("filename_lr") or "", filename_hr=row.get("filename_hr") or "",
-                recording_date=row.get("recording_date") or ""))
+    for row in read_ptbxl_database(ptbxl_dir):
+        if row.strat_fold == HELD_OUT_FOLD:
+            continue
+        out.append(PtbxlRow(
+            ecg_id=row.ecg_id, patient_id=row.patient, sex=row.sex, fold=row.strat_fold, codes=row.scp_codes,
+            report=row.report, filename_lr=row.filename_lr, filename_hr=row.filename_hr,
+            recording_date=row.recording_date.isoformat(sep=" ") if row.recording_date else ""))
     return sorted(out, key=lambda r: r.ecg_id)
 
 
@@ -299,15 +296,9 @@ def signal_path(ptbxl_dir: Path, row: PtbxlRow, rate: int) -> Path | None:
 
 
 def read_record(ptbxl_dir: Path, row: PtbxlRow, rate: int) -> EcgRecord:
-    import wfdb
-
-    from engine.record import make_record
-
     if row.fold == HELD_OUT_FOLD:
         raise ValueError(f"PTB-XL ecg_id {row.ecg_id} is in the held-out fold 10")
     path = signal_path(ptbxl_dir, row, rate)
     if path is None:
         raise FileNotFoundError(f"PTB-XL ecg_id {row.ecg_id} has no {rate} Hz signal here")
-    r = wfdb.rdrecord(str(path))
-    return make_record(r.p_signal.T, r.sig_name, r.fs, f"ptbxl:{row.ecg_id}", patient_id=row.patient_id, sex=row.sex,
-                       source_format="wfdb")
+    return read_wfdb(path, source_id=f"ptbxl:{row.ecg_id}", patient_id=row.patient_id, sex=row.sex)

@@ -4,13 +4,13 @@ Used by replay, e2e and the tests; reads only the folder it is given (the shippe
 """
 from __future__ import annotations
 
-import ast
 import csv
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
 
 from engine.record import EcgRecord
+from integrations.datasets.ptbxl import DATABASE_CSV, HELD_OUT_FOLD, read_ptbxl_database
 from integrations.datasets.wfdb_io import read_wfdb
 
 
@@ -35,20 +35,16 @@ class Recording:
 
 def _ptbxl(root: Path, prefer_500hz: bool) -> list[Recording]:
     out = []
-    with open(root / "ptbxl_database.csv", newline="") as f:
-        for row in csv.DictReader(f):
-            if row.get("strat_fold") == "10":
-                continue  # PTB-XL's recommended test fold is held out (docs/SPEC.md §7)
-            name = row["filename_hr"] if prefer_500hz and row.get("filename_hr") else row["filename_lr"]
-            if not name or not (root / (name + ".hea")).exists():
-                continue
-            out.append(Recording(
-                path=root / name, dataset="ptbxl", record_id=row["ecg_id"],
-                patient_id=f"ptbxl-{int(float(row['patient_id']))}",
-                sex={"0": "M", "1": "F"}.get(row.get("sex", "")),
-                acquired_at=datetime.fromisoformat(row["recording_date"]) if row.get("recording_date") else None,
-                labels={"scp_codes": ast.literal_eval(row["scp_codes"]), "report": row.get("report", "")},
-            ))
+    for row in read_ptbxl_database(root):
+        if row.strat_fold == HELD_OUT_FOLD:
+            continue  # PTB-XL's recommended test fold is held out (docs/SPEC.md §7)
+        name = row.filename_hr if prefer_500hz and row.filename_hr else row.filename_lr
+        if not name or not (root / (name + ".hea")).exists():
+            continue
+        out.append(Recording(
+            path=root / name, dataset="ptbxl", record_id=str(row.ecg_id), patient_id=row.patient, sex=row.sex,
+            acquired_at=row.recording_date, labels={"scp_codes": row.scp_codes, "report": row.report},
+        ))
     return out
 
 
@@ -74,7 +70,7 @@ def find_recordings(root: str | Path, *, prefer_500hz: bool = False) -> list[Rec
     root = Path(root)
     found: list[Recording] = []
     for folder in [root, *sorted(p for p in root.iterdir() if p.is_dir())]:
-        if (folder / "ptbxl_database.csv").exists():
+        if (folder / DATABASE_CSV).exists():
             found += _ptbxl(folder, prefer_500hz)
         elif ((folder / "data").is_dir() and any((folder / "data").glob("*.hea"))
               and folder.name.startswith(("ludb", "lobachevsky"))):

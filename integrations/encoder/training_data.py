@@ -14,7 +14,6 @@ Labels (NaN = unknown, masked out of the loss and the metrics):
 """
 from __future__ import annotations
 
-import ast
 import csv
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
@@ -23,11 +22,11 @@ from pathlib import Path
 import numpy as np
 
 from engine.encoder.adapter import adapt
-from engine.record import make_record
+from integrations.datasets.ptbxl import DATABASE_CSV, HELD_OUT_FOLD, read_ptbxl_database
+from integrations.datasets.wfdb_io import read_wfdb
 
 SPLITS = ("train", "val", "test")
 PTBXL_FOLDS = {"train": {1, 2, 3, 4, 5, 6, 7}, "val": {8}, "test": {9}}
-HELD_OUT_FOLD = 10
 SUPERCLASSES = ("NORM", "MI", "STTC", "CD", "HYP")
 ISCHEMIC_PREFIXES = ("ISC", "INJ")
 SECONDARY_CODES = frozenset({"CLBBB", "CRBBB", "LVH", "WPW", "PACE"})
@@ -58,23 +57,22 @@ def ptbxl_items(root: Path) -> list[Item]:
             if row.get("diagnostic") == "1.0" and row.get("diagnostic_class"):
                 superclass[row[""]] = row["diagnostic_class"]
     items = []
-    with open(root / "ptbxl_database.csv", newline="") as f:
-        for row in csv.DictReader(f):
-            fold = int(row["strat_fold"])
-            if fold == HELD_OUT_FOLD:
-                continue  # never read: PTB-XL's recommended test fold is held out (docs/SPEC.md §7)
-            split = next(s for s, folds in PTBXL_FOLDS.items() if fold in folds)
-            name = row["filename_hr"] if row.get("filename_hr") and (root / (row["filename_hr"] + ".hea")).exists() \
-                else row["filename_lr"]
-            if not (root / (name + ".hea")).exists():
-                continue
-            codes = ast.literal_eval(row["scp_codes"])
-            isc = any(c.startswith(ISCHEMIC_PREFIXES) for c in codes)
-            sec = any(c in SECONDARY_CODES for c in codes)
-            classes = {superclass[c] for c in codes if c in superclass}
-            items.append(Item(root / name, "ptbxl", row["ecg_id"], f"ptbxl-{int(float(row['patient_id']))}", split,
-                              twi=float("INVT" in codes), ischemic=_ischemic_label(isc, sec),
-                              aux=tuple(float(c in classes) for c in SUPERCLASSES)))
+    for row in read_ptbxl_database(root):
+        fold = row.strat_fold
+        if fold == HELD_OUT_FOLD:
+            continue  # never read: PTB-XL's recommended test fold is held out (docs/SPEC.md §7)
+        split = next(s for s, folds in PTBXL_FOLDS.items() if fold in folds)
+        name = row.filename_hr if row.filename_hr and (root / (row.filename_hr + ".hea")).exists() \
+            else row.filename_lr
+        if not (root / (name + ".hea")).exists():
+            continue
+        codes = row.scp_codes
+        isc = any(c.startswith(ISCHEMIC_PREFIXES) for c in codes)
+        sec = any(c in SECONDARY_CODES for c in codes)
+        classes = {superclass[c] for c in codes if c in superclass}
+        items.append(Item(root / name, "ptbxl", str(row.ecg_id), row.patient, split,
+                          twi=float("INVT" in codes), ischemic=_ischemic_label(isc, sec),
+                          aux=tuple(float(c in classes) for c in SUPERCLASSES)))
     return items
 
 
@@ -103,7 +101,7 @@ def find_items(data_dir: Path) -> list[Item]:
     """All items under data_dir (the ../shared/data layout: ptbxl/ and ludb/<release>/)."""
     data_dir = Path(data_dir)
     items: list[Item] = []
-    if (data_dir / "ptbxl" / "ptbxl_database.csv").exists():
+    if (data_dir / "ptbxl" / DATABASE_CSV).exists():
         items += ptbxl_items(data_dir / "ptbxl")
     for csv_path in sorted((data_dir / "ludb").glob("**/ludb.csv")) if (data_dir / "ludb").is_dir() else []:
         items += ludb_items(csv_path.parent)
@@ -130,14 +128,7 @@ def load_signals(items: list[Item], workers: int = 2) -> np.ndarray:
 
 
 def _load_one(path: str) -> np.ndarray:
-    import wfdb  # a core dependency of twiwatch; imported here so the module imports without it
-
-    rec = wfdb.rdrecord(path, physical=True)
-    signal = rec.p_signal.T.astype(np.float32)
-    units = {(u or "mV").strip().lower() for u in rec.units}
-    if units != {"mv"}:
-        raise ValueError(f"{path}: units {units}, expected mV")
-    return adapt(make_record(signal, rec.sig_name, float(rec.fs), f"train:{Path(path).name}")).signal
+    return adapt(read_wfdb(path, source_id=f"train:{Path(path).name}")).signal
 
 
 def _ischemic_label(isc: bool, sec: bool) -> float:

@@ -9,14 +9,12 @@ import pytest
 from engine import quality
 from engine.analyze import analyze
 from engine.record import make_record
+from integrations.datasets.wfdb_io import read_wfdb
 from tests.support.records import SAMPLES, load_wfdb, ptbxl_path
 
 
 def _ood(name: str):
-    import wfdb
-
-    r = wfdb.rdrecord(str(SAMPLES / "ood" / name))
-    return make_record(r.p_signal.T, r.sig_name, r.fs, f"ood/{name}", source_format="wfdb")
+    return read_wfdb(SAMPLES / "ood" / name, source_id=f"ood/{name}")
 
 
 def _with(rec, add: np.ndarray, leads: tuple[str, ...]):

@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 
 from engine.record import STANDARD_LEADS, EcgRecord, make_record
+from integrations.datasets.wfdb_io import read_wfdb
 from integrations.errors import DecodeError
 from integrations.fhir import codes
 from integrations.fhir.observation import build_observation, decode_observation, encode_observation
@@ -44,14 +45,12 @@ def recording_path(dataset: str, record: str) -> Path | None:
 
 
 def read_recording(dataset: str, record: str) -> EcgRecord:
-    wfdb = pytest.importorskip("wfdb")
     path = recording_path(dataset, record)
     if path is None:
         pytest.skip(f"{dataset} record {record} not available")
-    raw = wfdb.rdrecord(str(path))
-    return make_record(
-        raw.p_signal.T, raw.sig_name, raw.fs, f"wfdb:{dataset}/{record}", source_format="wfdb",
-        patient_id=f"{dataset}-{record}", acquired_at=datetime(2021, 3, 4, 5, 6, 7, tzinfo=UTC),
+    return read_wfdb(
+        path, source_id=f"wfdb:{dataset}/{record}", patient_id=f"{dataset}-{record}",
+        acquired_at=datetime(2021, 3, 4, 5, 6, 7, tzinfo=UTC),
     )
 
 

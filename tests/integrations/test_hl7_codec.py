@@ -10,10 +10,10 @@ from pathlib import Path
 import hl7  # python-hl7, third party
 import numpy as np
 import pytest
-import wfdb
 from hl7apy.parser import parse_message, parse_segment
 
-from engine.record import EcgRecord, make_record
+from engine.record import EcgRecord
+from integrations.datasets.wfdb_io import read_wfdb
 from integrations.errors import DecodeError
 from integrations.hl7 import codes
 from integrations.hl7.ack import make_ack
@@ -48,11 +48,10 @@ def sample_path(name: str) -> Path:
 
 def sample_record(name: str, **meta) -> EcgRecord:
     """A real recording as an EcgRecord, with test metadata that lets tests look for leaks."""
-    rec = wfdb.rdrecord(str(sample_path(name)))
     defaults = dict(patient_id=PATIENT_MARK, sex="F", birth_date=BIRTH, bed="Bed 7",
                     acquired_at=datetime(2024, 5, 6, 7, 8, 9, tzinfo=UTC), device_id="0011223344556677")
     defaults.update(meta)
-    return make_record(rec.p_signal.T, rec.sig_name, float(rec.fs), f"wfdb:{name}", **defaults)
+    return read_wfdb(sample_path(name), source_id=f"wfdb:{name}", **defaults)
 
 
 def message(name: str = "ludb/data/1", control_id: str = "CTRL-1", **kw) -> bytes:

@@ -8,7 +8,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from engine.record import EcgRecord, make_record
+from engine.record import EcgRecord
+from integrations.datasets.wfdb_io import read_annotation, read_wfdb
 
 ROOT = Path(__file__).resolve().parents[2]
 SAMPLES = ROOT / "samples"
@@ -31,19 +32,14 @@ def ptbxl_path(ecg_id: int, res: str = "lr") -> Path:
 
 
 def load_wfdb(path: Path, source_id: str, sex: str | None = None) -> EcgRecord:
-    import wfdb
-
-    r = wfdb.rdrecord(str(path))
-    return make_record(r.p_signal.T, r.sig_name, r.fs, source_id, sex=sex, source_format="wfdb")
+    return read_wfdb(path, source_id=source_id, sex=sex)
 
 
 def ludb_waves(path: Path, lead_ext: str) -> list[dict]:
     """Annotated waves of one LUDB lead: [{'kind': 'p'|'N'|'t', 'on', 'peak', 'off'}]."""
-    import wfdb
-
-    ann = wfdb.rdann(str(path), lead_ext)
+    samples, symbols = read_annotation(path, lead_ext)
     out, cur = [], None
-    for s, sym in zip(ann.sample, ann.symbol, strict=True):
+    for s, sym in zip(samples, symbols, strict=True):
         if sym == "(":
             cur = {"on": int(s)}
         elif sym in ("p", "N", "t") and cur is not None:
