@@ -18,6 +18,7 @@ any other lead; the episode machine keeps them to their own baseline.
 """
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 from functools import lru_cache
 
@@ -109,14 +110,16 @@ def analyse_window(window: EcgRecord) -> dict[str, TrendPoint]:
                 lq.append(q)
         if rows:
             x_meas = np.vstack([x_meas, np.asarray(rows)])
-    usable = np.array([q.ok for q in lq])
+    # A lead with extreme wander (engine.quality notes it and leaves the verdict to the beats) does not steer QRS
+    # detection: its filtered residue would place beats the clean leads disagree with.
+    usable = np.array([q.ok and not any("judged on the beats" in r for r in q.reasons) for q in lq])
     n_sent = len(sent)
     weights = usable[:n_sent].astype(float) if usable[:n_sent].any() else np.ones(n_sent)
     fid = detect_qrs(_filtfilt(x, fsa, filters.DETECT_BAND_HZ, 2), fsa, weights)
     if fid.size < MIN_BEATS:
         return _finish(names, lq, None, f"{fid.size} QRS complex(es) detected in the window")
     ep = dl.extract_epochs(x_meas, fid, fsa)
-    conforming = dl.conforming_beats(ep, fsa)
+    conforming = _conforming(ep, fsa, usable[:n_sent])
     full = conforming & ep.valid.all(axis=1)
     if full.sum() < MIN_BEATS:
         return _finish(names, lq, None, f"{int(full.sum())} conforming beat(s) inside the window")
@@ -150,6 +153,16 @@ def analyse_window(window: EcgRecord) -> dict[str, TrendPoint]:
     ms = measure.lead_measures(tref, q_on, q_off, tm.onset, tm.peak, tm.offset, tm.sign, zeros.astype(int), zeros,
                                fst)
     return _finish(names, lq, ms, "")
+
+
+def _conforming(ep: dl.Epochs, fs: float, usable: np.ndarray) -> np.ndarray:
+    """Beats that conform in most of the usable leads, each lead judged alone: one noisy or lead-off channel of a
+    monitoring lead set must not make every beat look ectopic, as it does in a multi-lead correlation."""
+    rows = np.flatnonzero(usable)
+    if rows.size == 0:
+        return dl.conforming_beats(ep, fs)
+    votes = np.stack([dl.conforming_beats(dataclasses.replace(ep, data=ep.data[[r]]), fs) for r in rows])
+    return votes.sum(axis=0) * 2 > rows.size
 
 
 @lru_cache(maxsize=32)
