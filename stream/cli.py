@@ -93,6 +93,7 @@ _compose()
 def main() -> None:
     logging.basicConfig(level=tool_settings().log_level, format="%(asctime)s %(levelname)s %(name)s %(message)s")
     logging.getLogger("kafka").setLevel(logging.WARNING)  # kafka-python's connection chatter hides our own lines
+    logging.getLogger("httpx").setLevel(logging.WARNING)  # one INFO line per FHIR request (URLs can name patients)
     app()
 
 

@@ -1,4 +1,4 @@
-"""`twiwatch fhir-server up|down|status|wipe`: the development FHIR server (HAPI FHIR JPA; devtools/fhir_local.py).
+"""`twiwatch fhir-server resolve|up|down|status|wipe`: the development FHIR server (HAPI FHIR JPA; devtools/fhir_local.py).
 
 A developer tool for tests and the demo; the chart never deploys it.
 """
@@ -37,6 +37,14 @@ def _running(port: int | None, fhir_version: str | None):
         return _local(fhir_version, port)
     candidates = [_local(v, port) for v in VERSIONS]
     return next((f for f in candidates if running_pid(f)), _local(None, port))
+
+
+@app.command("resolve")
+def resolve(fhir_version: str | None = typer.Option(None, "--fhir-version", help="R4B (default) or R4")) -> None:
+    """Resolve HAPI FHIR from Maven Central and compile the application class, without starting it (set-up)."""
+    from stream.devtools.fhir_local import resolve as fetch
+
+    console.print(f"HAPI FHIR resolved and built in {fetch(_local(fhir_version, None))}")
 
 
 @app.command("up")
