@@ -166,6 +166,46 @@ def answers(f: LocalFhir, timeout_s: float = 5.0) -> str | None:
         return None
 
 
+# HAPI FHIR 8.8 refuses the `:identifier` modifier on reference parameters (HAPI-2498; hapifhir/hapi-fhir#2916), so
+# a report whose subject is a logical reference by MRN could not be found by `subject:identifier`. The development
+# server installs this SearchParameter instead: DiagnosticReport?subject-identifier=<system>|<MRN> (docs/SPEC.md §3.7).
+SUBJECT_IDENTIFIER_SP = {
+    "resourceType": "SearchParameter",
+    "url": "urn:twiwatch:SearchParameter/subject-identifier",
+    "name": "subject-identifier",
+    "status": "active",
+    "description": "The identifier in a subject reference (a logical reference by MRN, or beside a literal one)",
+    "code": "subject-identifier",
+    "base": ["DiagnosticReport", "Observation"],
+    "type": "token",
+    "expression": "DiagnosticReport.subject.identifier | Observation.subject.identifier",
+}
+
+
+def install_search_parameters(f: LocalFhir) -> None:
+    """Conditional create, so a restarted server (file database) keeps one copy."""
+    headers = {"Content-Type": "application/fhir+json", "If-None-Exist": f"url={SUBJECT_IDENTIFIER_SP['url']}"}
+    if f.static_token:
+        headers["Authorization"] = f"Bearer {f.static_token}"
+    ctx = ssl._create_unverified_context() if f.plain_url.startswith("https") else None  # noqa: S323 - loopback
+    req = urllib.request.Request(f"{f.plain_url}/SearchParameter", data=json.dumps(SUBJECT_IDENTIFIER_SP).encode(),
+                                 headers=headers, method="POST")
+    with urllib.request.urlopen(req, timeout=30, context=ctx):
+        pass
+    # The server takes a new SearchParameter into its registry within seconds; resources written before that are not
+    # indexed by it, so wait until a search with it is accepted.
+    probe = urllib.request.Request(f"{f.plain_url}/DiagnosticReport?subject-identifier=x&_count=1",
+                                   headers={k: v for k, v in headers.items() if k == "Authorization"})
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        try:
+            with urllib.request.urlopen(probe, timeout=10, context=ctx):
+                return
+        except urllib.error.HTTPError:
+            time.sleep(1.0)
+    raise RuntimeError("the FHIR server did not take the subject-identifier SearchParameter within 60 s")
+
+
 def up(f: LocalFhir, timeout_s: float = 240.0, proc_out: list | None = None) -> str:
     """Start the server (resolving on first use) and wait until GET metadata answers; idempotent."""
     if running_pid(f) and answers(f):
@@ -190,6 +230,7 @@ def up(f: LocalFhir, timeout_s: float = 240.0, proc_out: list | None = None) -> 
             break
         version = answers(f, 2.0)
         if version:
+            install_search_parameters(f)
             return (f"HAPI FHIR {f.hapi_version} ({f.fhir_version}, FHIR {version}) up at {f.base_url} "
                     f"in {time.monotonic() - started:.0f} s (pid {proc.pid}, log {f.log_file})")
         time.sleep(1.0)
