@@ -1,4 +1,4 @@
-"""`twiwatch fhir-server resolve|up|down|status|wipe`: the development FHIR server (HAPI FHIR JPA; devtools/fhir_local.py).
+"""`twiwatch fhir-server resolve|up|down|status|wipe`: the development FHIR server (devtools/fhir_local.py).
 
 A developer tool for tests and the demo; the chart never deploys it.
 """
