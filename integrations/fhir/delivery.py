@@ -9,8 +9,9 @@ The design of report.py's transaction bundle, made safe against redelivery, conc
 - Before writing, the server's copy is read (`DiagnosticReport?identifier=…&_include=DiagnosticReport:result`). If it
   carries our version or a newer one, nothing is written ("already-current" / "superseded").
 - First version on the server: one transaction of conditional creates (`ifNoneExist` on the identifier) for the
-  report and its Observations and `PUT Provenance/<deterministic id>`. If another writer created the report meanwhile,
-  the conditional create matches instead of creating, and the write is re-read and retried.
+  report and its Observations and `PUT Provenance/<deterministic id>`. Our version 1 goes straight to it, without the
+  read (the common case, one request instead of two); if the report is already there (a redelivery, or another
+  writer), the conditional create matches instead of creating, and the write is re-read and retried.
 - A later version: one transaction with `PUT DiagnosticReport/<server id>` under `If-Match` (the server's version
   just read), the Observations updated by id (or conditionally on their identifier when new), Observations the new
   version dropped marked `entered-in-error`, and the new Provenance. A stale If-Match (409 or 412) rolls the whole
@@ -220,12 +221,15 @@ class ReportWriter:
     """Writes report versions through one FhirClient; safe to use from several threads for different reports (the
     caller keeps each report's versions in order on one thread)."""
 
-    def __init__(self, client: FhirClient, *, create_patients: bool = False, patient_cache_ttl_s: float = 300.0):
+    def __init__(self, client: FhirClient, *, create_patients: bool = False, patient_cache_ttl_s: float = 300.0,
+                 unknown_patient_ttl_s: float = 30.0):
         self.client = client
         self.create_patients = create_patients
         self.patient_cache_ttl_s = patient_cache_ttl_s
+        # An MRN no Patient carries is asked again after this long: a Patient registered meanwhile is then used.
+        self.unknown_patient_ttl_s = unknown_patient_ttl_s
         self._devices: dict[str, str] = {}
-        self._patients: dict[str, tuple[str, float]] = {}
+        self._patients: dict[str, tuple[str | None, float]] = {}
         self._locks = _KeyedLocks()
 
     # --- shared resources: Devices and Patients, created once ---
@@ -272,6 +276,8 @@ class ReportWriter:
         key = token(ident)
         hit = self._patients.get(key)
         if hit and hit[1] > time.monotonic():
+            if hit[0] is None:
+                return subject, "logical"
             return {"reference": hit[0], "type": "Patient", "identifier": ident}, "literal"
         found = self.client.search("Patient", {"identifier": key, "_count": "2", "_elements": "id"})
         ids = [e["resource"]["id"] for e in found.get("entry") or [] if e.get("resource", {}).get("id")]
@@ -281,6 +287,7 @@ class ReportWriter:
         how = "literal"
         if not ids:
             if not self.create_patients:
+                self._patients[key] = (None, time.monotonic() + self.unknown_patient_ttl_s)
                 return subject, "logical"
             ref = self._ensure("Patient", {"resourceType": "Patient", "identifier": [ident]}, ident)
             how = "created"
@@ -327,7 +334,7 @@ class ReportWriter:
         observations = [(url, prepare(obs)) for url, obs in rv.observations]
         provenances = [(url, prepare(p)) for url, p in rv.provenances]
         for attempt in range(1, MAX_ATTEMPTS + 1):
-            current, included = self._current(rv)
+            current, included = (None, {}) if attempt == 1 and rv.version == 1 else self._current(rv)
             if current is not None:
                 have = version_of(current)
                 if have >= rv.version:

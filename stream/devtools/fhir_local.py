@@ -28,7 +28,8 @@ from pathlib import Path
 POM = Path(__file__).with_name("fhir_server_pom.xml")
 APP = Path(__file__).with_name("FhirDevServer.java")
 MAIN = "org.twiwatch.devfhir.FhirDevServer"
-JVM_FLAGS = ("-XX:TieredStopAtLevel=1", "-XX:+UseSerialGC", "-XX:+ExitOnOutOfMemoryError")
+JVM_FLAGS = ("-XX:+UseSerialGC", "-XX:+ExitOnOutOfMemoryError")
+FAST_START = ("-XX:TieredStopAtLevel=1",)  # C1 only: starts in about half the time, runs slower once warm
 
 
 @dataclass(frozen=True)
@@ -47,6 +48,7 @@ class LocalFhir:
     token_endpoint: str = ""  # advertised in [base]/.well-known/smart-configuration
     http_port: int = 0  # with TLS: also plain HTTP on this port
     secure_only: bool = False  # enforce tokens on the HTTPS port only (the plain port stays open)
+    fast_start: bool = True  # C1-only JIT (tests, e2e); False for throughput (benchmarks, a long demo)
 
     @property
     def root(self) -> Path:
@@ -117,7 +119,8 @@ def _jdbc_url(f: LocalFhir) -> str:
 def java_cmd(f: LocalFhir) -> list[str]:
     build = f.build_dir
     args = [
-        "java", *f.heap_opts.split(), *JVM_FLAGS, "-cp", f"{build / 'target' / 'classes'}:{build / 'lib'}/*", MAIN,
+        "java", *f.heap_opts.split(), *JVM_FLAGS, *(FAST_START if f.fast_start else ()),
+        "-cp", f"{build / 'target' / 'classes'}:{build / 'lib'}/*", MAIN,
         f"--server.port={f.port}", "--server.address=127.0.0.1",
         # HAPI's Spring configuration has circular references; search URLs carry `|` (system|value).
         "--spring.main.allow-circular-references=true", "--server.tomcat.relaxed-query-chars=|",
