@@ -7,7 +7,6 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 TW=.venv/bin/twiwatch
-export TWIWATCH_CACHE_DIR=${TWIWATCH_CACHE_DIR:-$PWD/.cache}
 PORT=${TWIWATCH_FHIR_SERVER_PORT:-8080}
 SINK_PORT=${TWIWATCH_FHIR_SINK_WEB_PORT:-6068}
 mkdir -p .cache/demo

@@ -10,8 +10,9 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 what=${1:-all}
-export TWIWATCH_CACHE_DIR=${TWIWATCH_CACHE_DIR:-$PWD/.cache}
 PY=${PYTHON_VENV:-.venv/bin/python}
+# The cache the Python code uses (TWIWATCH_CACHE_DIR, else the XDG default): tests look for Hydra there.
+CACHE=$("$PY" -c 'from stream.config import ToolSettings; print(ToolSettings().cache_dir)')
 
 if [ "$what" = all ] || [ "$what" = hapi ]; then
   command -v mvn >/dev/null || { echo "Maven (mvn) is required to resolve HAPI FHIR from Maven Central" >&2; exit 1; }
@@ -22,7 +23,7 @@ fi
 HYDRA_VERSION=v2.3.0
 HYDRA_CLIENT_VERSION=v2.2.1
 if [ "$what" = all ] || [ "$what" = hydra ]; then
-  bin="$TWIWATCH_CACHE_DIR/bin"
+  bin="$CACHE/bin"
   if [ ! -x "$bin/hydra" ] || [ ! -f "$bin/.hydra-$HYDRA_VERSION" ]; then
     command -v go >/dev/null || { echo "Go is required to build Ory Hydra (the SMART tests' OAuth2 server)" >&2; exit 1; }
     command -v gcc >/dev/null || command -v cc >/dev/null || {

@@ -12,6 +12,7 @@ import json
 import os
 import secrets
 import subprocess
+import sys
 import time
 import urllib.error
 import urllib.request
@@ -29,7 +30,7 @@ ROOT = Path(__file__).resolve().parents[2]
 def hydra_binary(cache_dir: Path) -> Path:
     binary = cache_dir.resolve() / "bin" / "hydra"
     if not os.access(binary, os.X_OK):
-        env = dict(os.environ, TWIWATCH_CACHE_DIR=str(cache_dir.resolve()))
+        env = dict(os.environ, TWIWATCH_CACHE_DIR=str(cache_dir.resolve()), PYTHON_VENV=sys.executable)
         subprocess.run(["bash", str(ROOT / "scripts" / "setup_fhir.sh"), "hydra"], check=True, env=env, cwd=ROOT,
                        timeout=1200)
     return binary
