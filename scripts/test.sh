@@ -7,6 +7,8 @@ cd "$(dirname "$0")/.."
 export TWIWATCH_CACHE_DIR=${TWIWATCH_CACHE_DIR:-$PWD/.cache} TWIWATCH_DATA_DIR=${TWIWATCH_DATA_DIR:-$PWD/.cache/worker}
 export TWIWATCH_ENCODER_CACHE_DIR=${TWIWATCH_ENCODER_CACHE_DIR:-$PWD/.cache/tensorrt}
 bash scripts/setup.sh test
+# FHIR delivery's real components: HAPI FHIR from Maven Central, Ory Hydra built from the Go module proxy
+bash scripts/setup_fhir.sh
 echo "== linters: ruff and the import-linter layer contracts (pyproject.toml)"
 .venv/bin/ruff check .
 .venv/bin/lint-imports

@@ -1,6 +1,6 @@
 """`twiwatch`: one CLI, composed from each package's own commands. Research use only, not for clinical use.
 
-Processes (worker, MLLP bridge, reasoner shim) have their entry points in `stream`; developer tools in
+Processes (worker, MLLP bridge, reasoner shim, FHIR sink) have their entry points in `stream`; developer tools in
 `stream.devtools`; offline tools in `integrations.cli` and `evaluation.cli`.
 """
 from __future__ import annotations
@@ -13,8 +13,9 @@ from rich.console import Console
 
 from evaluation.cli import app as evaluate_app
 from integrations.cli import app as integrations_app
-from stream.config import mllp_settings, tool_settings, worker_settings
+from stream.config import fhir_sink_settings, mllp_settings, tool_settings, worker_settings
 from stream.devtools.cli import app as devtools_app
+from stream.devtools.fhir_cli import app as fhir_server_app
 from stream.reasoner_main import app as reasoner_app
 
 console = Console(stderr=True)
@@ -91,6 +92,15 @@ def decode(
     raise typer.Exit(2 if summary.get("error") else 0)
 
 
+@app.command("fhir-sink")
+def fhir_sink() -> None:
+    """Write every report version from the reports topic to a FHIR server (TWIWATCH_FHIR_SINK_URL): idempotent, in
+    order, through outages; permanent refusals to the delivery dead-letter topic."""
+    from stream.fhir_sink_main import run_sink
+
+    run_sink(fhir_sink_settings())
+
+
 def _compose() -> None:
     for group in (devtools_app, integrations_app):
         for command in group.registered_commands:
@@ -98,6 +108,7 @@ def _compose() -> None:
         for sub in group.registered_groups:
             app.registered_groups.append(sub)
     app.add_typer(reasoner_app, name="reasoner")
+    app.add_typer(fhir_server_app, name="fhir-server")
     # `twiwatch evaluate ...` is the evaluation package's own command group (also `python -m evaluation ...`)
     app.add_typer(evaluate_app, name="evaluate")
 
@@ -108,6 +119,7 @@ _compose()
 def main() -> None:
     logging.basicConfig(level=tool_settings().log_level, format="%(asctime)s %(levelname)s %(name)s %(message)s")
     logging.getLogger("kafka").setLevel(logging.WARNING)  # kafka-python's connection chatter hides our own lines
+    logging.getLogger("httpx").setLevel(logging.WARNING)  # one INFO line per FHIR request (URLs can name patients)
     app()
 
 

@@ -1,10 +1,10 @@
 """Configuration, read in this one place: every setting is an environment variable `TWIWATCH_<NAME>`.
 
-Settings come in groups (Kafka, worker, encoder, reasoner client, reasoner shim, MLLP, HL7, FHIR, identity, local
-broker). Each process builds only the groups it uses (`WorkerSettings`, `MllpSettings`, `ReasonerServeSettings`,
-`ToolSettings`), so a pod's configuration lists what that process reads and nothing else; the Helm chart renders one
-ConfigMap per Deployment from the same groups. Other packages never read the environment: commands build settings
-here and pass plain values down.
+Settings come in groups (Kafka, worker, encoder, reasoner client, reasoner shim, MLLP, HL7, FHIR, FHIR sink, identity,
+local broker, local FHIR server). Each process builds only the groups it uses (`WorkerSettings`, `MllpSettings`,
+`ReasonerServeSettings`, `FhirSinkSettings`, `ToolSettings`), so a pod's configuration lists what that process reads
+and nothing else; the Helm chart renders one ConfigMap per Deployment from the same groups. Other packages never read
+the environment: commands build settings here and pass plain values down.
 
 Default directories follow the XDG base directories (platformdirs): a checkout's scripts and the chart set them
 explicitly (TWIWATCH_CACHE_DIR, TWIWATCH_DATA_DIR, TWIWATCH_ENCODER_CACHE_DIR).
@@ -70,6 +70,19 @@ class LocalBrokerSettings(_Group):
     cache_dir: Path = Field(default_factory=_cache_home, description="the local broker's jars and logs")
 
 
+class LocalFhirServerSettings(_Group):
+    """The development FHIR server started by `twiwatch fhir-server up` (HAPI FHIR JPA; never deployed by the
+    chart; docs/SPEC.md §12)."""
+
+    fhir_server_port: int = Field(8080, description="port of the local FHIR server; its base is "
+                                                    "http://127.0.0.1:<port>/fhir")
+    fhir_server_hapi_version: str = Field("8.8.0", description="HAPI FHIR version resolved from Maven Central")
+    fhir_server_fhir_version: Literal["R4B", "R4"] = Field("R4B", description="FHIR version the local server speaks")
+    fhir_server_heap_opts: str = Field("-Xms256m -Xmx1g", description="JVM heap options of the local FHIR server")
+    fhir_server_database: Literal["file", "memory"] = Field(
+        "file", description="H2 on disk under the cache (survives restarts) or in memory")
+
+
 class IdentitySettings(_Group):
     patient_hash_secret: SecretStr = Field(
         SecretStr("twiwatch-dev-secret-change-me"),
@@ -114,6 +127,46 @@ class FhirSettings(_Group):
     fhir_version: Literal["R4B", "R5"] = Field("R4B", description="FHIR version of everything twiwatch emits")
     fhir_identifier_system: str = Field("urn:twiwatch:report", description="the reports' identifier system")
     organization: str = Field("", description="the site running twiwatch: each report's Device.owner (none if empty)")
+
+
+class FhirSinkGroup(_Group):
+    """`twiwatch fhir-sink`: every report version from the reports topic to an EHR's FHIR server (docs/SPEC.md §3.7,
+    §10.3)."""
+
+    fhir_sink_url: str = Field("", description="base URL of the FHIR server the reports are written to (e.g. "
+                                               "https://ehr.example.org/fhir); required")
+    fhir_sink_group_id: str = Field("twiwatch-fhir-sink", description="the sink's own Kafka consumer group")
+    topic_delivery_deadletter: str = Field(
+        "fhir.delivery.deadletter", description="report versions the FHIR server refused for good, with its "
+                                                "OperationOutcome")
+    fhir_sink_auth: Literal["none", "bearer", "smart"] = Field(
+        "none", description="none | bearer (a static token) | smart (SMART Backend Services, private_key_jwt)")
+    fhir_sink_bearer_token: SecretStr = Field(SecretStr(""), description="the static bearer token (auth=bearer)")
+    fhir_sink_smart_client_id: str = Field("", description="SMART Backend Services client id (auth=smart)")
+    fhir_sink_smart_key_file: str = Field("", description="PEM private key that signs the client assertion")
+    fhir_sink_smart_key_id: str = Field("", description="kid of that key, as registered with the token server")
+    fhir_sink_smart_alg: Literal["RS384", "ES384"] = Field("RS384", description="assertion signing algorithm")
+    fhir_sink_smart_scope: str = Field(
+        "system/DiagnosticReport.write system/Observation.write system/Provenance.write system/Device.write "
+        "system/Device.read system/Patient.read system/DiagnosticReport.read system/Observation.read",
+        description="scopes requested with each token")
+    fhir_sink_smart_token_url: str = Field("", description="token endpoint; empty: read from "
+                                                           "[base]/.well-known/smart-configuration")
+    fhir_sink_ca_file: str = Field("", description="CA bundle (PEM) to verify the FHIR and token servers; empty: "
+                                                   "the system's trust store")
+    fhir_sink_tls_verify: bool = Field(True, description="verify TLS certificates (never turn off in production)")
+    fhir_sink_timeout_s: float = Field(15.0, gt=0, description="timeout of one HTTP request to the FHIR server")
+    fhir_sink_concurrency: int = Field(8, ge=1, le=64, description="report versions written at once (different "
+                                                                   "reports; one report's versions stay in order)")
+    fhir_sink_create_patients: bool = Field(False, description="create a Patient (identifier only) when no Patient "
+                                                               "on the server carries the report's MRN")
+    fhir_sink_retry_initial_s: float = Field(0.5, gt=0, description="first pause after a transient failure")
+    fhir_sink_retry_max_s: float = Field(5.0, gt=0, description="longest pause between retries during an outage "
+                                                                "(unless the server's Retry-After asks for more)")
+    fhir_sink_retry_after_max_s: float = Field(300.0, gt=0, description="the longest Retry-After honoured")
+    fhir_sink_web_port: int = Field(6068, description="the sink's /healthz and /metrics port")
+    fhir_sink_web_bind: str = Field("127.0.0.1", description="address of /healthz and /metrics (0.0.0.0 in a pod)")
+    fhir_sink_session_timeout_s: float = Field(10.0, description="Kafka group session timeout of the sink")
 
 
 class WorkerGroup(_Group):
@@ -211,8 +264,12 @@ class ReasonerServeSettings(ReasonerServeGroup):
     """`twiwatch reasoner serve`."""
 
 
-class ToolSettings(WorkerSettings, LocalBrokerSettings):
-    """Developer tools (local broker, replay, e2e, watch), which start or imitate every process."""
+class FhirSinkSettings(KafkaSettings, FhirSinkGroup, FhirSettings):
+    """`twiwatch fhir-sink`."""
+
+
+class ToolSettings(WorkerSettings, LocalBrokerSettings, FhirSinkGroup, LocalFhirServerSettings):
+    """Developer tools (local broker, local FHIR server, replay, e2e, watch), which start or imitate every process."""
 
 
 # Every group, for documentation and for the chart's tests (each name must be a setting some process reads).
@@ -220,10 +277,11 @@ GROUPS: dict[str, type[_Group]] = {
     "kafka": KafkaSettings, "local broker": LocalBrokerSettings, "identity": IdentitySettings, "hl7": Hl7Settings,
     "fhir": FhirSettings, "worker": WorkerGroup, "monitor": MonitorSettings,
     "encoder": EncoderSettings, "reasoner client": ReasonerClientSettings,
-    "reasoner shim": ReasonerServeGroup, "mllp": MllpGroup,
+    "reasoner shim": ReasonerServeGroup, "mllp": MllpGroup, "fhir sink": FhirSinkGroup,
+    "local fhir server": LocalFhirServerSettings,
 }
 PROCESSES: dict[str, type[_Group]] = {"worker": WorkerSettings, "mllp": MllpSettings,
-                                      "reasoner": ReasonerServeSettings}
+                                      "reasoner": ReasonerServeSettings, "fhir-sink": FhirSinkSettings}
 
 
 def env_names(settings_class: type[BaseSettings]) -> set[str]:
@@ -243,6 +301,11 @@ def mllp_settings() -> MllpSettings:
 @lru_cache(maxsize=1)
 def reasoner_serve_settings() -> ReasonerServeSettings:
     return ReasonerServeSettings()
+
+
+@lru_cache(maxsize=1)
+def fhir_sink_settings() -> FhirSinkSettings:
+    return FhirSinkSettings()
 
 
 @lru_cache(maxsize=1)

@@ -7,7 +7,7 @@ from kafka import KafkaAdminClient
 from kafka.admin import NewTopic
 from kafka.errors import TopicAlreadyExistsError
 
-from stream.config import KafkaSettings, WorkerSettings
+from stream.config import FhirSinkSettings, KafkaSettings, WorkerSettings
 
 # Envelope headroom: headers and the dead-letter metadata ride on top of a message at the limit.
 HEADROOM = 64 * 1024
@@ -43,6 +43,12 @@ def topic_specs(s: WorkerSettings) -> list[TopicSpec]:
         TopicSpec(s.topic_trends, "per monitor window: a trend point per lead (T amplitude, polarity, ST J+60, "
                   "quality), keyed by stream", log_append_time=True),
     ]
+
+
+def delivery_topic_specs(s: FhirSinkSettings) -> list[TopicSpec]:
+    """What the FHIR sink writes to (it reads the reports topic)."""
+    return [TopicSpec(s.topic_delivery_deadletter, "report versions a FHIR server refused for good: the original "
+                      "bytes, the reason, the HTTP status and the server's OperationOutcome in headers")]
 
 
 def by_patient_topic(s: WorkerSettings) -> str:

@@ -1,5 +1,5 @@
-"""Developer tools' commands: the local broker, replay, e2e and the report watcher
-(`twiwatch kafka|replay|e2e|reports`).
+"""Developer tools' commands: the local broker, replay, e2e (optionally through the FHIR sink to a FHIR server) and
+the report watcher (`twiwatch kafka|replay|e2e|reports`).
 
 They start or imitate every process, so they read `ToolSettings` (all groups plus the local broker's).
 """
@@ -172,13 +172,18 @@ def e2e(
     source: Path | None = typer.Option(None, help="recordings folder (default samples/)"),
     timeout: float = typer.Option(300, help="seconds to wait for all outputs"),
     rate: float = typer.Option(0, help="messages per second (0 = all at once: latency then includes queueing)"),
+    fhir_server: bool = typer.Option(False, "--fhir-server", help="also start a FHIR server (local HAPI, in "
+                                     "memory) and the FHIR sink, and judge what reached the server"),
+    fhir_url: str | None = typer.Option(None, help="with --fhir-server: deliver to this FHIR base URL instead "
+                                        "(auth and TLS from the TWIWATCH_FHIR_SINK_* settings)"),
 ) -> None:
     """Start a worker, replay real ECGs plus the bad-input corpus, and summarise what came out."""
     from stream.devtools.e2e import run_e2e, write_summary
     from stream.devtools.replay import default_source
 
     result = run_e2e(settings(), messages_, source or default_source(), timeout_s=timeout,
-                     log=lambda m: console.print(m), rate=rate or None)
+                     log=lambda m: console.print(m), rate=rate or None, fhir_server=fhir_server or bool(fhir_url),
+                     fhir_url=fhir_url)
     summary, details = result.summary, result.details
     write_summary(summary, json_path)
     console.print_json(json.dumps(summary))
@@ -186,6 +191,9 @@ def e2e(
     ok = (summary["reports"] == summary["sent_valid"] and summary["research_flagged"] == summary["reports"]
           and summary["fhir_valid"] == summary["reports"] and summary["deadletter"] == summary["sent_invalid"]
           and summary["duplicates"] == 0)
+    if "delivered" in summary:
+        ok = ok and (summary["delivered"] == summary["reports"] == summary["delivered_latest"]
+                     and summary["delivered_duplicates"] == 0)
     raise typer.Exit(0 if ok else 1)
 
 

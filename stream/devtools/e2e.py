@@ -1,12 +1,16 @@
 """`twiwatch e2e`: the whole path on the running Kafka, measured.
 
 Isolated per run: topics and the worker's consumer group carry a run prefix, so an e2e run neither sees nor
-disturbs a demo (or an earlier run) on the same broker.
+disturbs a demo (or an earlier run) on the same broker. With `--fhir-server` the run also starts a FHIR server (a
+fresh in-memory HAPI, stream/devtools/fhir_local.py, unless one is given) and the FHIR sink, and judges what reached
+the server (stream/devtools/fhir_outputs.py).
 """
 from __future__ import annotations
 
+import contextlib
 import json
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -37,9 +41,12 @@ def isolated_settings(base: ToolSettings, run_id: str) -> ToolSettings:
         "topic_reasoning": prefix + base.topic_reasoning,
         "topic_chunks": prefix + base.topic_chunks,
         "topic_trends": prefix + base.topic_trends,
+        "topic_delivery_deadletter": prefix + base.topic_delivery_deadletter,
         "app_id": f"twiwatch-e2e-{run_id}",
+        "fhir_sink_group_id": f"twiwatch-e2e-{run_id}-fhir-sink",
         "data_dir": base.cache_dir / "e2e" / run_id,
         "worker_web_port": free_port(),
+        "fhir_sink_web_port": free_port(),
     })
 
 
@@ -59,31 +66,42 @@ def settings_env(s: ToolSettings) -> dict[str, str]:
     return env
 
 
-def start_worker(s: ToolSettings, log_path: Path) -> subprocess.Popen:
+def start_worker(s: ToolSettings, log_path: Path, command: str = "worker") -> subprocess.Popen:
     log_path.parent.mkdir(parents=True, exist_ok=True)
     log = open(log_path, "ab")
     return subprocess.Popen(
-        [sys.executable, "-m", "stream.cli", "worker"], env=settings_env(s), stdout=log, stderr=subprocess.STDOUT,
+        [sys.executable, "-m", "stream.cli", command], env=settings_env(s), stdout=log, stderr=subprocess.STDOUT,
         stdin=subprocess.DEVNULL, start_new_session=True,
     )
 
 
-def wait_healthy(s: ToolSettings, proc: subprocess.Popen, timeout_s: float = 120) -> None:
-    """Block until the worker's /healthz says ready (partitions assigned, state restored)."""
-    url = f"http://127.0.0.1:{s.worker_web_port}/healthz"
+def start_sink(s: ToolSettings, log_path: Path) -> subprocess.Popen:
+    """`twiwatch fhir-sink` with these settings (TWIWATCH_FHIR_SINK_URL etc.)."""
+    return start_worker(s, log_path, command="fhir-sink")
+
+
+def wait_healthy(s: ToolSettings, proc: subprocess.Popen, timeout_s: float = 120, *, port: int | None = None,
+                 app: str | None = None, what: str = "worker") -> None:
+    """Block until the process's /healthz says ready (worker: partitions assigned, state restored; sink: the
+    FHIR server's capabilities checked and consuming)."""
+    url = f"http://127.0.0.1:{port or s.worker_web_port}/healthz"
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
         if proc.poll() is not None:
-            raise RuntimeError(f"worker exited with code {proc.returncode} before it was ready")
+            raise RuntimeError(f"{what} exited with code {proc.returncode} before it was ready")
         try:
             with urllib.request.urlopen(url, timeout=2) as resp:
-                # The app id guards against another worker that happens to hold the port.
-                if resp.status == 200 and json.loads(resp.read()).get("app") == s.app_id:
+                # The app id guards against another process that happens to hold the port.
+                if resp.status == 200 and json.loads(resp.read()).get("app") == (app or s.app_id):
                     return
         except (urllib.error.URLError, OSError):
             pass
         time.sleep(0.5)
-    raise TimeoutError(f"worker not ready after {timeout_s:.0f} s ({url})")
+    raise TimeoutError(f"{what} not ready after {timeout_s:.0f} s ({url})")
+
+
+def wait_sink_ready(s: ToolSettings, proc: subprocess.Popen, timeout_s: float = 120) -> None:
+    wait_healthy(s, proc, timeout_s, port=s.fhir_sink_web_port, app=s.fhir_sink_group_id, what="FHIR sink")
 
 
 def stop_worker(proc: subprocess.Popen, timeout_s: float = 30) -> None:
@@ -107,10 +125,45 @@ class E2EResult:
 
 
 def run_e2e(base: ToolSettings, n_messages: int, source: Path, timeout_s: float = 300, log=print,
-            isolate: bool = True, rate: float | None = None) -> E2EResult:
+            isolate: bool = True, rate: float | None = None, fhir_server: bool = False,
+            fhir_url: str | None = None) -> E2EResult:
+    """fhir_server: also deliver to a FHIR server through the sink: `fhir_url` (its settings, e.g. auth, from
+    `base`), or a fresh in-memory local HAPI started for the run."""
     run_id = uuid.uuid4().hex[:8]
     s = isolated_settings(base, run_id) if isolate else base
     ensure_topics(s, topic_specs(s))
+    with contextlib.ExitStack() as stack:
+        if fhir_server:
+            s = stack.enter_context(_fhir_delivery(s, run_id, fhir_url, log))
+        return _run(s, run_id, n_messages, source, timeout_s, log, rate, fhir_server)
+
+
+@contextlib.contextmanager
+def _fhir_delivery(s: ToolSettings, run_id: str, fhir_url: str | None, log):
+    """A FHIR server (started here unless given) and the sink delivering the run's reports to it."""
+    from stream.devtools import fhir_local
+
+    local = None
+    if not fhir_url:
+        local = fhir_local.from_settings(s, port=free_port(), database="memory", name=f"e2e-{run_id}")
+        log(f"starting a FHIR server for the run (HAPI {local.hapi_version}, {local.fhir_version}; 25-90 s)")
+        log(fhir_local.up(local))
+        fhir_url = local.base_url
+    s = s.model_copy(update={"fhir_sink_url": fhir_url})
+    sink = start_sink(s, s.cache_dir / "e2e" / f"fhir-sink-{run_id}.log")
+    try:
+        wait_sink_ready(s, sink)
+        log(f"FHIR sink pid {sink.pid} delivering to {fhir_url}")
+        yield s
+    finally:
+        stop_worker(sink)
+        if local is not None:
+            fhir_local.down(local)
+            shutil.rmtree(local.home, ignore_errors=True)
+
+
+def _run(s: ToolSettings, run_id: str, n_messages: int, source: Path, timeout_s: float, log, rate: float | None,
+         fhir_server: bool) -> E2EResult:
     worker = start_worker(s, s.cache_dir / "e2e" / f"worker-{run_id}.log")
     log(f"e2e run {run_id}: worker pid {worker.pid}, topics prefixed e2e-{run_id}.")
     wait_healthy(s, worker)
@@ -141,6 +194,15 @@ def run_e2e(base: ToolSettings, n_messages: int, source: Path, timeout_s: float 
         time.sleep(2.0)  # let anything in flight land before the final count (duplicates show up late)
         got = collect(s)
         summary, details = summarise(got, s, sent_valid, sent_invalid)
+        if fhir_server:
+            from stream.devtools.fhir_outputs import wait_delivered
+            from stream.fhir_sink_main import build_client
+
+            log("waiting for the FHIR sink to deliver every report's latest version")
+            with build_client(s) as client:
+                delivery, more = wait_delivered(client, lambda: collect(s).reports, timeout_s)
+            summary.update(delivery)
+            details.update(more)
         return E2EResult(summary, details, s, good, bad, got)
     finally:
         stop_worker(worker)
