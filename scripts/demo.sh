@@ -11,6 +11,9 @@ cd "$(dirname "$0")/.."
 export TWIWATCH_CACHE_DIR=${TWIWATCH_CACHE_DIR:-$PWD/.cache} TWIWATCH_DATA_DIR=${TWIWATCH_DATA_DIR:-$PWD/.cache/worker}
 export TWIWATCH_ENCODER_CACHE_DIR=${TWIWATCH_ENCODER_CACHE_DIR:-$PWD/.cache/tensorrt}
 step() { echo "== [$SECONDS s] $*"; }
+# --with-fhir-server: the reports also land on a local HAPI FHIR server through the FHIR sink (needs ~0.8 GB more
+# memory and 25-90 s for the server to start; README "Reports in the EHR").
+WITH_FHIR=0; [ "${1:-}" = "--with-fhir-server" ] && WITH_FHIR=1
 step "setting up (scripts/setup.sh demo)"
 bash scripts/setup.sh demo
 TW=.venv/bin/twiwatch
@@ -41,8 +44,10 @@ TWIWATCH_REASONER_URL="http://127.0.0.1:$STANDIN_PORT" TWIWATCH_ENCODER_MANIFEST
 WORKER=$!
 $TW mllp > .cache/demo/mllp.log 2>&1 &
 MLLP=$!
+if [ "$WITH_FHIR" = 1 ]; then step "starting the FHIR server and the FHIR sink"; bash scripts/demo_fhir.sh start; fi
 stop_all() {  # SIGTERM, then SIGKILL what has not exited 30 s later (and say so: the demo then exits non-zero)
   local status=$? alive pid
+  [ "$WITH_FHIR" = 1 ] && bash scripts/demo_fhir.sh stop
   kill $WORKER $MLLP $STANDIN 2>/dev/null || true
   for _ in $(seq 60); do
     alive=""
