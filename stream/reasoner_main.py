@@ -33,7 +33,7 @@ def reasoner_serve(
     standin: bool = typer.Option(False, "--standin", help="serve the STAND-IN generator instead: NOT ECG-R1, it "
                                  "replays hand-written fixture outputs (tests and demos)"),
     standin_output: str = typer.Option("cycle", "--standin-output", help="with --standin: the fixture output id "
-                                       "to replay (engine/reasoner/standin_outputs.json), or 'cycle'"),
+                                       "to replay (integrations/reasoner/standin_outputs.json), or 'cycle'"),
     standin_delay: float = typer.Option(0.0, "--standin-delay", min=0.0,
                                         help="with --standin: seconds each answer takes (a model's latency)"),
 ) -> None:

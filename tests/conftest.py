@@ -64,7 +64,7 @@ def fake_env(monkeypatch, model_dir):
 @contextlib.contextmanager
 def standin_shim(output: str = "lateral-twi", *, load: bool = True, server_options: dict | None = None,
                  **options) -> Iterator[tuple]:
-    """The real serving shim (engine/reasoner/serve.py) on 127.0.0.1 with the STAND-IN generator (replays
+    """The real serving shim (integrations/reasoner/serve.py) on 127.0.0.1 with the STAND-IN generator (replays
     hand-written ECG-R1-format outputs; NOT ECG-R1): yields (server, generator). Faults are set on the generator
     (`generator.set(delay_s=..., fail=True, output=...)`); load=False leaves it loading (every chat answer 503).
     options go to the generator, server_options to ShimServer (max_inflight, max_queue, ...)."""

@@ -1,4 +1,4 @@
-"""The ECG-R1 serving shim (engine/reasoner/serve.py) for real on 127.0.0.1, driven by our own HTTP client
+"""The ECG-R1 serving shim (integrations/reasoner/serve.py) for real on 127.0.0.1, driven by our own HTTP client
 (HttpReasoner) with real recordings normalised for ECG-R1, and by raw JSON for the requests it must refuse.
 
 The generator behind it is the STAND-IN (replays hand-written ECG-R1-format outputs; NOT ECG-R1, no model runs):
