@@ -16,7 +16,6 @@ import json
 import os
 import shutil
 import signal
-import socket
 import ssl
 import subprocess
 import time
@@ -24,6 +23,9 @@ import urllib.error
 import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
+
+from stream.devtools import local_process
+from stream.devtools.local_process import is_listening
 
 POM = Path(__file__).with_name("fhir_server_pom.xml")
 APP = Path(__file__).with_name("FhirDevServer.java")
@@ -144,19 +146,8 @@ def java_cmd(f: LocalFhir) -> list[str]:
     return args
 
 
-def is_listening(port: int, host: str = "127.0.0.1") -> bool:
-    with socket.socket() as s:
-        s.settimeout(0.5)
-        return s.connect_ex((host, port)) == 0
-
-
 def running_pid(f: LocalFhir) -> int | None:
-    try:
-        pid = int(f.pid_file.read_text().strip())
-        os.kill(pid, 0)
-        return pid
-    except (FileNotFoundError, ValueError, ProcessLookupError, PermissionError):
-        return None
+    return local_process.running_pid(f.pid_file)
 
 
 def answers(f: LocalFhir, timeout_s: float = 5.0) -> str | None:
@@ -248,19 +239,7 @@ def down(f: LocalFhir, timeout_s: float = 30.0) -> str:
     pid = running_pid(f)
     if pid is None:
         return "FHIR server is not running"
-    os.kill(pid, signal.SIGTERM)
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        try:
-            os.kill(pid, 0)
-        except ProcessLookupError:
-            break
-        _reap(pid)
-        time.sleep(0.2)
-    else:
-        os.kill(pid, signal.SIGKILL)
-        _reap(pid)
-    f.pid_file.unlink(missing_ok=True)
+    local_process.stop(pid, f.pid_file, timeout_s)
     return f"FHIR server stopped (pid {pid})"
 
 
@@ -270,20 +249,13 @@ def kill(f: LocalFhir) -> None:
     if pid is not None:
         os.kill(pid, signal.SIGKILL)
         for _ in range(50):
-            _reap(pid)
+            local_process.reap(pid)
             try:
                 os.kill(pid, 0)
             except ProcessLookupError:
                 break
             time.sleep(0.1)
     f.pid_file.unlink(missing_ok=True)
-
-
-def _reap(pid: int) -> None:
-    try:
-        os.waitpid(pid, os.WNOHANG)  # our own child (tests): do not leave a zombie that os.kill(pid, 0) still sees
-    except ChildProcessError:
-        pass
 
 
 def status(f: LocalFhir) -> tuple[bool, str]:

@@ -6,15 +6,15 @@ distribution's scripts run: `kafka.tools.StorageTool format` then `kafka.Kafka s
 """
 from __future__ import annotations
 
-import os
 import shutil
-import signal
-import socket
 import subprocess
 import time
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
+
+from stream.devtools import local_process
+from stream.devtools.local_process import is_listening
 
 POM = Path(__file__).with_name("kafka_pom.xml")  # shipped in the package: the broker is resolved from it
 
@@ -114,19 +114,8 @@ def _write_config(k: LocalKafka) -> Path:
     return props
 
 
-def is_listening(port: int, host: str = "127.0.0.1") -> bool:
-    with socket.socket() as s:
-        s.settimeout(0.5)
-        return s.connect_ex((host, port)) == 0
-
-
 def running_pid(k: LocalKafka) -> int | None:
-    try:
-        pid = int(k.pid_file.read_text().strip())
-        os.kill(pid, 0)
-        return pid
-    except (FileNotFoundError, ValueError, ProcessLookupError, PermissionError):
-        return None
+    return local_process.running_pid(k.pid_file)
 
 
 def _broker_ready(bootstrap: str, timeout_s: float) -> bool:
@@ -186,17 +175,7 @@ def down(k: LocalKafka, timeout_s: float = 30.0) -> str:
     pid = running_pid(k)
     if pid is None:
         return "Kafka is not running"
-    os.kill(pid, signal.SIGTERM)  # a clean controlled shutdown flushes the logs
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        try:
-            os.kill(pid, 0)
-        except ProcessLookupError:
-            break
-        time.sleep(0.2)
-    else:
-        os.kill(pid, signal.SIGKILL)
-    k.pid_file.unlink(missing_ok=True)
+    local_process.stop(pid, k.pid_file, timeout_s)
     return f"Kafka stopped (pid {pid})"
 
 
