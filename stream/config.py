@@ -54,6 +54,10 @@ class KafkaSettings(_Group):
     topic_reports: str = "fhir.diagnosticreport"
     topic_deadletter: str = "ecg.deadletter"
     topic_reasoning: str = "ecg.reasoning.requests"
+    topic_analysis: str = Field("ecg.analysis", description="what a reviewer needs beside each report: signal, "
+                                                            "fiducials, measures, prior, location (docs/SPEC.md §13)")
+    topic_adjudications: str = Field("twiwatch.adjudications", description="reviewers' actions, published by the "
+                                                                          "dashboard's outbox (docs/SPEC.md §13)")
 
     @model_validator(mode="after")
     def _local_bootstrap(self) -> KafkaSettings:
@@ -249,6 +253,36 @@ class MllpGroup(_Group):
     mllp_web_port: int = Field(6067, description="MLLP bridge health/metrics HTTP port")
 
 
+class DashboardGroup(_Group):
+    """The review dashboard (docs/SPEC.md §13; README 'The alert dashboard')."""
+
+    dashboard_host: str = Field("127.0.0.1", description="the dashboard's listen address (0.0.0.0 in a pod)")
+    dashboard_port: int = Field(8080, description="the dashboard's HTTP port (pages, /api, /healthz, /metrics)")
+    dashboard_db_url: str = Field("", description="SQLAlchemy URL of the dashboard's store: empty = SQLite in "
+                                                  "<data_dir>/dashboard.sqlite3 (one replica); postgresql+psycopg://"
+                                                  "... for several replicas")
+    dashboard_data_dir: Path = Field(default_factory=lambda: user_data_path("twiwatch", appauthor=False) / "dashboard",
+                                     description="where the default SQLite store lives")
+    dashboard_group: str = Field("twiwatch-dashboard", description="the dashboard's Kafka consumer group")
+    dashboard_session_secret: SecretStr = Field(SecretStr(""), description="signs session cookies; empty = a random "
+                                                                           "key per start (sessions end on restart)")
+    dashboard_idle_timeout_s: float = Field(1800.0, gt=0, description="a session ends after this long idle")
+    dashboard_cookie_secure: bool = Field(False, description="send the session cookie only over HTTPS (on behind TLS)")
+    dashboard_timezone: str = Field("UTC", description="IANA zone the pages show times in (the offset is shown too)")
+    dashboard_login_attempts: int = Field(5, ge=1, description="failed logins per account and address per "
+                                                               "dashboard_login_window_s before refusing")
+    dashboard_login_window_s: float = Field(300.0, gt=0, description="the login rate-limit window")
+
+    @field_validator("dashboard_timezone")
+    @classmethod
+    def _known_display_zone(cls, value: str) -> str:
+        try:
+            ZoneInfo(value)
+        except (ZoneInfoNotFoundError, ValueError):
+            raise ValueError(f"unknown time zone {value!r} (an IANA name such as Europe/Berlin)") from None
+        return value
+
+
 # --- what each process reads ---
 
 class WorkerSettings(KafkaSettings, WorkerGroup, MonitorSettings, EncoderSettings, ReasonerClientSettings, Hl7Settings,
@@ -268,7 +302,11 @@ class FhirSinkSettings(KafkaSettings, FhirSinkGroup, FhirSettings):
     """`twiwatch fhir-sink`."""
 
 
-class ToolSettings(WorkerSettings, LocalBrokerSettings, FhirSinkGroup, LocalFhirServerSettings):
+class DashboardSettings(KafkaSettings, DashboardGroup, IdentitySettings):
+    """`twiwatch dashboard` and `twiwatch users`."""
+
+
+class ToolSettings(WorkerSettings, LocalBrokerSettings, FhirSinkGroup, LocalFhirServerSettings, DashboardGroup):
     """Developer tools (local broker, local FHIR server, replay, e2e, watch), which start or imitate every process."""
 
 
@@ -278,7 +316,7 @@ GROUPS: dict[str, type[_Group]] = {
     "fhir": FhirSettings, "worker": WorkerGroup, "monitor": MonitorSettings,
     "encoder": EncoderSettings, "reasoner client": ReasonerClientSettings,
     "reasoner shim": ReasonerServeGroup, "mllp": MllpGroup, "fhir sink": FhirSinkGroup,
-    "local fhir server": LocalFhirServerSettings,
+    "local fhir server": LocalFhirServerSettings, "dashboard": DashboardGroup,
 }
 PROCESSES: dict[str, type[_Group]] = {"worker": WorkerSettings, "mllp": MllpSettings,
                                       "reasoner": ReasonerServeSettings, "fhir-sink": FhirSinkSettings}
@@ -306,6 +344,11 @@ def reasoner_serve_settings() -> ReasonerServeSettings:
 @lru_cache(maxsize=1)
 def fhir_sink_settings() -> FhirSinkSettings:
     return FhirSinkSettings()
+
+
+@lru_cache(maxsize=1)
+def dashboard_settings() -> DashboardSettings:
+    return DashboardSettings()
 
 
 @lru_cache(maxsize=1)

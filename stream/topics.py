@@ -37,6 +37,8 @@ def topic_specs(s: WorkerSettings) -> list[TopicSpec]:
         # LogAppendTime: the broker stamps reports, so latency is measured against the broker's clock.
         TopicSpec(s.topic_reports, "FHIR Bundles with the research-only DiagnosticReport, keyed by report id",
                   log_append_time=True),
+        TopicSpec(s.topic_analysis, "per report version: the signal (int16 uV), fiducials, per-lead measures, the "
+                  "prior compared with, the location; per episode version its trend and windows; keyed by report id"),
         TopicSpec(s.topic_reasoning, "flagged new TWIs waiting for ECG-R1 (record + what version 1 compared against)"),
         TopicSpec(s.topic_chunks, "decoded monitor chunks (one bed, all its leads, about a second), keyed by stream"),
         # LogAppendTime: chunk-to-trend latency is read off the broker's clock.
