@@ -12,7 +12,6 @@ import pytest
 from engine.analyze import analyze
 from engine.monitor.episodes import EpisodeEvent
 from engine.record import STANDARD_LEADS, make_record
-from engine.result import PriorSummary
 from integrations.decode import decode_message
 from integrations.fhir.report import build_report_bundle
 from integrations.hl7.encode import encode_oru
