@@ -8,6 +8,7 @@ import json
 import time
 import urllib.request
 from collections import defaultdict
+from datetime import UTC, datetime
 
 import numpy as np
 import pytest
@@ -175,3 +176,38 @@ def test_each_episode_version_has_its_trend_and_the_opening_window(isolated):
         assert np.max(np.abs(decoded[lead] - sent_uv)) <= 1.0 + 1e-6, lead
     last = by_version[max(by_version)]["episode"]
     assert last["end"] is not None and json.dumps(last["windows"]["opened"]) == "null"
+
+
+def test_an_analysis_message_over_the_size_limit_is_a_dead_letter_and_the_report_stays(isolated):
+    """With the one size limit at 70 kB: a real 10-s strip sent as leads I and II at 500 Hz (PTB-XL 00298; 40 kB of
+    HL7, a 28 kB report) has a 96 kB analysis message (the four derived limb leads are drawn too). Both strips get
+    their report; each analysis message becomes a dead letter with the reason; the worker goes on."""
+    from engine.record import make_record
+    from integrations.hl7.encode import encode_oru
+    from tests.support.records import load_wfdb, ptbxl_path
+
+    s = isolated.model_copy(update={"max_message_bytes": 70_000})
+    ensure_topics(s, topic_specs(s))
+    full = load_wfdb(ptbxl_path(298, "hr"), "ptbxl/00298")
+    two = make_record(full.signal[:2].copy(), ["I", "II"], full.fs, "two-leads", patient_id="P-298",
+                      patient_system="urn:test:mrn", acquired_at=datetime(2024, 5, 1, 10, tzinfo=UTC))
+    values = [encode_oru(two, control_id=f"{s.app_id}-{i}", sending_app="SIZE") for i in range(2)]
+    producer = make_producer(s)
+    worker = start_worker(s, s.cache_dir / "test" / f"{s.app_id}.log")
+    try:
+        wait_healthy(s, worker)
+        for value in values:
+            assert len(value) < s.max_message_bytes
+            producer.send(s.topic_hl7_raw, key=b"p298", value=value).get(30)
+        got = wait_until(lambda: collect(s), lambda c: len(c.reports) >= 2 and len(c.deadletters) >= 2, 120)
+        analysis = read_analysis(s)
+    finally:
+        producer.close()
+        stop_worker(worker)
+    assert len({r["id"] for r in got.reports}) == 2 and not analysis
+    for d in got.deadletters:
+        meta = d["meta"]
+        assert meta["error.code"] == "analysis-too-large" and "its report was written" in meta["reason"]
+        assert int(meta["original.size"]) > s.max_message_bytes
+        message = json.loads(d["value"])  # under 1 MiB: kept whole
+        assert message["schema"] == "twiwatch.analysis/1" and message["report_id"] in {r["id"] for r in got.reports}
