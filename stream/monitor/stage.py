@@ -182,9 +182,10 @@ def review_step(review: dict[str, Any], after: dict[str, Any], events: list[Any]
     """The reviewers' trend after one window the engine took in (`after` is its state, whose trend ends with this
     window): the first baseline period's windows are kept; an episode's windows from its opening (seeded with the
     engine's recent trend, so the run-up shows) until it resolves; together at most `limit` points, the episode's
-    thinned evenly when it outgrows its share."""
+    halved (every other point, the newest kept) each time it outgrows its share, so a long episode keeps its whole
+    span, its older part sparser."""
     trend = after["trend"]
-    column = {lead: col[-1] for lead, col in trend["leads"].items()}
+    column = {lead: _rounded(col[-1]) for lead, col in trend["leads"].items()}
     t_s = trend["t_s"][-1]
     base = review["baseline"]
     if len(base["t_s"]) < rules.baseline_windows:
@@ -196,10 +197,19 @@ def review_step(review: dict[str, Any], after: dict[str, Any], events: list[Any]
         since = base["t_s"][-1] if base["t_s"] else float("-inf")
         keep = [i for i, t in enumerate(trend["t_s"]) if t > since]
         episode = {"t_s": [trend["t_s"][i] for i in keep],
-                   "leads": {lead: [col[i] for i in keep] for lead, col in trend["leads"].items()}}
+                   "leads": {lead: [_rounded(col[i]) for i in keep] for lead, col in trend["leads"].items()}}
     if episode is not None and len(episode["t_s"]) > max(2, limit - len(base["t_s"])):
         episode = _thin(episode)
     return {"baseline": base, "episode": episode}
+
+
+def _rounded(point: list[Any] | None) -> list[Any] | None:
+    """[t_mv, st_mv, ok] to 0.1 µV: the table entry stays small (12 leads, 720 points: about 225 kB)."""
+    if point is None:
+        return None
+    t_mv, st_mv, ok = point
+    return [None if t_mv is None else round(float(t_mv), 4), None if st_mv is None else round(float(st_mv), 4),
+            bool(ok)]
 
 
 def _append(columns: dict[str, Any], t_s: float, column: dict[str, Any]) -> dict[str, Any]:
