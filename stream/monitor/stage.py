@@ -167,7 +167,7 @@ def _window(s: WorkerSettings, out: Step, before: dict[str, Any], context: dict[
         "episode_open": after.get("episode") is not None,
     }, separators=(",", ":"), sort_keys=True).encode())
     review = review_step(review, after, events, rules)
-    out.reports += _reports(s, before, {**context, "episodes": after}, events, review, window.record)
+    out.reports += _reports(s, before, {**context, "episodes": after}, events, review, window.record, window.start_s)
     if any(ev.kind == "resolved" for ev in events):
         review = {**review, "episode": None}
     return after, review
@@ -275,7 +275,8 @@ def reasoning_note(leads: list[str]) -> str:
 
 
 def _reports(s: WorkerSettings, before: dict[str, Any], after: dict[str, Any], events: list[Any],
-             review: dict[str, Any], window: EcgRecord | None = None) -> list[ReportOut]:
+             review: dict[str, Any], window: EcgRecord | None = None,
+             window_start_s: float | None = None) -> list[ReportOut]:
     """Each event's report version and analysis message. `window`: the window that produced the events (it opened
     the episode, or closed it), absent when silence or a patient change closed it."""
     seen = after.get("seen") or before.get("seen") or {}
@@ -302,7 +303,8 @@ def _reports(s: WorkerSettings, before: dict[str, Any], after: dict[str, Any], e
             bed=seen.get("bed"), device=seen.get("device"),
             baseline={lead: b for lead, b in baseline.items() if lead in ev.leads},
             trend=trend, opened=window if ev.kind == "opened" else None,
-            closed=window if ev.kind == "resolved" else None)
+            # a window closes an episode at its own start; a silence found at this window closed it earlier
+            closed=window if ev.kind == "resolved" and window_start_s == ev.at_s else None)
         outs.append(ReportOut(rid, ev.version, ev.kind, bundle_bytes(bundle), headers,
                               analysis_message.message_bytes(message), analysis_message.headers(message)))
     return outs

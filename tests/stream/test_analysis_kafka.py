@@ -4,6 +4,7 @@ earlier ECG; a redelivered input yields no second message; a monitor episode's v
 the version 1 the window that opened it."""
 from __future__ import annotations
 
+import dataclasses
 import json
 import time
 import urllib.request
@@ -123,17 +124,22 @@ def test_every_report_version_has_its_analysis_message_and_a_redelivery_adds_non
 
 
 def test_each_episode_version_has_its_trend_and_the_opening_window(isolated):
-    """STITCHED (serial PTB-XL ECGs of patient 641, each strip repeated 3 min, PCD-01 chunks of 1 s): the episode
-    report's versions each have an analysis message with the bounded trend from the baseline period on; version 1
-    carries the window that completed the persistence, as the monitor sent it."""
+    """STITCHED (serial PTB-XL ECGs of patient 641, each strip repeated, PCD-01 chunks of 1 s): the episode report's
+    versions each have an analysis message with the bounded trend from the baseline period on; version 1 carries the
+    window that completed the persistence and the resolved version the window that closed it, as the monitor sent
+    them."""
     from tests.stream.test_monitor_kafka import FAST_RULES
 
     s = isolated.model_copy(update={"senders": mon.rules_json(), **FAST_RULES})
     ensure_topics(s, topic_specs(s))
     pairs = [p for p in mon.stitched_pairs(find_recordings(SAMPLES)) if p[0] == "ptbxl-641"]
-    beds = mon.stitched_beds(pairs, fmt="pcd01")
+    (bed,) = mon.stitched_beds(pairs, fmt="pcd01")
+    # earlier ECG 180 s, later ECG 180 s, the earlier again 120 s: the episode opens in the second part and a window
+    # of the third closes it (T back at its baseline for 30 s)
+    signal = np.concatenate([bed.record.signal, bed.record.signal[:, :int(120 * bed.record.fs)]], axis=1)
+    beds = [dataclasses.replace(bed, record=bed.record.replace(signal=signal))]
     t0 = float(int(time.time()) // 10 * 10 - 30_000)
-    sent = list(mon.chunk_messages(mon.Plan(beds, t0=t0, seconds=300), s, run_id="analysis"))
+    sent = list(mon.chunk_messages(mon.Plan(beds, t0=t0, seconds=480), s, run_id="analysis"))
     producer = make_producer(s)
     worker = start_worker(s, s.cache_dir / "test" / f"{s.app_id}.log")
     try:
@@ -165,17 +171,22 @@ def test_each_episode_version_has_its_trend_and_the_opening_window(isolated):
         assert all(ep["trend"][i]["t"] < ep["trend"][i + 1]["t"] for i in range(len(ep["trend"]) - 1))
         assert (ep["windows"]["opened"] is not None) == (version == 1)
         assert ep["state"] == ("resolved" if version == max(by_version) else "open")
-    opened = by_version[1]["episode"]["windows"]["opened"]
-    window_start = time.mktime(time.strptime(by_version[1]["issued"][:19], "%Y-%m-%dT%H:%M:%S")) - time.timezone
-    i0 = int(round((window_start - t0) * bed.record.fs))
-    assert opened["fs"] == bed.record.fs and opened["n_samples"] == int(10 * bed.record.fs)
-    decoded = decode_signal(opened)
-    for lead in bed.record.leads:
-        # as the gateway sent it: integer counts of 0.02 mV (encode_pcd01_chunk's resolution)
-        sent_uv = np.rint(bed.record.lead(lead)[i0:i0 + opened["n_samples"]].astype(np.float64) / 0.02) * 20.0
-        assert np.max(np.abs(decoded[lead] - sent_uv)) <= 1.0 + 1e-6, lead
-    last = by_version[max(by_version)]["episode"]
-    assert last["end"] is not None and json.dumps(last["windows"]["opened"]) == "null"
+    last = max(by_version)
+    assert (by_version[last]["episode"]["windows"]["closed"] is not None) and all(
+        by_version[v]["episode"]["windows"]["closed"] is None for v in by_version if v != last)
+    assert by_version[last]["episode"]["end"] is not None
+    assert "back within" in by_version[last]["episode"]["reason"]
+    for version, which in ((1, "opened"), (last, "closed")):
+        window = by_version[version]["episode"]["windows"][which]
+        # the window starts at the event's time: the window that opened (closed) the episode
+        start = time.mktime(time.strptime(by_version[version]["issued"][:19], "%Y-%m-%dT%H:%M:%S")) - time.timezone
+        i0 = int(round((start - t0) * bed.record.fs))
+        assert window["fs"] == bed.record.fs and window["n_samples"] == int(10 * bed.record.fs)
+        decoded = decode_signal(window)
+        for lead in bed.record.leads:
+            # as the gateway sent it: integer counts of 0.02 mV (encode_pcd01_chunk's resolution)
+            sent_uv = np.rint(bed.record.lead(lead)[i0:i0 + window["n_samples"]].astype(np.float64) / 0.02) * 20.0
+            assert np.max(np.abs(decoded[lead] - sent_uv)) <= 1.0 + 1e-6, (which, lead)
 
 
 def test_an_analysis_message_over_the_size_limit_is_a_dead_letter_and_the_report_stays(isolated):
