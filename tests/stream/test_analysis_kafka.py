@@ -169,6 +169,7 @@ def test_each_episode_version_has_its_trend_and_the_opening_window(isolated):
         assert ep["trend"][0]["t"].startswith(time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(t0)))
         assert set(ep["baseline"]) == set(ep["leads"]) and ep["baseline_source"]
         assert all(ep["trend"][i]["t"] < ep["trend"][i + 1]["t"] for i in range(len(ep["trend"]) - 1))
+        assert ep["trend"][-1]["t"] <= msg["issued"]
         assert (ep["windows"]["opened"] is not None) == (version == 1)
         assert ep["state"] == ("resolved" if version == max(by_version) else "open")
     last = max(by_version)
