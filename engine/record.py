@@ -97,6 +97,7 @@ class EcgRecord:
     sex: str | None = None  # "M", "F" or None
     birth_date: date | None = None
     bed: str | None = None
+    unit: str | None = None  # the point of care (HL7 PV1-3.1), where the sender names one
     device_id: str | None = None
     source_format: str = "unknown"  # hl7 | fhir | wfdb
     derived_leads: frozenset[str] = frozenset()

@@ -4,6 +4,7 @@ decode: raw topics -> decode + validate (integrations) -> strips re-keyed by has
         monitor chunks keyed by their hashed stream -> chunks topic; failures -> dead-letter topic with the reason.
 analyse: by-patient topic -> per-patient priors table (changelog-backed) -> engine -> FHIR Bundle -> reports topic.
 reason: flagged new TWIs -> ECG-R1 -> version 2 of their reports.
+beside every report version, its analysis message (signal, fiducials, prior, location) on the analysis topic.
 monitor: chunks of each bed -> epoch windows -> trend points -> episodes -> episode reports (stream.monitor).
 What each agent does lives in `stream.handlers`; when offsets may be committed lives in `stream.delivery`. A patient's
 ECGs share a partition and an agent handles a partition in order, so they are analysed in order.
@@ -71,6 +72,7 @@ def build_app(s: WorkerSettings) -> faust.App:
         reasoner=make_reasoner(s),
         scorer=make_scorer(s),
         monitor=app.Table("monitor", default=None, partitions=s.partitions, key_type=str),
+        analysis=raw_topic(s.topic_analysis),
     )
     chunks = w.chunks
 

@@ -30,6 +30,7 @@ def pack(record: EcgRecord, source: dict[str, Any]) -> bytes:
         "sex": record.sex,
         "birth_date": record.birth_date.isoformat() if record.birth_date else None,
         "bed": record.bed,
+        "unit": record.unit,
         "device_id": record.device_id,
         "source_format": record.source_format,
         "derived_leads": sorted(record.derived_leads),
@@ -63,6 +64,7 @@ def unpack(data: bytes) -> tuple[EcgRecord, dict[str, Any]]:
         patient_system=h.get("patient_system"),
         acquired_at=datetime.fromisoformat(h["acquired_at"]) if h["acquired_at"] else None, sex=h["sex"],
         birth_date=date.fromisoformat(h["birth_date"]) if h["birth_date"] else None, bed=h["bed"],
+        unit=h.get("unit"),
         device_id=h["device_id"], source_format=h["source_format"], derived_leads=frozenset(h["derived_leads"]),
         flagged=flagged, kind=h.get("kind", "strip"), lead_marks=h.get("lead_marks") or {},
     )

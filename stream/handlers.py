@@ -9,6 +9,8 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
+from aiokafka.errors import MessageSizeTooLargeError, RecordListTooLargeError, RecordTooLargeError
+
 from engine.errors import InvalidRecord
 from engine.reasoner.base import Reasoner
 from engine.reasoner.orchestrate import areason_and_check, to_report_dict
@@ -31,6 +33,7 @@ from stream.stages import (
     first_report,
     reanalyse,
     reasoned_report,
+    review_reasoning,
     without_ecgs,
 )
 
@@ -53,6 +56,7 @@ class Wiring:
     reasoner: Reasoner | None
     scorer: Scorer | None
     monitor: Any = None  # faust table: per hashed stream, the monitor state (stream.monitor.stage)
+    analysis: Any = None  # faust topic: one analysis message per report version (docs/SPEC.md §13.1)
     assemblers: dict[str, Any] = field(default_factory=dict)  # per hashed stream, in memory only
     latest: dict[str, Any] = field(default_factory=dict)  # per hashed stream, the entry as of its last chunk
 
@@ -73,6 +77,43 @@ async def send_deadletter(w: Wiring, raw_bytes: bytes, exc: BaseException, stage
     metrics.DEADLETTERS.labels(stage, code).inc()
     log.warning("dead letter stage=%s topic=%s partition=%s offset=%s code=%s: %s",
                 stage, msg.topic, msg.partition, msg.offset, code, reason)
+
+
+# What the broker (or the client, before sending) refuses for size: the analysis message's dead letter, not a fault.
+_TOO_LARGE = (MessageSizeTooLargeError, RecordTooLargeError, RecordListTooLargeError)
+
+
+async def send_analysis(w: Wiring, report_id: str, value: bytes, headers: list[tuple[str, bytes]],
+                        msg: Any) -> Any:
+    """Queue the analysis message of a report version whose report is already on the broker (docs/SPEC.md §13.1);
+    returns the future to await before the table moves on, or None. A message over the size limit is refused here
+    (or by the broker) and becomes a dead letter with the reason; the report stays, and the worker goes on."""
+    if w.analysis is None or not value:
+        return None
+    if len(value) > w.s.max_message_bytes:
+        await _analysis_deadletter(w, value, f"analysis message of {len(value)} bytes over the "
+                                   f"{w.s.max_message_bytes}-byte limit (its report was written)", msg)
+        return None
+    try:
+        return await w.analysis.send(key=report_id.encode(), value=value, headers=headers)
+    except _TOO_LARGE as exc:
+        await _analysis_deadletter(w, value, f"the producer or broker refused the analysis message "
+                                   f"({len(value)} bytes): {type(exc).__name__}", msg)
+        return None
+
+
+async def await_analysis(w: Wiring, future: Any, value: bytes, msg: Any) -> None:
+    if future is None:
+        return
+    try:
+        await future
+    except _TOO_LARGE as exc:
+        await _analysis_deadletter(w, value, f"the broker refused the analysis message ({len(value)} bytes): "
+                                   f"{type(exc).__name__}", msg)
+
+
+async def _analysis_deadletter(w: Wiring, value: bytes, reason: str, msg: Any) -> None:
+    await send_deadletter(w, value, InvalidRecord(reason, "analysis-too-large"), "analysis", msg)
 
 
 async def decode_one(w: Wiring, event: Any) -> None:
@@ -160,13 +201,18 @@ async def emit_first_report(w: Wiring, stream: Any, event: Any, patient: str, an
         failed.add(analysed.record.source_id)  # not reported: never a prior, never "already reported"
         return
     delivery = await w.reports.send(key=out.report_id.encode(), value=out.value, headers=out.headers)
-    # The table records an ECG only once its report is on the broker (acks=all), so a redelivered
-    # message that finds itself in the table is skipped without risk of losing its report.
+    # The table records an ECG only once its report and its analysis message are on the broker (acks=all), so a
+    # redelivered message that finds itself in the table is skipped without risk of losing either; one that does
+    # not rewrites both with the same bytes. The analysis message follows its report, never precedes it.
     await delivery
+    analysis = await send_analysis(w, out.report_id, out.analysis, out.analysis_headers, event.message)
+    sent = None
     if out.reasoning_priority is not None:
         request = {**analysed.source, "report_id": out.report_id, "priority": out.reasoning_priority,
                    "priors_used": out.priors_used, "head": head, "model_versions": versions}
         sent = await w.reasoning_requests.send(key=event.message.key, value=envelope.pack(analysed.record, request))
+    await await_analysis(w, analysis, out.analysis, event.message)
+    if sent is not None:
         await sent
     with event_context(stream, event):
         w.priors[patient] = without_ecgs(out.priors, failed) if failed else out.priors
@@ -200,13 +246,17 @@ async def reason_and_write(w: Wiring, stream: Any, record: Any, request: dict[st
         result = await areason_and_check(record, analysis, w.reasoner, w.s.reasoner_timeout_s)
         observe_reasoning(result)
         log.info("reasoning %s for report %s (%s)", result.status, request["report_id"], result.code or "ok")
-        out = reasoned_report(record, analysis, used, request, to_report_dict(result), w.s)
+        reasoning = to_report_dict(result)
+        out = reasoned_report(record, analysis, used, request, reasoning, w.s,
+                              review=review_reasoning(reasoning, result))
     except Exception as exc:  # a record the engine or the report builder cannot handle: its dead letter
         log.error("reasoned-report fault: %s", one_line(exc))
         await send_deadletter(w, event.value, exc, "reason", event.message)
         return
     delivery = await w.reports.send(key=out.report_id.encode(), value=out.value, headers=out.headers)
     await delivery
+    analysis_sent = await send_analysis(w, out.report_id, out.analysis, out.analysis_headers, event.message)
+    await await_analysis(w, analysis_sent, out.analysis, event.message)
     patient = event.message.key.decode()
     with event_context(stream, event):  # no await between read and write: one task at a time updates it
         w.reasoned[patient] = [*(w.reasoned.get(patient) or ()), out.report_id][-REPORTED_KEPT:]
@@ -259,6 +309,9 @@ async def _write_monitor(w: Wiring, stream: Any, event: Any, key: str, result: A
         await future
     for out in result.reports:
         await (await w.reports.send(key=out.report_id.encode(), value=out.value, headers=out.headers))
+        # Its analysis message after it, both on the broker before the table and the chunks' acks move on.
+        analysis = await send_analysis(w, out.report_id, out.analysis, out.analysis_headers, event.message)
+        await await_analysis(w, analysis, out.analysis, event.message)
         metrics.EPISODE_EVENTS.labels(out.kind).inc()
         metrics.REPORTS.labels("preliminary", "monitor-episode").inc()
         log.info("episode report %s v%d %s", out.report_id, out.version, out.kind)

@@ -7,18 +7,20 @@ analyse_record: EcgRecord + the patient's priors -> (report bundle bytes, header
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
 from engine import __version__ as ENGINE_VERSION
 from engine.analyze import analyze
+from engine.reasoner.crosscheck import describe as describe_claim
 from engine.record import EcgRecord, iso_utc
 from engine.result import Analysis, PriorSummary
 from integrations.chunk import Chunk
 from integrations.decode import decode_message as decode
 from integrations.fhir.report import build_report_bundle, bundle_bytes
 from integrations.identity import report_id, stream_key
+from integrations.review import analysis_message
 from stream import metrics
 from stream.config import Hl7Settings, WorkerSettings
 
@@ -54,6 +56,9 @@ class ReportOut:
     triage: str
     reasoning_priority: int | None = None  # set when this report waits for the reasoner (lower = sooner)
     priors_used: list[dict[str, Any]] | None = None  # what the analysis compared against (for the reasoned version)
+    # The analysis message of this version (docs/SPEC.md §13.1), written after the report, keyed by the report id.
+    analysis: bytes = b""
+    analysis_headers: list[tuple[str, bytes]] = field(default_factory=list)
 
 
 # Only new TWIs go to the reasoner; ischaemic-pattern first, secondary causes last.
@@ -106,14 +111,21 @@ def _report(
     analysis: Analysis, record: EcgRecord, priors: list[PriorSummary], source: dict[str, Any], s: WorkerSettings, *,
     version: int, status: str, issued: datetime, reasoning: dict[str, Any] | None,
     head: dict[str, Any] | None = None, model_versions: dict[str, str] | None = None,
-) -> tuple[str, bytes, list[tuple[str, bytes]]]:
+    review: dict[str, Any] | None = None,
+) -> tuple[str, bytes, list[tuple[str, bytes]], bytes, list[tuple[str, bytes]]]:
+    """The report version and its analysis message. `review`: the reasoning as the reviewer sees it (with each
+    claim's verdict), when it says more than `reasoning`."""
     rid = report_id(record.source_id)
+    prior = priors[-1] if priors else None
     bundle = build_report_bundle(
         analysis, record, report_id=rid, version=version, status=status, fhir_version=s.fhir_version,
         identifier_system=s.fhir_identifier_system, software_version=SOFTWARE_VERSION,
         model_versions=model_versions or {}, reasoning=reasoning, issued=issued,
-        prior_acquired_at=priors[-1].acquired_at if priors else None, head=head,
+        prior_acquired_at=prior.acquired_at if prior else None, head=head,
+        prior_report_id=report_id(prior.source_id) if prior else None,
     )
+    message = analysis_message.ecg_message(analysis, record, priors, report_id=rid, version=version, status=status,
+                                           issued=issued, head=head, reasoning=review or reasoning)
     headers = [
         ("twiwatch.report-id", rid.encode()),
         ("twiwatch.version", str(version).encode()),
@@ -122,7 +134,8 @@ def _report(
         ("twiwatch.source-timestamp", str(source["timestamp_ms"]).encode()),
         ("twiwatch.research-only", b"true"),
     ]
-    return rid, bundle_bytes(bundle), headers
+    return (rid, bundle_bytes(bundle), headers, analysis_message.message_bytes(message),
+            analysis_message.headers(message))
 
 
 @dataclass
@@ -152,10 +165,11 @@ def first_report(a: Analysed, s: WorkerSettings, *, reasoning_enabled: bool = Fa
     status = "partial" if priority is not None else "preliminary"
     # issued is the source message's broker time, not "now": a redelivered message then yields the same bytes.
     issued = datetime.fromtimestamp(a.source["timestamp_ms"] / 1000, tz=UTC)
-    rid, value, headers = _report(a.analysis, a.record, a.priors, a.source, s, version=1, status=status,
-                                  issued=issued, reasoning=None, head=head, model_versions=model_versions)
+    rid, value, headers, message, message_headers = _report(
+        a.analysis, a.record, a.priors, a.source, s, version=1, status=status, issued=issued, reasoning=None,
+        head=head, model_versions=model_versions)
     return ReportOut(rid, 1, status, value, headers, a.new_state, a.analysis.triage.cls, priority,
-                     [p.to_dict() for p in a.priors])
+                     [p.to_dict() for p in a.priors], message, message_headers)
 
 
 def analyse_record(
@@ -166,6 +180,15 @@ def analyse_record(
     return first_report(analyse_only(record, state, source, s), s, reasoning_enabled=reasoning_enabled)
 
 
+def review_reasoning(reasoning: dict[str, Any], result: Any) -> dict[str, Any]:
+    """The reasoning as the report has it, plus each claim with its verdict and evidence, for reviewers
+    (docs/SPEC.md §13.1). `result` is the engine's ReasoningResult."""
+    claims = result.crosscheck.claims if result.crosscheck is not None else []
+    return {**reasoning, "claims": [
+        {"text": c.text, "summary": describe_claim(c), "kind": c.kind, "leads": list(c.leads), "hedged": c.hedged,
+         "verdict": c.verdict, "evidence": list(c.evidence)} for c in claims]}
+
+
 def reanalyse(record: EcgRecord, priors_used: list[dict[str, Any]]) -> tuple[Analysis, list[PriorSummary]]:
     """The same analysis version 1 reported (the engine is deterministic), for the reasoner and version 2."""
     priors = [PriorSummary.from_dict(d) for d in priors_used]
@@ -174,12 +197,13 @@ def reanalyse(record: EcgRecord, priors_used: list[dict[str, Any]]) -> tuple[Ana
 
 def reasoned_report(
     record: EcgRecord, analysis: Analysis, priors: list[PriorSummary], source: dict[str, Any],
-    reasoning: dict[str, Any], s: WorkerSettings,
+    reasoning: dict[str, Any], s: WorkerSettings, review: dict[str, Any] | None = None,
 ) -> ReportOut:
     """Version 2: the same report with the reasoning added (or marked abandoned, with why), status preliminary.
     The encoder's scores and model versions of version 1 travel in `source` (the reasoning request), so version 2
     keeps them and names the same devices."""
-    rid, value, headers = _report(analysis, record, priors, source, s, version=2, status="preliminary",
-                                  issued=datetime.now(UTC), reasoning=reasoning, head=source.get("head"),
-                                  model_versions=source.get("model_versions"))
-    return ReportOut(rid, 2, "preliminary", value, headers, {}, analysis.triage.cls)
+    rid, value, headers, message, message_headers = _report(
+        analysis, record, priors, source, s, version=2, status="preliminary", issued=datetime.now(UTC),
+        reasoning=reasoning, head=source.get("head"), model_versions=source.get("model_versions"), review=review)
+    return ReportOut(rid, 2, "preliminary", value, headers, {}, analysis.triage.cls, analysis=message,
+                     analysis_headers=message_headers)

@@ -27,6 +27,15 @@ def source_entity(source_id: str, source_format: str) -> dict[str, Any]:
     return {"role": "source", "what": what}
 
 
+def prior_entity(prior_report_id: str, identifier_system: str, acquired_at: Any = None) -> dict[str, Any]:
+    """The prior ECG the analysis compared with, as its own report: a logical reference by the report identifier
+    (docs/SPEC.md §3.3). Role `source` (in R4B and R5): the novelty findings derive from it."""
+    when = f" (acquired {acquired_at})" if acquired_at else ""
+    return {"role": "source", "what": {"type": "DiagnosticReport",
+                                       "identifier": {"system": identifier_system, "value": prior_report_id},
+                                       "display": f"report of the prior ECG compared with{when}"}}
+
+
 def _agent(who_url: str, display: str, role_text: str) -> dict[str, Any]:
     return {
         "type": {"coding": [{"system": codes.PROVENANCE_PARTICIPANT_TYPE, "code": "performer",
@@ -42,6 +51,7 @@ def build_provenance(
     targets: list[str],
     device_url: str,
     source: dict[str, Any],
+    prior: dict[str, Any] | None = None,
     reasoning_device_url: str | None = None,
     reasoning_display: str | None = None,
 ) -> dict[str, Any]:
@@ -58,5 +68,5 @@ def build_provenance(
         "recorded": ctx.issued,
         "activity": {"coding": [{"system": codes.V3_DATA_OPERATION, "code": operation[0], "display": operation[1]}]},
         "agent": agents,
-        "entity": [source],
+        "entity": [source] + ([prior] if prior else []),
     }

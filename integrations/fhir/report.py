@@ -41,7 +41,7 @@ from integrations.fhir.measures import (
     lead_observation_url,
 )
 from integrations.fhir.narrative import reasoning_lines
-from integrations.fhir.provenance import build_provenance, source_entity
+from integrations.fhir.provenance import build_provenance, prior_entity, source_entity
 from integrations.fhir.validation import check_version, validate_bundle
 
 __all__ = ["build_report_bundle", "bundle_bytes", "is_research_flagged", "validate_bundle", "report_resource"]
@@ -68,12 +68,15 @@ def build_report_bundle(
     prior_acquired_at: str | datetime | None = None,
     validate: bool = True,
     head: dict[str, Any] | None = None,
+    prior_report_id: str | None = None,
 ) -> dict[str, Any]:
     """One version of the report as a Bundle dict, valid under `fhir_version` (checked unless validate=False).
 
     `reasoning` (optional) is read for: model, version, status ("abandoned"/"failed"/"timeout" = not available),
     answer (str or list of str), cross_check (list of str). `prior_acquired_at` names the prior ECG in "new vs prior".
     `head` (optional): the encoder triage head's scores and disagreement sentence (narrative.head_lines).
+    `prior_report_id`: the report identifier value of the prior ECG compared with; the Provenance names it
+    (docs/SPEC.md §3.3).
     """
     check_version(fhir_version)
     if status not in REPORT_STATUSES:
@@ -118,6 +121,7 @@ def build_report_bundle(
         targets=[report[0]] + [url for url, _ in observations],
         device_url=devices[0][0],
         source=source_entity(record.source_id, record.source_format),
+        prior=prior_entity(prior_report_id, identifier_system, prior_acquired_at) if prior_report_id else None,
         reasoning_device_url=reasoning_url,
         reasoning_display=reasoning_name,
     ))

@@ -231,7 +231,8 @@ def _assigning_authority(hd: str, d: er7.Delimiters) -> str:
 
 def _patient_meta(pid: list[bytes] | None, pv1: list[bytes] | None, d: er7.Delimiters,
                   charset: str, bed_component: int = 3) -> dict[str, Any]:
-    meta: dict[str, Any] = {"patient_id": None, "patient_system": None, "sex": None, "birth_date": None, "bed": None}
+    meta: dict[str, Any] = {"patient_id": None, "patient_system": None, "sex": None, "birth_date": None, "bed": None,
+                            "unit": None}
     if pid is not None:
         meta["patient_id"] = er7.component(er7.field(pid, 3), 1, d, charset).strip() or None
         if meta["patient_id"]:
@@ -241,4 +242,6 @@ def _patient_meta(pid: list[bytes] | None, pv1: list[bytes] | None, d: er7.Delim
         meta["birth_date"] = er7.parse_birth_date(er7.text(er7.field(pid, 7), d, charset))
     if pv1 is not None:
         meta["bed"] = er7.component(er7.field(pv1, 3), bed_component, d, charset).strip() or None
+        # PV1-3.1 is the point of care (the unit or ward) in both layouts, point of care^room^bed and ward^bed.
+        meta["unit"] = er7.component(er7.field(pv1, 3), 1, d, charset).strip() or None
     return meta

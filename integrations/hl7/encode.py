@@ -137,6 +137,8 @@ def _pid(record: EcgRecord) -> Segment:
 def _pv1(record: EcgRecord) -> Segment:
     pv1 = Segment("PV1", version=VERSION)
     pv1.pv1_2 = "I"
+    if record.unit:
+        pv1.pv1_3.pl_1.value = record.unit
     if record.bed:
         pv1.pv1_3.pl_3.value = record.bed
     return pv1

@@ -25,7 +25,7 @@ from pathlib import Path
 from integrations.identity import patient_key
 from stream.config import ToolSettings
 from stream.devtools.badinput import BadCase, corpus
-from stream.devtools.outputs import Collected, collect, summarise, wait_for
+from stream.devtools.outputs import Collected, _consumer, _read_all, collect, summarise, wait_for
 from stream.devtools.replay import Outgoing, load_recordings, messages, send_all
 from stream.producer import make_producer
 from stream.topics import ensure_topics, topic_specs
@@ -41,6 +41,7 @@ def isolated_settings(base: ToolSettings, run_id: str) -> ToolSettings:
         "topic_reasoning": prefix + base.topic_reasoning,
         "topic_chunks": prefix + base.topic_chunks,
         "topic_trends": prefix + base.topic_trends,
+        "topic_analysis": prefix + base.topic_analysis,
         "topic_delivery_deadletter": prefix + base.topic_delivery_deadletter,
         "app_id": f"twiwatch-e2e-{run_id}",
         "fhir_sink_group_id": f"twiwatch-e2e-{run_id}-fhir-sink",
@@ -194,6 +195,9 @@ def _run(s: ToolSettings, run_id: str, n_messages: int, source: Path, timeout_s:
         time.sleep(2.0)  # let anything in flight land before the final count (duplicates show up late)
         got = collect(s)
         summary, details = summarise(got, s, sent_valid, sent_invalid)
+        analysis = read_analysis(s)
+        summary["analysis_messages"] = len({(a["report_id"], a["version"]) for a in analysis})
+        details["analysis_copies"] = len(analysis) - summary["analysis_messages"]
         if fhir_server:
             from stream.devtools.fhir_outputs import wait_delivered
             from stream.fhir_sink_main import build_client
@@ -206,6 +210,20 @@ def _run(s: ToolSettings, run_id: str, n_messages: int, source: Path, timeout_s:
         return E2EResult(summary, details, s, good, bad, got)
     finally:
         stop_worker(worker)
+
+
+def read_analysis(s: ToolSettings) -> list[dict]:
+    """Every message on the analysis topic so far: {"report_id", "version", "key", "value", "message"}."""
+    consumer = _consumer(s)
+    try:
+        out = []
+        for r in _read_all(consumer, s.topic_analysis):
+            message = json.loads(r.value)
+            out.append({"report_id": message["report_id"], "version": message["version"], "key": r.key,
+                        "value": r.value, "message": message})
+        return out
+    finally:
+        consumer.close()
 
 
 def write_summary(summary: dict, path: Path) -> None:

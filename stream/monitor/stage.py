@@ -3,7 +3,8 @@
 Per stream (sender + device + bed, keyed by its hash) the worker keeps:
 - in memory, the assembler (raw samples of the open window; never in a changelog);
 - in the `monitor` table (changelog-backed): the bound patient, the engine's episode state (baseline, bounded trend,
-  open episode, last processed window) and where the stream was last seen.
+  open episode, last processed window), where the stream was last seen, and the reviewers' trend (`review`: the
+  baseline period's points and the open episode's, at most 720 points together; trend points, never samples).
 Chunk events are acknowledged by hand, only once no open window needs their samples, so a restarted worker re-reads
 exactly the chunks of its open windows and cuts the same windows; windows at or before the last processed one are
 ignored by the engine, so nothing is counted twice. One writer per episode report: this stage.
@@ -21,10 +22,11 @@ from typing import Any
 from engine import __version__ as ENGINE_VERSION
 from engine.monitor.episodes import MonitorRules, close_for_patient_change, new_state, silence, step
 from engine.monitor.window import analyse_window
-from engine.record import STANDARD_LEADS, EcgRecord
+from engine.record import STANDARD_LEADS, EcgRecord, lead_order
 from integrations.fhir.episode import build_episode_bundle
 from integrations.fhir.report import bundle_bytes
 from integrations.identity import patient_key, report_id
+from integrations.review import analysis_message
 from stream import metrics
 from stream.config import WorkerSettings
 from stream.monitor.assembly import Output, Piece, StreamAssembler
@@ -56,6 +58,8 @@ class ReportOut:
     kind: str
     value: bytes
     headers: list[tuple[str, bytes]]
+    analysis: bytes = b""  # the version's analysis message (docs/SPEC.md §13.1), written after the report
+    analysis_headers: list[tuple[str, bytes]] = field(default_factory=list)
 
 
 @dataclass
@@ -74,7 +78,14 @@ class Step:
 
 
 def fresh_entry(s: WorkerSettings, patient: str | None) -> dict[str, Any]:
-    return {"schema_version": 1, "patient": patient, "episodes": new_state(rules_from(s)), "seen": {}}
+    return {"schema_version": 1, "patient": patient, "episodes": new_state(rules_from(s)), "seen": {},
+            "review": fresh_review()}
+
+
+def fresh_review() -> dict[str, Any]:
+    """The reviewers' trend of one patient on one bed: the baseline period's windows, and the open episode's from
+    the engine's recent trend at opening on. Columnar, as the engine's trend ({"t_s", "leads"})."""
+    return {"baseline": {"t_s": [], "leads": {}}, "episode": None}
 
 
 def on_chunk(s: WorkerSettings, entry: dict[str, Any] | None, assembler: StreamAssembler, record: EcgRecord,
@@ -90,17 +101,18 @@ def on_chunk(s: WorkerSettings, entry: dict[str, Any] | None, assembler: StreamA
     if entry["patient"] != patient:
         # A different patient on this bed: their open episode closes and a new baseline starts.
         episodes, events = close_for_patient_change(entry["episodes"], start_s)
-        out.reports += _reports(s, entry, {**entry, "episodes": episodes}, events)
+        out.reports += _reports(s, entry, {**entry, "episodes": episodes}, events, _review_of(entry))
         out.release += assembler.reset().release
         entry = out.state = fresh_entry(s, patient)
         out.persist = True
     assembled = assembler.add(Piece(start_s, record, f"{meta['chunk_source_id']}#{meta.get('segment', 0)}", token))
     _count(assembled)
-    episodes = entry["episodes"]
+    episodes, review = entry["episodes"], _review_of(entry)
     for window in assembled.windows:
-        episodes = _window(s, out, entry, {**entry, "seen": _seen(record, meta, now)}, episodes, window, rules)
+        episodes, review = _window(s, out, entry, {**entry, "seen": _seen(record, meta, now)}, episodes, review,
+                                   window, rules)
     out.release += assembled.release
-    entry = out.state = {**entry, "episodes": episodes, "seen": _seen(record, meta, now)}
+    entry = out.state = {**entry, "episodes": episodes, "seen": _seen(record, meta, now), "review": review}
     out.persist = out.persist or bool(out.windows or out.reports)
     return out
 
@@ -113,29 +125,32 @@ def on_tick(s: WorkerSettings, entry: dict[str, Any], assembler: StreamAssembler
     seen = entry.get("seen") or {}
     quiet_s = now - seen.get("arrival_s", now)
     out = Step(state=entry)
-    episodes = entry["episodes"]
+    episodes, review = entry["episodes"], _review_of(entry)
     if assembler is not None and quiet_s > s.monitor_lateness_s:
         flushed = assembler.flush()
         _count(flushed)
         out.release += flushed.release
         for window in flushed.windows:
-            episodes = _window(s, out, entry, entry, episodes, window, rules_from(s))
+            episodes, review = _window(s, out, entry, entry, episodes, review, window, rules_from(s))
     if quiet_s > s.monitor_silence_s:
         # The event time the stream would have reached: its last chunk's end plus the quiet time since.
         episodes, events = silence(episodes, seen.get("event_end_s", 0.0) + quiet_s, rules_from(s))
-        out.reports += _reports(s, entry, {**entry, "episodes": episodes}, events)
-    out.state = {**entry, "episodes": episodes}
+        out.reports += _reports(s, entry, {**entry, "episodes": episodes}, events, review)
+        if events:
+            review = {**review, "episode": None}
+    out.state = {**entry, "episodes": episodes, "review": review}
     out.persist = bool(out.windows or out.reports or episodes is not entry["episodes"])
     return out
 
 
 def _window(s: WorkerSettings, out: Step, before: dict[str, Any], context: dict[str, Any], episodes: dict[str, Any],
-            window: Any, rules: MonitorRules) -> dict[str, Any]:
-    """One window through the engine: its trend message (when the engine took it in) and episode reports."""
+            review: dict[str, Any], window: Any, rules: MonitorRules) -> tuple[dict[str, Any], dict[str, Any]]:
+    """One window through the engine: its trend message (when the engine took it in) and episode reports, each
+    with its analysis message; the window's samples go into those messages only, never into the table."""
     points = analyse_window(window.record)
     after, events = step(episodes, window.start_s, points, window.record.lead_marks, rules)
     if after is episodes:  # at or before the last processed window: a restart recomputed it
-        return episodes
+        return episodes, review
     ok = sum(p.quality == "ok" for p in points.values())
     metrics.WINDOWS.labels(str(ok)).inc()
     out.windows += 1
@@ -151,8 +166,79 @@ def _window(s: WorkerSettings, out: Step, before: dict[str, Any], context: dict[
         "chunk_ts_ms": seen.get("chunk_ts_ms"),
         "episode_open": after.get("episode") is not None,
     }, separators=(",", ":"), sort_keys=True).encode())
-    out.reports += _reports(s, before, {**context, "episodes": after}, events)
-    return after
+    review = review_step(review, after, events, rules)
+    out.reports += _reports(s, before, {**context, "episodes": after}, events, review, window.record, window.start_s)
+    if any(ev.kind == "resolved" for ev in events):
+        review = {**review, "episode": None}
+    return after, review
+
+
+def _review_of(entry: dict[str, Any]) -> dict[str, Any]:
+    return entry.get("review") or fresh_review()  # entries written before the review trend existed
+
+
+def review_step(review: dict[str, Any], after: dict[str, Any], events: list[Any], rules: MonitorRules,
+                limit: int = analysis_message.MAX_TREND_POINTS) -> dict[str, Any]:
+    """The reviewers' trend after one window the engine took in (`after` is its state, whose trend ends with this
+    window): the first baseline period's windows are kept; an episode's windows from its opening (seeded with the
+    engine's recent trend, so the run-up shows) until it resolves; together at most `limit` points, the episode's
+    halved (every other point, the newest kept) each time it outgrows its share, so a long episode keeps its whole
+    span, its older part sparser."""
+    trend = after["trend"]
+    column = {lead: _rounded(col[-1]) for lead, col in trend["leads"].items()}
+    t_s = trend["t_s"][-1]
+    base = review["baseline"]
+    if len(base["t_s"]) < rules.baseline_windows:
+        base = _append(base, t_s, column)
+    episode = review.get("episode")
+    if episode is not None:
+        episode = _append(episode, t_s, column)
+    elif after.get("episode") is not None or any(ev.kind == "opened" for ev in events):
+        since = base["t_s"][-1] if base["t_s"] else float("-inf")
+        keep = [i for i, t in enumerate(trend["t_s"]) if t > since]
+        episode = {"t_s": [trend["t_s"][i] for i in keep],
+                   "leads": {lead: [_rounded(col[i]) for i in keep] for lead, col in trend["leads"].items()}}
+    if episode is not None and len(episode["t_s"]) > max(2, limit - len(base["t_s"])):
+        episode = _thin(episode)
+    return {"baseline": base, "episode": episode}
+
+
+def _rounded(point: list[Any] | None) -> list[Any] | None:
+    """[t_mv, st_mv, ok] to 0.1 µV: the table entry stays small (12 leads, 720 points: about 225 kB)."""
+    if point is None:
+        return None
+    t_mv, st_mv, ok = point
+    return [None if t_mv is None else round(float(t_mv), 4), None if st_mv is None else round(float(st_mv), 4),
+            bool(ok)]
+
+
+def _append(columns: dict[str, Any], t_s: float, column: dict[str, Any]) -> dict[str, Any]:
+    n = len(columns["t_s"])
+    leads = {lead: [*col, column.get(lead)] for lead, col in columns["leads"].items()}
+    for lead, value in column.items():
+        if lead not in leads:
+            leads[lead] = [None] * n + [value]
+    return {"t_s": [*columns["t_s"], t_s], "leads": leads}
+
+
+def _thin(columns: dict[str, Any]) -> dict[str, Any]:
+    """Every other point, the newest always kept: a long episode keeps its whole span at half the resolution."""
+    n = len(columns["t_s"])
+    keep = list(range(n - 1, -1, -2))[::-1]
+    return {"t_s": [columns["t_s"][i] for i in keep],
+            "leads": {lead: [col[i] for i in keep] for lead, col in columns["leads"].items()}}
+
+
+def review_trend(review: dict[str, Any]) -> dict[str, Any]:
+    """The baseline period and the episode as one columnar trend, oldest first, each time once."""
+    parts = [review["baseline"]] + ([review["episode"]] if review.get("episode") else [])
+    rows: dict[float, dict[str, Any]] = {}
+    for part in parts:
+        for i, t in enumerate(part["t_s"]):
+            rows.setdefault(t, {lead: col[i] for lead, col in part["leads"].items() if col[i] is not None})
+    times = sorted(rows)
+    leads = sorted({lead for row in rows.values() for lead in row}, key=lead_order)
+    return {"t_s": times, "leads": {lead: [rows[t].get(lead) for t in times] for lead in leads}}
 
 
 def _seen(record: EcgRecord, meta: dict[str, Any], now: float | None) -> dict[str, Any]:
@@ -163,6 +249,7 @@ def _seen(record: EcgRecord, meta: dict[str, Any], now: float | None) -> dict[st
     return {"arrival_s": meta["timestamp_ms"] / 1000 if now is None else now, "event_end_s": end,
             "chunk_ts_ms": meta["timestamp_ms"],
             "partition": meta["partition"], "stream": meta["stream"], "bed": record.bed, "device": record.device_id,
+            "unit": record.unit,
             "leads": list(record.leads), "marks": dict(record.lead_marks), "source": meta.get("stream_source", ""),
             "patient_id": record.patient_id, "patient_system": record.patient_system}
 
@@ -187,8 +274,15 @@ def reasoning_note(leads: list[str]) -> str:
     return "No reasoning was requested for this monitor episode."
 
 
-def _reports(s: WorkerSettings, before: dict[str, Any], after: dict[str, Any], events: list[Any]) -> list[ReportOut]:
+def _reports(s: WorkerSettings, before: dict[str, Any], after: dict[str, Any], events: list[Any],
+             review: dict[str, Any], window: EcgRecord | None = None,
+             window_start_s: float | None = None) -> list[ReportOut]:
+    """Each event's report version and analysis message. `window`: the window that produced the events (it opened
+    the episode, or closed it), absent when silence or a patient change closed it."""
     seen = after.get("seen") or before.get("seen") or {}
+    # A patient change resets the engine's state: the closing episode's baseline is the one before it.
+    baseline = (after.get("episodes") or {}).get("baseline") or (before.get("episodes") or {}).get("baseline") or {}
+    trend = review_trend(review)
     outs = []
     for ev in events:
         rid = episode_report_id(seen.get("stream", ""), before.get("patient"), ev.episode_start_s)
@@ -203,5 +297,14 @@ def _reports(s: WorkerSettings, before: dict[str, Any], after: dict[str, Any], e
                    ("twiwatch.status", b"preliminary"), ("twiwatch.fhir-version", s.fhir_version.encode()),
                    ("twiwatch.kind", b"monitor-episode"), ("twiwatch.episode-event", ev.kind.encode()),
                    ("twiwatch.research-only", b"true")]
-        outs.append(ReportOut(rid, ev.version, ev.kind, bundle_bytes(bundle), headers))
+        message = analysis_message.episode_message(
+            ev, report_id=rid, stream=seen.get("stream", ""), stream_source=seen.get("source", ""),
+            patient_id=seen.get("patient_id"), patient_system=seen.get("patient_system"), unit=seen.get("unit"),
+            bed=seen.get("bed"), device=seen.get("device"),
+            baseline={lead: b for lead, b in baseline.items() if lead in ev.leads},
+            trend=trend, opened=window if ev.kind == "opened" else None,
+            # a window closes an episode at its own start; a silence found at this window closed it earlier
+            closed=window if ev.kind == "resolved" and window_start_s == ev.at_s else None)
+        outs.append(ReportOut(rid, ev.version, ev.kind, bundle_bytes(bundle), headers,
+                              analysis_message.message_bytes(message), analysis_message.headers(message)))
     return outs

@@ -224,6 +224,13 @@ def test_e2e_through_the_sink_to_the_server(kafka_bootstrap, hapi):
     assert {c["code"] for c in res["meta"]["security"]} >= {"AIAST", "HRESCH"}
     assert res["conclusion"].startswith("RESEARCH USE ONLY")
     assert any(e["url"] == VERSION_EXTENSION for e in res["extension"])
+    # Serial ECGs of one patient (PTB-XL 641, 340, ...): the later reports' Provenance names the prior ECG's report by
+    # its identifier (docs/SPEC.md §3.3), and the server took it.
+    provenances = hapi.client().search_all("Provenance", {"_count": 200})
+    named = [e["what"]["identifier"]["value"] for p in provenances for e in p.get("entity", [])
+             if e["what"].get("type") == "DiagnosticReport"]
+    ids = {r["id"] for r in result.collected.reports}
+    assert named and set(named) <= ids
 
 
 def test_health_waits_for_the_server(isolated, hapi):

@@ -27,11 +27,13 @@ def test_e2e_real_ecgs_hl7_and_fhir_with_bad_input(kafka_bootstrap):
     result = run_e2e(ToolSettings(), 40, SAMPLES, timeout_s=240)
     s = result.summary
     assert set(s) == {"sent_valid", "sent_invalid", "reports", "research_flagged", "fhir_valid", "deadletter",
-                      "duplicates", "latency_ms"}
+                      "duplicates", "latency_ms", "analysis_messages"}
     assert Counter(m.fmt for m in result.sent) == {"hl7": 20, "fhir": 20}
     assert s["reports"] == s["sent_valid"] == 40
     assert s["research_flagged"] == s["fhir_valid"] == 40
     assert s["duplicates"] == 0
+    # One analysis message beside every report version (docs/SPEC.md §13.1), none for the bad input.
+    assert s["analysis_messages"] == len({(r["id"], r["version"]) for r in result.collected.reports})
     assert s["deadletter"] == s["sent_invalid"] == len(result.bad)
     assert s["latency_ms"]["p50"] is not None and s["latency_ms"]["p99"] >= s["latency_ms"]["p50"]
 

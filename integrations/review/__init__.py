@@ -1,0 +1,1 @@
+"""What reviewers need beside each report: the analysis message of the analysis topic (docs/SPEC.md §13)."""
