@@ -190,7 +190,9 @@ def e2e(
     console.print(f"details: {json.dumps(details)}")
     ok = (summary["reports"] == summary["sent_valid"] and summary["research_flagged"] == summary["reports"]
           and summary["fhir_valid"] == summary["reports"] and summary["deadletter"] == summary["sent_invalid"]
-          and summary["duplicates"] == 0)
+          and summary["duplicates"] == 0
+          # e2e runs no reasoner, so each report has one version and one analysis message (docs/SPEC.md §13.1)
+          and summary.get("analysis_messages") == summary["reports"])
     if "delivered" in summary:
         ok = ok and (summary["delivered"] == summary["reports"] == summary["delivered_latest"]
                      and summary["delivered_duplicates"] == 0)
