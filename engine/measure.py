@@ -3,7 +3,9 @@
 Thresholds (documented here because clinicians read the polarity):
 * flat      : |T| < 0.05 mV (half a millimetre at 10 mm/mV) on the dominant lobe;
 * biphasic  : both an upright and an inverted lobe inside the T wave reach 0.05 mV and the smaller is at least half
-              the larger (a small terminal wiggle is not a biphasic T);
+              the larger (a small terminal wiggle is not a biphasic T); a lobe before the T peak counts only when
+              the signal falls (rises) into it after the T onset: the end of an S wave or a depressed J point still
+              returning to the baseline is not an inverted T lobe (`t_lobes`);
 * otherwise : the sign of the dominant lobe (the T peak chosen relative to the isoelectric PR level).
 Symmetry is the steepest slope of the first limb (onset -> peak) over the steepest slope of the second limb
 (peak -> offset) of the sign-flipped T: for an inverted T that is descent/ascent. ~1 is symmetric; secondary
@@ -23,6 +25,7 @@ from engine.filters import moving_average
 FLAT_MV = 0.05
 BIPHASIC_MIN_LOBE_MV = 0.05
 BIPHASIC_LOBE_RATIO = 0.5
+LOBE_FALL_SHARE = 0.5  # a lobe before the T peak must be entered by at least this share of its depth (t_lobes)
 P_PRESENT_MV = 0.05
 IRREGULAR_SUCCESSIVE = 0.10  # median |successive RR difference| / median RR above this: irregular
 
@@ -55,6 +58,27 @@ def classify_polarity(amp: float, pos: float, neg: float) -> str:
     return "positive" if amp > 0 else "negative"
 
 
+def _opening_lobe(pre: np.ndarray) -> float:
+    """Lowest value of the T wave before its peak (pre: onset..peak, upright-flipped view: a negative lobe) when it is
+    a lobe, else 0: the signal must fall into it from the T onset by at least half its depth. A segment that only
+    rises from its start (the S wave or a depressed J point still coming up) is not an inverted lobe of the T."""
+    k = int(np.argmin(pre))
+    low = float(pre[k])
+    if low >= 0.0 or float(pre[:k + 1].max()) - low < LOBE_FALL_SHARE * -low:
+        return 0.0
+    return low
+
+
+def t_lobes(seg: np.ndarray, pk: int) -> tuple[float, float]:
+    """(upright lobe >= 0, inverted lobe <= 0) of a T wave seg (onset..offset, isoelectric-referenced; pk: peak index in
+    seg). After the peak every value counts (a terminal lobe, as in Wellens' positive-negative T); before the peak
+    only a lobe the signal falls (or rises) into (`_opening_lobe`)."""
+    post = seg[pk:]
+    neg = min(float(post.min()), 0.0, _opening_lobe(seg[:pk + 1]))
+    pos = max(float(post.max()), 0.0, -_opening_lobe(-seg[:pk + 1]))
+    return pos, neg
+
+
 def lead_measures(tref: np.ndarray, qrs_on: int, qrs_off: int, t_on: np.ndarray, t_peak: np.ndarray,
                   t_off: np.ndarray, t_sign: np.ndarray, p_on: np.ndarray, p_amp: np.ndarray,
                   fs: float) -> list[LeadMeasure]:
@@ -69,7 +93,7 @@ def lead_measures(tref: np.ndarray, qrs_on: int, qrs_off: int, t_on: np.ndarray,
         on, pk, off = int(t_on[i]), int(t_peak[i]), int(t_off[i])
         on, off = min(on, pk), max(off, pk)
         seg = ys[i, on:off + 1]
-        pos, neg = float(max(seg.max(), 0.0)), float(min(seg.min(), 0.0))
+        pos, neg = t_lobes(seg, pk - on)
         amp = float(ys[i, pk])
         sign = t_sign[i]
         z = dy[i] * sign
