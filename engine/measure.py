@@ -47,6 +47,7 @@ class LeadMeasure:
     qrs_mostly_positive: bool
     p_amp: float
     pr_ms: float | None
+    r_initial: float = 0.0  # largest upright value before the QRS's deepest point (the r of an rS; mV)
 
 
 def classify_polarity(amp: float, pos: float, neg: float) -> str:
@@ -122,7 +123,8 @@ def lead_measures(tref: np.ndarray, qrs_on: int, qrs_off: int, t_on: np.ndarray,
             polarity=classify_polarity(amp, pos, neg), symmetry=symmetry,
             t_peak_ms=round((pk - qrs_on) * ms, 1), t_offset_ms=round((off - qrs_on) * ms, 1),
             st_j60=round(float(tref[i, j60]), 3), r_amp=round(r, 3), s_amp=round(s, 3),
-            qrs_mostly_positive=bool(r > s), p_amp=round(pa, 3), pr_ms=None if pr is None else round(pr, 1)))
+            qrs_mostly_positive=bool(r > s), p_amp=round(pa, 3), pr_ms=None if pr is None else round(pr, 1),
+            r_initial=round(float(max(qrs[:n_at + 1].max(), 0.0)), 3)))
     return out
 
 
