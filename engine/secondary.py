@@ -119,7 +119,7 @@ def lbbb_morphology(m: dict[str, LeadMeasure], qrs_ms: float,
         return None, [_missing(("V1",), m, unusable) + ": LBBB not assessed"]
     if not lateral:
         return None, [_missing(("I", "V5", "V6"), m, unusable) + ": LBBB not assessed"]
-    ev = [f"QRS {qrs_ms:.0f} ms", f"V1 R {v1.r_amp:.2f} mV, S {v1.s_amp:.2f} mV"]
+    ev = [f"QRS {qrs_ms:.0f} ms", f"V1 R {v1.r_amp:.2f} mV (r before the S {v1.r_initial:.2f} mV), S {v1.s_amp:.2f} mV"]
     # QS/rS: the r before the S is small; an upright terminal part after a deep S is the discordant ST elevation
     # of LBBB reaching into the QRS end, not an R (an rSR' has an R' at least half its S)
     v1_neg = v1.s_amp > 2 * v1.r_initial and v1.r_initial < 0.3 and v1.r_amp < 0.5 * v1.s_amp

@@ -82,8 +82,9 @@ def test_lbbb_v1_is_judged_on_the_r_before_its_s():
     as in PTB-XL CLBBB 517/711/712: R 0.38-0.44 mV after S 2.1-3.3 mV). An rSR' (RBBB) is not LBBB."""
     lateral = _lead(1.3, 0.16, 1.3, True)
     lbbb_v1 = _lead(0.40, 2.10, 0.05, False)
-    morph, _ = secondary.lbbb_morphology({"V1": lbbb_v1, "V6": lateral}, 160.0)
+    morph, ev = secondary.lbbb_morphology({"V1": lbbb_v1, "V6": lateral}, 160.0)
     assert morph
+    assert "V1 R 0.40 mV (r before the S 0.05 mV), S 2.10 mV" in ev  # the evidence names what decided
     rsr = _lead(1.0, 0.5, 0.1, True)
     assert not secondary.lbbb_morphology({"V1": rsr, "V6": lateral}, 160.0)[0]
     tall_r = _lead(0.45, 0.6, 0.45, False)  # r before the S too tall for QS/rS
