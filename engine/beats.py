@@ -10,7 +10,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from engine import delineate as dl
-from engine.qrs import detect_qrs, qrs_bounds, spatial_velocity
+from engine.qrs import detect_qrs, initial_onset, qrs_bounds, spatial_velocity, terminal_offset
 
 
 @dataclass
@@ -66,6 +66,19 @@ def delineate_record(x_meas: np.ndarray, x_det: np.ndarray, fs: float, usable: n
     t_vel = spatial_velocity(template, weights)
     tb = qrs_bounds(t_vel, np.array([pre]), fs)
     t_on, t_off = int(tb.onset[0]), int(tb.offset[0])
+    # the QRS starts when its first lead leaves the baseline and ends when its last lead has ended (slow initial or
+    # terminal parts the spatial velocity misses: RBBB's R'); the dominant beats share the median beat's QRS, so
+    # their own bounds are not narrower than it
+    lead_use = usable if usable.any() else None
+    late = terminal_offset(template, t_on, t_off, pre, fs, lead_use) - t_off
+    early = t_on - initial_onset(template, t_on, t_off, pre, fs, lead_use)
+    if early > 0:
+        t_on -= early
+        bounds.onset = np.where(conforming, np.minimum(bounds.onset, fid + (t_on - pre)), bounds.onset)
+    if late > 0:
+        t_off += late
+        floor = np.minimum(fid + (t_off - pre), x_meas.shape[1] - 1)
+        bounds.offset = np.where(conforming, np.maximum(bounds.offset, floor), bounds.offset)
     t_iso = dl.isoelectric(template[:, None, :], t_vel[None, :], np.array([t_on]), fs)[:, 0]
     tref = template - t_iso[:, None]
     n_leads = template.shape[0]

@@ -3,7 +3,10 @@
 Thresholds (documented here because clinicians read the polarity):
 * flat      : |T| < 0.05 mV (half a millimetre at 10 mm/mV) on the dominant lobe;
 * biphasic  : both an upright and an inverted lobe inside the T wave reach 0.05 mV and the smaller is at least half
-              the larger (a small terminal wiggle is not a biphasic T);
+              the larger (a small terminal wiggle is not a biphasic T); a lobe before the T peak counts only when
+              its lowest (highest) point lies inside the T wave and the signal falls (rises) into it after the J
+              point: the end of an S wave or a depressed J point still returning to the baseline is not an
+              inverted T lobe, nor is a dip of the ST segment before the T onset (`t_lobes`);
 * otherwise : the sign of the dominant lobe (the T peak chosen relative to the isoelectric PR level).
 Symmetry is the steepest slope of the first limb (onset -> peak) over the steepest slope of the second limb
 (peak -> offset) of the sign-flipped T: for an inverted T that is descent/ascent. ~1 is symmetric; secondary
@@ -23,6 +26,8 @@ from engine.filters import moving_average
 FLAT_MV = 0.05
 BIPHASIC_MIN_LOBE_MV = 0.05
 BIPHASIC_LOBE_RATIO = 0.5
+LOBE_FALL_SHARE = 0.5  # a lobe before the T peak must be entered by at least this share of its depth (t_lobes)
+LOBE_ONSET_TOLERANCE_S = 0.01  # ... and lie at most this long before the T onset (placed on or near a lobe's apex)
 P_PRESENT_MV = 0.05
 IRREGULAR_SUCCESSIVE = 0.10  # median |successive RR difference| / median RR above this: irregular
 
@@ -42,6 +47,7 @@ class LeadMeasure:
     qrs_mostly_positive: bool
     p_amp: float
     pr_ms: float | None
+    r_initial: float = 0.0  # largest upright value before the QRS's deepest point (the r of an rS; mV)
 
 
 def classify_polarity(amp: float, pos: float, neg: float) -> str:
@@ -55,6 +61,30 @@ def classify_polarity(amp: float, pos: float, neg: float) -> str:
     return "positive" if amp > 0 else "negative"
 
 
+def _opening_lobe(lead_in: np.ndarray, pre: np.ndarray, tol: int = 0) -> float:
+    """Lowest value of the T wave before its peak (a view in which the lobe is negative) when it is a lobe, else 0.
+    lead_in: J point..T onset, pre: T onset..T peak. A lobe has its lowest point inside the T wave (at or after the
+    T onset, or within `tol` samples before it: a dip of the ST segment before the T is not the T), and the signal
+    comes down into it after the J point by at least LOBE_FALL_SHARE of its depth: a segment that only rises (the S
+    wave or a depressed J point still coming up) is not an inverted lobe of the T. Read from the J point because the
+    onset of a dominant lobe can sit on the apex of the smaller lobe before it (a +/- T, inverted part larger)."""
+    full = np.concatenate([lead_in, pre])
+    k = int(np.argmin(full))
+    low = float(full[k])
+    if low >= 0.0 or k < lead_in.size - tol or float(full[:k + 1].max()) - low < LOBE_FALL_SHARE * -low:
+        return 0.0
+    return low
+
+
+def t_lobes(lead_in: np.ndarray, pre: np.ndarray, post: np.ndarray, tol: int = 0) -> tuple[float, float]:
+    """(upright lobe >= 0, inverted lobe <= 0) of a T wave, isoelectric-referenced. lead_in: J point..T onset, pre: T
+    onset..T peak, post: T peak..T offset. After the peak every value counts (a terminal lobe, as in a
+    positive-negative T); before it only a lobe as `_opening_lobe` defines it."""
+    neg = min(float(post.min()), 0.0, _opening_lobe(lead_in, pre, tol))
+    pos = max(float(post.max()), 0.0, -_opening_lobe(-lead_in, -pre, tol))
+    return pos, neg
+
+
 def lead_measures(tref: np.ndarray, qrs_on: int, qrs_off: int, t_on: np.ndarray, t_peak: np.ndarray,
                   t_off: np.ndarray, t_sign: np.ndarray, p_on: np.ndarray, p_amp: np.ndarray,
                   fs: float) -> list[LeadMeasure]:
@@ -65,11 +95,11 @@ def lead_measures(tref: np.ndarray, qrs_on: int, qrs_off: int, t_on: np.ndarray,
     out = []
     ms = 1000.0 / fs
     j60 = min(w - 1, qrs_off + int(round(0.06 * fs)))
+    lobe_tol = int(round(LOBE_ONSET_TOLERANCE_S * fs))
     for i in range(tref.shape[0]):  # 12 leads: per-lead scalar bookkeeping, the arrays are tiny
         on, pk, off = int(t_on[i]), int(t_peak[i]), int(t_off[i])
         on, off = min(on, pk), max(off, pk)
-        seg = ys[i, on:off + 1]
-        pos, neg = float(max(seg.max(), 0.0)), float(min(seg.min(), 0.0))
+        pos, neg = t_lobes(ys[i, min(qrs_off, on):on], ys[i, on:pk + 1], ys[i, pk:off + 1], lobe_tol)
         amp = float(ys[i, pk])
         sign = t_sign[i]
         z = dy[i] * sign
@@ -93,7 +123,8 @@ def lead_measures(tref: np.ndarray, qrs_on: int, qrs_off: int, t_on: np.ndarray,
             polarity=classify_polarity(amp, pos, neg), symmetry=symmetry,
             t_peak_ms=round((pk - qrs_on) * ms, 1), t_offset_ms=round((off - qrs_on) * ms, 1),
             st_j60=round(float(tref[i, j60]), 3), r_amp=round(r, 3), s_amp=round(s, 3),
-            qrs_mostly_positive=bool(r > s), p_amp=round(pa, 3), pr_ms=None if pr is None else round(pr, 1)))
+            qrs_mostly_positive=bool(r > s), p_amp=round(pa, 3), pr_ms=None if pr is None else round(pr, 1),
+            r_initial=round(float(max(qrs[:n_at + 1].max(), 0.0)), 3)))
     return out
 
 

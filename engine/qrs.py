@@ -139,3 +139,75 @@ def qrs_bounds(vel: np.ndarray, fiducials: np.ndarray, fs: float) -> QrsBounds:
     onset = fiducials + onset_rel - pre
     offset = fiducials + offset_rel - pre
     return QrsBounds(onset=np.clip(onset, 0, n - 1), offset=np.clip(offset, 0, n - 1))
+
+
+# Global QRS onset and offset over the leads (CSE practice: the QRS starts when its first lead leaves the baseline and
+# ends when its last lead has ended). The spatial velocity is dominated by the leads with the largest, fastest
+# deflections (usually V2-V4), so a slow deflection that only some leads show (RBBB's R' in V1/V2, a terminal S in
+# I/V6, a slow initial q or r) falls under its threshold and the QRS reads short. Each lead is therefore also read on
+# its own slope scale: its QRS continues while its slope stays above TERMINAL_QUIET_FRACTION of its own steepest QRS
+# slope, or rises again above TERMINAL_REACTIVATION_FRACTION within REACTIVATION_S; it has started where its slope
+# last stayed under INITIAL_QUIET_FRACTION for BOUND_HOLD_S. Only leads whose QRS slope is at least
+# TERMINAL_LEAD_DOMINANCE x their steepest ST-T slope vote, so a T wave (or noise) can never be read as QRS in them,
+# and the second-earliest start / second-latest end decides (one lead alone does not: a single noisy lead must not
+# widen the QRS).
+TERMINAL_QUIET_FRACTION = 0.20
+TERMINAL_REACTIVATION_FRACTION = 0.30
+INITIAL_QUIET_FRACTION = 0.10
+TERMINAL_LEAD_DOMINANCE = 6.0
+TERMINAL_MIN_QRS_MV = 0.3  # leads with a smaller QRS peak-to-peak do not vote
+TERMINAL_MAX_S = 0.08  # the terminal part extends the spatial offset by at most this
+INITIAL_MAX_S = 0.03  # the initial part moves the spatial onset earlier by at most this
+TERMINAL_VOTES = 2
+ST_T_SLOPE_WINDOW_S = (0.16, 0.45)  # after the fiducial: where the steepest ST-T slope of a lead is read
+
+
+def _lead_slopes(tref: np.ndarray, on: int, off: int, fid: int, fs: float,
+                 usable: np.ndarray | None) -> np.ndarray | None:
+    """(voting leads, window) |slope| of each voting lead over its own steepest QRS slope; None if too few vote."""
+    w = tref.shape[1]
+    slope = np.abs(np.gradient(tref, axis=1))
+    s_qrs = slope[:, on:off + 1].max(axis=1)
+    lo, hi = fid + int(round(ST_T_SLOPE_WINDOW_S[0] * fs)), min(w, fid + int(round(ST_T_SLOPE_WINDOW_S[1] * fs)))
+    s_t = slope[:, lo:hi].max(axis=1) if hi > lo else np.zeros(tref.shape[0])
+    ptp = np.ptp(tref[:, on:off + 1], axis=1)
+    vote = (s_qrs >= TERMINAL_LEAD_DOMINANCE * s_t) & (ptp >= TERMINAL_MIN_QRS_MV)
+    if usable is not None:
+        vote &= usable
+    if vote.sum() < TERMINAL_VOTES:
+        return None
+    return slope[vote] / s_qrs[vote, None]
+
+
+def terminal_offset(tref: np.ndarray, on: int, off: int, fid: int, fs: float,
+                    usable: np.ndarray | None = None) -> int:
+    """Global QRS offset of a median beat (window indices): `off` (from the spatial velocity), moved later to where
+    the second-latest voting lead's own QRS ends (block comment above). tref: (leads, window) median beat."""
+    z = _lead_slopes(tref, on, off, fid, fs, usable)
+    if z is None:
+        return off
+    last = min(tref.shape[1] - 1, off + int(round(TERMINAL_MAX_S * fs)))
+    hold = max(2, int(round(BOUND_HOLD_S * fs)))
+    react = max(2, int(round(REACTIVATION_S * fs)))
+    run_max = maximum_filter1d(z, size=hold, axis=1, origin=-(hold // 2), mode="nearest")
+    ahead_max = maximum_filter1d(z, size=react, axis=1, origin=-(react // 2), mode="nearest")
+    quiet = (run_max < TERMINAL_QUIET_FRACTION) & (ahead_max < TERMINAL_REACTIVATION_FRACTION)
+    seg = quiet[:, off:last + 1]
+    ends = np.where(seg.any(axis=1), off + np.argmax(seg, axis=1), last)
+    return int(max(off, np.sort(ends)[-TERMINAL_VOTES]))
+
+
+def initial_onset(tref: np.ndarray, on: int, off: int, fid: int, fs: float,
+                  usable: np.ndarray | None = None) -> int:
+    """Global QRS onset of a median beat: `on` (from the spatial velocity), moved earlier to where the second-earliest
+    voting lead's own QRS starts (the last sample at or before `on` after BOUND_HOLD_S of slope under
+    INITIAL_QUIET_FRACTION of its steepest QRS slope)."""
+    z = _lead_slopes(tref, on, off, fid, fs, usable)
+    if z is None:
+        return on
+    first = max(0, on - int(round(INITIAL_MAX_S * fs)))
+    hold = max(2, int(round(BOUND_HOLD_S * fs)))
+    run_max_b = maximum_filter1d(z, size=hold, axis=1, origin=(hold - 1) // 2, mode="nearest")
+    seg = (run_max_b < INITIAL_QUIET_FRACTION)[:, first:on + 1]
+    starts = np.where(seg.any(axis=1), first + seg.shape[1] - 1 - np.argmax(seg[:, ::-1], axis=1), first)
+    return int(min(on, np.sort(starts)[TERMINAL_VOTES - 1]))

@@ -3,7 +3,9 @@
 Each check returns a SecondaryFinding with `present` and evidence strings naming leads and numbers; a check whose
 leads are absent says so and is not present. Criteria (amplitudes on the median beat, vs the PR level):
 * RBBB: QRS >= 120 ms, terminal R' (or dominant late R) in V1, terminal S >= 40 ms-wide or deep in I or V6.
-* LBBB: QRS >= 120 ms, V1 mostly negative (QS/rS), I or V6 broad positive with little S.
+* LBBB: QRS >= 120 ms, V1 mostly negative (QS/rS: the r before the S under 0.3 mV and under half the S, and no R'
+  of half the S after it; an upright end after a deep S is LBBB's discordant ST elevation reaching into the QRS end),
+  I or V6 broad positive with little S.
 * LVH with strain: Sokolow-Lyon SV1 + max(RV5, RV6) > 3.5 mV, or Cornell RaVL + SV3 > 2.8 mV (men) / 2.0 mV
   (women; only when sex is known); strain = TWI > 0.1 mV or ST(J+60) <= -0.05 mV in I, aVL, V5 or V6.
 * Ventricular pacing: pacing spikes lead >= half of the QRS complexes by <= 80 ms, with QRS >= 120 ms.
@@ -117,8 +119,10 @@ def lbbb_morphology(m: dict[str, LeadMeasure], qrs_ms: float,
         return None, [_missing(("V1",), m, unusable) + ": LBBB not assessed"]
     if not lateral:
         return None, [_missing(("I", "V5", "V6"), m, unusable) + ": LBBB not assessed"]
-    ev = [f"QRS {qrs_ms:.0f} ms", f"V1 R {v1.r_amp:.2f} mV, S {v1.s_amp:.2f} mV"]
-    v1_neg = v1.s_amp > 2 * v1.r_amp and v1.r_amp < 0.3
+    ev = [f"QRS {qrs_ms:.0f} ms", f"V1 R {v1.r_amp:.2f} mV (r before the S {v1.r_initial:.2f} mV), S {v1.s_amp:.2f} mV"]
+    # QS/rS: the r before the S is small; an upright terminal part after a deep S is the discordant ST elevation
+    # of LBBB reaching into the QRS end, not an R (an rSR' has an R' at least half its S)
+    v1_neg = v1.s_amp > 2 * v1.r_initial and v1.r_initial < 0.3 and v1.r_amp < 0.5 * v1.s_amp
     broad_r = [f"{lead} R {x.r_amp:.2f} mV, S {x.s_amp:.2f} mV" for lead, x in lateral
                if x.qrs_mostly_positive and x.s_amp < 0.25 * max(x.r_amp, 1e-6)]
     ev += broad_r or ["no broad monophasic R in I/V5/V6"]

@@ -16,7 +16,9 @@ from engine.criteria import SYMMETRIC_MIN
 from engine.measure import LeadMeasure
 from engine.result import SecondaryFinding, Triage, TwiGroup
 
-CAUSE_ORDER = ("ventricular-pacing", "lbbb", "wpw", "ivcd", "rbbb", "lvh-strain")
+# Pre-excitation is named before LBBB: the delta wave widens the QRS and a right-sided pathway gives an LBBB-like
+# morphology (WPW type B), while bundle branch block criteria do not apply to a pre-excited QRS (Part III).
+CAUSE_ORDER = ("ventricular-pacing", "wpw", "lbbb", "ivcd", "rbbb", "lvh-strain")
 _EXPLAINS = {
     "ventricular-pacing": None,  # None = any lead
     "lbbb": None,

@@ -77,7 +77,7 @@ def secondary(
     n_boot: int = N_BOOT_OPT,
     no_progress: bool = NO_PROGRESS_OPT,
 ) -> None:
-    """Secondary causes (LBBB, RBBB, incomplete RBBB, LVH by voltage and with strain, pacing) vs PTB-XL codes and
+    """Secondary causes (LBBB, RBBB, their incomplete forms, LVH by voltage and with strain, pacing) vs PTB-XL codes and
     CinC SNOMED labels, with the CinC quality, TWI and CPU summary; tune/untouched splits."""
     from evaluation.ood import run_secondary
 

@@ -23,11 +23,12 @@ from evaluation import cinc, ptbxl_labels
 from evaluation.metrics import Bootstrap, binary_counts, binary_metrics
 
 SPLITS = ("tune", "untouched", "all")
-CAUSES = {"lbbb": "lbbb", "rbbb": "rbbb", "rbbb-incomplete": "rbbb-incomplete", "lvh": "lvh",
-          "lvh-strain": "lvh-strain", "pacing": "ventricular-pacing"}
-CINC_LABEL_FOR = {"lbbb": "lbbb", "rbbb": "rbbb", "rbbb-incomplete": "rbbb-incomplete", "lvh": "lvh",
-                  "lvh-strain": "lvh", "pacing": "pacing"}
-PTBXL_LABEL_FOR = {"lbbb": "CLBBB", "rbbb": "CRBBB", "lvh": "LVH", "lvh-strain": "LVH", "pacing": "PACE"}
+CAUSES = {"lbbb": "lbbb", "rbbb": "rbbb", "rbbb-incomplete": "rbbb-incomplete", "lbbb-incomplete": "lbbb-incomplete",
+          "lvh": "lvh", "lvh-strain": "lvh-strain", "pacing": "ventricular-pacing"}
+CINC_LABEL_FOR = {"lbbb": "lbbb", "rbbb": "rbbb", "rbbb-incomplete": "rbbb-incomplete",
+                  "lbbb-incomplete": "lbbb-incomplete", "lvh": "lvh", "lvh-strain": "lvh", "pacing": "pacing"}
+PTBXL_LABEL_FOR = {"lbbb": "CLBBB", "rbbb": "CRBBB", "rbbb-incomplete": "IRBBB", "lbbb-incomplete": "ILBBB",
+                   "lvh": "LVH", "lvh-strain": "LVH", "pacing": "PACE"}
 FALSE_ALARM_CLASSES = ("ischemic-pattern", "indeterminate")
 
 

@@ -14,13 +14,18 @@ from engine.result import Analysis, TwiGroup
 from integrations.fhir import codes
 from integrations.fhir.measures import triage_phrase
 
+# One phrase per cause engine/secondary.py can report (tests/engine/test_narrative_labels.py keeps them in step):
+# measured patterns, never diagnoses.
 SECONDARY_LABELS = {
     "lbbb": "LBBB pattern",
+    "lbbb-incomplete": "incomplete LBBB pattern (QRS 110-119 ms)",
     "rbbb": "RBBB pattern",
+    "rbbb-incomplete": "incomplete RBBB pattern (QRS 110-119 ms)",
     "lvh-strain": "LVH voltage with strain pattern",
     "lvh": "LVH voltage",
     "ventricular-pacing": "ventricular pacing pattern",
     "wpw": "WPW (pre-excitation) pattern",
+    "ivcd": "wide QRS without a bundle-branch, paced or pre-excitation pattern (intraventricular conduction delay)",
 }
 
 

@@ -67,3 +67,25 @@ def test_pacing_rule_numbers():
     assert not secondary.check_pacing(None, 0, 204.0, 0.2).present  # irregular: not a pacemaker's rate
     assert not secondary.check_pacing(None, 0, 160.0, 0.01).present  # LBBB-wide, not paced-wide
     assert secondary.check_pacing(0.9, 12, 150.0, 0.01).present  # spikes lead the QRS
+
+
+def _lead(r, s, r_initial, positive):
+    from engine.measure import LeadMeasure
+
+    return LeadMeasure(t_amp=-0.3, t_pos=0.0, t_neg=-0.3, polarity="negative", symmetry=0.5, t_peak_ms=300.0,
+                       t_offset_ms=400.0, st_j60=0.2, r_amp=r, s_amp=s, qrs_mostly_positive=positive, p_amp=0.1,
+                       pr_ms=160.0, r_initial=r_initial)
+
+
+def test_lbbb_v1_is_judged_on_the_r_before_its_s():
+    """V1 of LBBB: a small r, a deep S, then the discordant ST elevation rising into the QRS end (measured R 0.4 mV,
+    as in PTB-XL CLBBB 517/711/712: R 0.38-0.44 mV after S 2.1-3.3 mV). An rSR' (RBBB) is not LBBB."""
+    lateral = _lead(1.3, 0.16, 1.3, True)
+    lbbb_v1 = _lead(0.40, 2.10, 0.05, False)
+    morph, ev = secondary.lbbb_morphology({"V1": lbbb_v1, "V6": lateral}, 160.0)
+    assert morph
+    assert "V1 R 0.40 mV (r before the S 0.05 mV), S 2.10 mV" in ev  # the evidence names what decided
+    rsr = _lead(1.0, 0.5, 0.1, True)
+    assert not secondary.lbbb_morphology({"V1": rsr, "V6": lateral}, 160.0)[0]
+    tall_r = _lead(0.45, 0.6, 0.45, False)  # r before the S too tall for QS/rS
+    assert not secondary.lbbb_morphology({"V1": tall_r, "V6": lateral}, 160.0)[0]
