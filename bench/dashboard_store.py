@@ -20,7 +20,8 @@ in a temporary folder, WAL) and on a throwaway PostgreSQL 15 (tests/support/post
 - filtered: list_alerts(unit=ICU, cls=secondary), list_alerts(state=adjudicated), list_alerts(patient=<an MRN>);
 - alert_detail of a random alert (report + observations, analysis with signal, prior, versions, actions).
 Printed as JSON: p50/p95 in ms and each p50 as a ratio of the baseline's p50 in the same run, the seeding rate, and
-the query plan of the first and deep page (EXPLAIN QUERY PLAN / EXPLAIN) to show the index is used.
+the query plans of the first, deep and two filtered pages (EXPLAIN QUERY PLAN / EXPLAIN) to show which index
+serves each.
 """
 from __future__ import annotations
 
@@ -193,6 +194,8 @@ def run_backend(url: str, sources: list[Any], n: int, repeats: int) -> dict[str,
         out[name] = summary(timed(factory, fn, repeats), base_p50)
     out["plan_first_page"] = plan(engine, AlertFilter(), None)
     out["plan_deep_page"] = plan(engine, AlertFilter(), cursor)
+    out["plan_filtered_unit_class"] = plan(engine, AlertFilter(unit="ICU", cls="secondary"), None)
+    out["plan_filtered_patient"] = plan(engine, AlertFilter(patient="MRN0042"), None)
     engine.dispose()
     return out
 
