@@ -109,6 +109,11 @@ QUEUE_ORDER = ("state_rank", "class_rank", "time_key", "id")
 for _name, _lead in (("ix_reports_queue", ()), ("ix_reports_queue_unit", ("unit",)),
                      ("ix_reports_queue_bed", ("unit", "bed")), ("ix_reports_queue_mrn", ("mrn",))):
     Index(_name, *(getattr(Report, c) for c in _lead + QUEUE_ORDER), sqlite_where=QUEUED, postgresql_where=QUEUED)
+# A class filter fixes class_rank; the planner then drops it from the ORDER BY, and (state_rank, time_key, id) is in
+# index order only where class_rank comes before state_rank (migration 0003).
+for _name, _lead in (("ix_reports_queue_class", ()), ("ix_reports_queue_unit_class", ("unit",))):
+    Index(_name, *(getattr(Report, c) for c in _lead + ("class_rank", "state_rank", "time_key", "id")),
+          sqlite_where=QUEUED, postgresql_where=QUEUED)
 
 
 class ReportVersion(Base):
