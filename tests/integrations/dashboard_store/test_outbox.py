@@ -120,8 +120,12 @@ def test_publish_survives_restart_before_ack_and_sends_once_per_run(store, pairs
         assert all(r.sent_at is not None for r in s.scalars(select(OutboxRow)))
 
 
-def test_nothing_is_marked_while_the_broker_is_down(store, pairs, reviewer):
+def test_nothing_is_marked_while_the_broker_is_down(store, pairs, reviewer, caplog):
+    import logging
+
     from kafka import KafkaProducer
+
+    caplog.set_level(logging.DEBUG, logger="integrations.dashboard")
 
     p = pairs["ischemic"]
     with store.session() as s:
@@ -138,3 +142,6 @@ def test_nothing_is_marked_while_the_broker_is_down(store, pairs, reviewer):
         producer.close(timeout=1)
     with store.session() as s:
         assert pending_count(s) == 1
+    store_logs = [r.getMessage() for r in caplog.records if r.name.startswith("integrations.dashboard")]
+    assert store_logs, "the failed send is logged"
+    assert not any("ptbxl" in m or p.report_id in m for m in store_logs)  # no patient data, no payload
