@@ -1,0 +1,1 @@
+"""Alembic migrations of the dashboard's store (a package so setuptools ships them)."""
