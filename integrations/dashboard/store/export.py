@@ -11,7 +11,7 @@ judge no one):
 - head: the encoder head's opinion (twi_present >= 0.5, then ischemic_vs_secondary >= 0.5: ischemic, else secondary;
   twi_present < 0.5: no TWI) matches the reviewer's reading (agree-ischemic: ischemic, agree-secondary: secondary,
   disagree: anything but what the criteria said), when the analysis carried a head;
-- reasoner: the reasoner's claims were checked (`reasoning.claims` with a `status` each, SPEC §13.1): it "agrees"
+- reasoner: the reasoner's claims were checked (`reasoning.claims` with a `verdict` each, SPEC §13.1): it "agrees"
   with the criteria when no claim is contradicted; the share is where reviewer and reasoner agree about the criteria
   (both agree, or both disagree), when reasoning with claims was present.
 """
@@ -100,7 +100,7 @@ def _reasoner_agrees(a: Action, reasoning: dict[str, Any] | None) -> bool | None
     reviewer = _agrees_with_criteria(a)
     if not isinstance(claims, list) or not claims or reviewer is None:
         return None
-    reasoner = not any(isinstance(c, dict) and c.get("status") == "contradicted" for c in claims)
+    reasoner = not any(isinstance(c, dict) and c.get("verdict") == "contradicted" for c in claims)
     return reasoner == reviewer
 
 
