@@ -152,6 +152,9 @@ def users_add(
     except store.AccountExists:
         console.print(f"refused: an account named {name!r} exists already")
         raise typer.Exit(1) from None
+    except ValueError as exc:
+        console.print(f"refused: {exc}")
+        raise typer.Exit(2) from None
     finally:
         engine.dispose()
     console.print(f"added {name} ({role})")
@@ -177,6 +180,9 @@ def users_disable(name: str = typer.Argument(..., help="the account to disable (
         with factory() as s:
             store.disable_user(s, name)
             s.commit()
+    except store.UnknownAccount:
+        console.print(f"no account named {name!r}")
+        raise typer.Exit(1) from None
     finally:
         engine.dispose()
     console.print(f"disabled {name}")

@@ -65,21 +65,21 @@ class StoreCounts:
         return []
 
     def collect(self):
-        counts_fn = getattr(store, "counts", None)
-        if counts_fn is None:
-            return
+        counts_fn = getattr(store, "counts", None)  # requested of the store (alerts by state); absent until then
         try:
             with self.factory() as s:
-                counts = counts_fn(s)
+                pending = store.pending_count(s)
+                counts = counts_fn(s) if counts_fn else {}
         except Exception as exc:  # noqa: BLE001 - a scrape must not fail because the store is down
             log.warning("store counts for /metrics failed: %s", one_line(exc))
             return
-        alerts = GaugeMetricFamily("twiwatch_dashboard_alerts", "alerts in the store by state", labels=["state"])
-        for state, n in (counts.get("alerts") or {}).items():
-            alerts.add_metric([state], n)
-        yield alerts
         yield GaugeMetricFamily("twiwatch_dashboard_outbox_pending", "actions stored but not yet on the "
-                                "adjudications topic", value=counts.get("outbox_pending", 0))
+                                "adjudications topic", value=pending)
+        if counts.get("alerts"):
+            alerts = GaugeMetricFamily("twiwatch_dashboard_alerts", "alerts in the store by state", labels=["state"])
+            for state, n in counts["alerts"].items():
+                alerts.add_metric([state], n)
+            yield alerts
 
 
 class Ingestor:
@@ -109,8 +109,18 @@ class Ingestor:
             bootstrap_servers=s.bootstrap, group_id=s.dashboard_group, client_id="twiwatch-dashboard",
             enable_auto_commit=False, auto_offset_reset="earliest", isolation_level="read_committed",
             max_partition_fetch_bytes=s.max_message_bytes + HEADROOM, fetch_max_bytes=s.max_message_bytes + HEADROOM,
-            max_poll_interval_ms=300_000)
-        consumer.subscribe([s.topic_reports, s.topic_analysis])
+            max_poll_interval_ms=300_000,
+            # New partitions or topics trigger a rebalance within this (the worker may create the topics later).
+            metadata_max_age_ms=5000)
+        topics = [s.topic_reports, s.topic_analysis]
+        # Joining before the broker has the topics' metadata leaves the group with nothing assigned until the next
+        # metadata refresh: wait (briefly) for them first.
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline and not self.stop.is_set():
+            if all(consumer.partitions_for_topic(t) for t in topics):
+                break
+            self.stop.wait(0.2)
+        consumer.subscribe(topics)
         return consumer
 
     def run(self) -> None:
@@ -223,13 +233,14 @@ def web_config(s: DashboardSettings, consumer_health) -> WebConfig:
                      cookie_secure=s.dashboard_cookie_secure, login_attempts=s.dashboard_login_attempts,
                      login_window_s=s.dashboard_login_window_s,
                      form_secret=secret.encode() if secret else secrets.token_bytes(32),
-                     consumer_health=consumer_health)
+                     identity_secret=s.patient_hash_secret.get_secret_value(), consumer_health=consumer_health)
 
 
 def run_dashboard(s: DashboardSettings, *, host: str | None = None, port: int | None = None) -> None:
     """The CLI entry: migrate, start the consumer and the outbox publisher, serve until SIGINT/SIGTERM."""
     import uvicorn
 
+    logging.getLogger("alembic").setLevel(logging.WARNING)
     url = store_url(s)
     store.migrate(url)
     engine = store.make_engine(url)

@@ -75,6 +75,12 @@ def create_app(cfg: WebConfig, engine: Engine) -> FastAPI:
     async def to_login(request: Request, exc: LoginRequired):
         return login_redirect(request)
 
+    @app.exception_handler(store.BadCursor)
+    async def bad_cursor(request: Request, exc: store.BadCursor):
+        if request.url.path.startswith("/api/"):
+            return JSONResponse({"error": "not a queue cursor (take `next` from the previous page)"}, status_code=400)
+        return RedirectResponse("/", status_code=303)
+
     @app.get("/healthz", include_in_schema=False)
     def healthz() -> JSONResponse:
         reasons = []

@@ -14,6 +14,8 @@ class WebConfig:
     login_window_s: float = 300.0
     # Signs the login form's CSRF token (before a session exists); random per start when empty.
     form_secret: bytes = b""
+    # Keys the reviewers' pseudonyms on the adjudications topic (HMAC of the account name; docs/SPEC.md §13.3).
+    identity_secret: str = ""
     # Live updates: how often the event stream asks the store what changed.
     poll_interval_s: float = 0.25
     page_size: int = 50

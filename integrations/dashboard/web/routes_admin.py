@@ -37,20 +37,25 @@ def add_user(request: Request, csrf: str = Form(""), name: str = Form(""), role:
     try:
         with request.app.state.factory() as s:
             store.add_user(s, name, role, password)
-            store.record(s, viewer.account, "user-add", name, client_addr(request), detail=f"role {role}")
+            store.audit_record(s, viewer.account, "user-add", name, client_addr(request), detail=f"role {role}")
             s.commit()
     except store.AccountExists:
         return _users_page(request, viewer, error=f"An account named {name!r} exists already.", status=409)
+    except ValueError as exc:
+        return _users_page(request, viewer, error=str(exc), status=422)
     return RedirectResponse("/admin/users", status_code=303)
 
 
 @router.post("/users/{name}/disable")
 def disable_user(request: Request, name: str, csrf: str = Form(""), viewer: Viewer = Depends(admin_viewer)):
     check_csrf(viewer, csrf)
-    with request.app.state.factory() as s:
-        store.disable_user(s, name)
-        store.record(s, viewer.account, "user-disable", name, client_addr(request))
-        s.commit()
+    try:
+        with request.app.state.factory() as s:
+            store.disable_user(s, name)
+            store.audit_record(s, viewer.account, "user-disable", name, client_addr(request))
+            s.commit()
+    except store.UnknownAccount:
+        return _users_page(request, viewer, error=f"No account named {name!r}.", status=404)
     return RedirectResponse("/admin/users", status_code=303)
 
 
@@ -65,7 +70,7 @@ def audit(request: Request, cursor: str | None = None, viewer: Viewer = Depends(
 @router.get("/export.csv")
 def export_csv(request: Request, viewer: Viewer = Depends(admin_viewer)) -> StreamingResponse:
     with request.app.state.factory() as s:
-        store.record(s, viewer.account, "export-adjudications", None, client_addr(request))
+        store.audit_record(s, viewer.account, "export-adjudications", None, client_addr(request))
         s.commit()
     factory = request.app.state.factory
 

@@ -93,7 +93,7 @@ def _render(request: Request, viewer: Viewer, report_id: str, *, error: str = ""
     with request.app.state.factory() as s:
         detail = store.alert_detail(s, report_id)
         if detail is not None and audit:
-            store.record(s, viewer.account, "view-report", report_id, client_addr(request))
+            store.audit_record(s, viewer.account, "view-report", report_id, client_addr(request))
             s.commit()
     templates = request.app.state.templates
     if detail is None:
@@ -131,7 +131,8 @@ def acknowledge(request: Request, report_id: str, csrf: str = Form(""), row_vers
     check_csrf(viewer, csrf)
     addr = client_addr(request)
     return _act(request, viewer, report_id,
-                lambda s: store.acknowledge(s, report_id, viewer.account, row_version, addr))
+                lambda s: store.acknowledge(s, report_id, viewer.account, row_version, addr,
+                                                  identity_secret=request.app.state.cfg.identity_secret))
 
 
 @router.post("/alerts/{report_id}/adjudicate")
@@ -150,4 +151,5 @@ def adjudicate(request: Request, report_id: str, csrf: str = Form(""), row_versi
     addr = client_addr(request)
     return _act(request, viewer, report_id,
                 lambda s: store.adjudicate(s, report_id, viewer.account, row_version, verdict, chosen_cause,
-                                           note.strip()[:NOTE_MAX], addr))
+                                           note.strip()[:NOTE_MAX], addr,
+                                           identity_secret=request.app.state.cfg.identity_secret))

@@ -55,7 +55,8 @@ def login(request: Request, username: str = Form(""), password: str = Form(""), 
                            error="The login form expired; please try again.")
     with request.app.state.factory() as s:
         if not store.login_allowed(s, name, addr, cfg.login_attempts, cfg.login_window_s):
-            store.record(s, None, "login-refused", None, addr, detail=f"account {name!r}: too many failed attempts")
+            store.audit_record(s, None, "login-refused", None, addr,
+                               detail=f"account {name!r}: too many failed attempts")
             s.commit()
             log.warning("login refused (rate limit) from %s", addr)
             return _login_page(request, next_path=target, status=429, username=name,
@@ -63,12 +64,12 @@ def login(request: Request, username: str = Form(""), password: str = Form(""), 
         account = store.authenticate(s, name, password) if name and password else None
         store.note_login(s, name, addr, account is not None)
         if account is None:
-            store.record(s, None, "login-failed", None, addr, detail=f"account {name!r}")
+            store.audit_record(s, None, "login-failed", None, addr, detail=f"account {name!r}")
             s.commit()
             return _login_page(request, next_path=target, status=401, username=name,
                                error="Wrong username or password, or the account is disabled.")
         token, _csrf = store.create_session(s, account)
-        store.record(s, account, "login", None, addr)
+        store.audit_record(s, account, "login", None, addr)
         s.commit()
     log.info("login: account id %s from %s", account.id, addr)
     response = RedirectResponse(target, status_code=303)
@@ -82,7 +83,7 @@ def logout(request: Request, csrf: str = Form(""), viewer: Viewer = Depends(curr
     check_csrf(viewer, csrf)
     with request.app.state.factory() as s:
         store.end_session(s, viewer.token)
-        store.record(s, viewer.account, "logout", None, client_addr(request))
+        store.audit_record(s, viewer.account, "logout", None, client_addr(request))
         s.commit()
     response = RedirectResponse("/login", status_code=303)
     response.delete_cookie(SESSION_COOKIE, path="/")
