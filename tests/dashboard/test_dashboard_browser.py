@@ -89,13 +89,15 @@ def test_review_an_alert_in_the_browser(dashboard, serial_pairs, browser, tmp_pa
 
     # The prior (no TWI: not an alert) and then the new ECG's report and analysis, as the worker publishes them.
     dashboard.publish(first)
+    sending = time.monotonic()
+    dashboard.publish(second)  # returns once the broker has both messages (acks=all)
     published = time.monotonic()
-    dashboard.publish(second)
     row = _wait_row(page, dashboard, second.report_id, 10)
     seen_s = time.monotonic() - published
     (ARTEFACTS / "live-latency.json").parent.mkdir(parents=True, exist_ok=True)
-    (ARTEFACTS / "live-latency.json").write_text(json.dumps({"published_to_visible_s": round(seen_s, 3)}))
-    assert seen_s < LIVE_GOAL_S * 2, f"alert visible {seen_s:.2f} s after it reached the topics (goal 1 s)"
+    (ARTEFACTS / "live-latency.json").write_text(json.dumps({"on_topics_to_visible_s": round(seen_s, 3),
+                                                             "publishing_s": round(published - sending, 3)}))
+    assert seen_s < LIVE_GOAL_S, f"alert visible {seen_s:.2f} s after it reached the topics (goal 1 s)"
     assert page.locator("tr.alert-row").count() == 1  # the no-TWI prior is not queued
     assert "Secondary: LVH with strain" in row.inner_text() and "New" in row.inner_text()
     _shot(page, "queue.png")
