@@ -18,6 +18,7 @@ from pathlib import Path
 
 import httpx
 import pytest
+from pydantic import SecretStr
 
 from engine.analyze import analyze
 from stream.config import ToolSettings
@@ -72,7 +73,7 @@ def dashboard_settings(isolated: ToolSettings, tmp_path: Path, **extra) -> ToolS
         "topic_analysis": prefix + "ecg.analysis", "topic_adjudications": prefix + "twiwatch.adjudications",
         "dashboard_group": f"twiwatch-dashboard-{run}-{uuid.uuid4().hex[:6]}", "dashboard_data_dir": tmp_path / "dash",
         "dashboard_port": free_port(), "dashboard_host": "127.0.0.1", "dashboard_timezone": "Europe/Berlin",
-        "patient_hash_secret": "dashboard-test-secret", **extra})
+        "patient_hash_secret": SecretStr("dashboard-test-secret"), **extra})
 
 
 def start_dashboard(s: ToolSettings, log: Path, timeout_s: float = 90) -> subprocess.Popen:
