@@ -89,9 +89,10 @@ def _swap(node: Any, old: str, new: str) -> Any:
 
 
 def replicate(pair: Pair, *, report_id: str, mrn: str, unit: str, bed: str, shift: timedelta,
-              version: int | None = None) -> Pair:
+              version: int | None = None, own_source: bool = True) -> Pair:
     """The same real analysis under another report id and patient, at another time (and optionally as another
-    version of the report, status preliminary)."""
+    version of the report, status preliminary). own_source=False keeps the original source id, so a store keeps
+    the (same) signal once for all copies."""
     bundle = _swap(json.loads(pair.report), pair.report_id, report_id)
     msg = _swap(json.loads(pair.analysis), pair.report_id, report_id)
     dr = next(e["resource"] for e in bundle["entry"] if e["resource"]["resourceType"] == "DiagnosticReport")
@@ -110,7 +111,8 @@ def replicate(pair: Pair, *, report_id: str, mrn: str, unit: str, bed: str, shif
         headers["twiwatch.status"] = b"preliminary"
         msg["version"], msg["status"] = version, "preliminary"
     msg["acquired_at"] = when.isoformat()
-    msg["source_id"] = f"{msg['source_id']}#{report_id}"
+    if own_source:
+        msg["source_id"] = f"{msg['source_id']}#{report_id}"
     if msg.get("patient"):
         msg["patient"] = {**msg["patient"], "mrn": mrn}
     msg["location"] = {**msg["location"], "unit": unit, "bed": bed}

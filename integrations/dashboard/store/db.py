@@ -5,6 +5,9 @@ SQLite (the default, one replica) or PostgreSQL (several replicas). The Alembic 
 """
 from __future__ import annotations
 
+import contextlib
+import fcntl
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -59,7 +62,7 @@ def migrate(url: str, engine: Engine | None = None) -> None:
     own = engine is None
     engine = engine or make_engine(url)
     try:
-        with engine.begin() as conn:
+        with _sqlite_file_lock(url), engine.begin() as conn:
             if conn.dialect.name == "postgresql":
                 conn.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": _MIGRATION_LOCK})
             cfg = alembic_config()
@@ -68,6 +71,21 @@ def migrate(url: str, engine: Engine | None = None) -> None:
     finally:
         if own:
             engine.dispose()
+
+
+@contextlib.contextmanager
+def _sqlite_file_lock(url: str) -> Iterator[None]:
+    """SQLite has no advisory lock: two processes migrating one file take turns on a lock file beside it."""
+    parsed = make_url(url)
+    if parsed.get_backend_name() != "sqlite" or not parsed.database or parsed.database == ":memory:":
+        yield
+        return
+    with open(f"{parsed.database}.migrate-lock", "a") as f:
+        fcntl.flock(f, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(f, fcntl.LOCK_UN)
 
 
 def current_revision(engine: Engine) -> str | None:
@@ -98,5 +116,8 @@ def insert_ignore(s: Session, model: Any, values: dict[str, Any], key: list[str]
         from sqlalchemy.dialects.postgresql import insert
     else:
         from sqlalchemy.dialects.sqlite import insert
-    stmt = insert(model).values(**values).on_conflict_do_nothing(index_elements=key)
-    return s.execute(stmt).rowcount == 1
+    table = model.__table__
+    stmt = (insert(table).values(**values).on_conflict_do_nothing(index_elements=key)
+            .returning(*table.primary_key.columns))
+    # RETURNING rather than rowcount: psycopg reports no rowcount for this statement through SQLAlchemy.
+    return s.connection().execute(stmt).first() is not None

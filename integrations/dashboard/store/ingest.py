@@ -212,14 +212,19 @@ def _check_signal(signal: Any, what: str) -> None:
 
 def _report_row(s: Session, report_id: str) -> Report:
     """The report's row, created if missing, locked for this transaction (PostgreSQL: FOR UPDATE; SQLite holds the
-    write lock already)."""
+    write lock already). Two replicas creating it at once: one INSERT wins, both then lock the same row."""
+    q = (select(Report).where(Report.report_id == report_id).with_for_update()
+         .execution_options(populate_existing=True))
+    row = s.scalars(q).one_or_none()
+    if row is not None:
+        return row
+    now = utcnow()
     insert_ignore(s, Report, {"report_id": report_id, "kind": "ecg", "version": 0, "bundle_version": 0,
                               "analysis_version": 0, "novelty": "unknown", "group_key": f"report:{report_id}",
                               "time_key": 0, "is_alert": False, "state_rank": 0, "class_rank": 9,
-                              "changed_since_adjudication": False, "row_version": 0, "created_at": utcnow(),
-                              "updated_at": utcnow()}, ["report_id"])
-    return s.scalars(select(Report).where(Report.report_id == report_id).with_for_update()
-                     .execution_options(populate_existing=True)).one()
+                              "changed_since_adjudication": False, "row_version": 0, "created_at": now,
+                              "updated_at": now}, ["report_id"])
+    return s.scalars(q).one()
 
 
 def _patient_key(r: Report) -> str:
@@ -244,7 +249,9 @@ def _finish(s: Session, r: Report, version: int) -> Change:
     r.state_rank = STATE_RANK.get(r.state or "new", 0)
     r.row_version += 1
     r.updated_at = utcnow()
-    r.seq = next_seq(s)  # last: see queue.py
+    # Last: see queue.py. The report row is locked already (FOR UPDATE above; SQLite: the write lock), so the lock
+    # order is always report row, then counter, as in actions.py.
+    r.seq = next_seq(s)
     s.flush()
     return Change(r.report_id, r.seq)
 

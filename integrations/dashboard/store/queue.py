@@ -13,7 +13,7 @@ import json
 from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import func, select, tuple_, update
+from sqlalchemy import Select, func, select, tuple_, update
 from sqlalchemy.orm import Session
 
 from integrations.dashboard.store.models import Counter, Report
@@ -98,10 +98,8 @@ def _decode_cursor(cursor: str) -> tuple[int, int, int, int]:
         raise BadCursor("not a queue cursor") from None
 
 
-def list_alerts(s: Session, f: AlertFilter, cursor: str | None, limit: int = 50) -> tuple[list[AlertRow], str | None]:
-    """One page of the queue in queue order, and the cursor of the next page (None on the last)."""
-    if limit < 1:
-        raise ValueError("limit must be >= 1")
+def alert_query(f: AlertFilter, cursor: str | None, limit: int) -> Select[tuple[Report]]:
+    """The page query of list_alerts (bench/dashboard_store.py shows its plan)."""
     order = (Report.state_rank, Report.class_rank, Report.time_key, Report.id)
     q = select(Report).where(Report.is_alert.is_(True))
     if f.state:
@@ -120,7 +118,14 @@ def list_alerts(s: Session, f: AlertFilter, cursor: str | None, limit: int = 50)
         q = q.where(Report.mrn == f.patient)
     if cursor:
         q = q.where(tuple_(*order) > tuple_(*_decode_cursor(cursor)))
-    rows = list(s.scalars(q.order_by(*order).limit(limit + 1)))
+    return q.order_by(*order).limit(limit)
+
+
+def list_alerts(s: Session, f: AlertFilter, cursor: str | None, limit: int = 50) -> tuple[list[AlertRow], str | None]:
+    """One page of the queue in queue order, and the cursor of the next page (None on the last)."""
+    if limit < 1:
+        raise ValueError("limit must be >= 1")
+    rows = list(s.scalars(alert_query(f, cursor, limit + 1)))
     more = len(rows) > limit
     rows = rows[:limit]
     return [alert_row(r) for r in rows], (_encode_cursor(rows[-1]) if more else None)
@@ -140,8 +145,9 @@ def list_alerts(s: Session, f: AlertFilter, cursor: str | None, limit: int = 50)
 
 def next_seq(s: Session) -> int:
     """The next change number; call it as the last write before the commit (see above)."""
-    return s.execute(update(Counter).where(Counter.name == "change_seq").values(value=Counter.value + 1)
-                     .returning(Counter.value)).scalar_one()
+    table = Counter.__table__
+    return s.connection().execute(update(table).where(table.c.name == "change_seq")
+                                  .values(value=table.c.value + 1).returning(table.c.value)).scalar_one()
 
 
 def latest_seq(s: Session) -> int:
