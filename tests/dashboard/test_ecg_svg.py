@@ -71,9 +71,13 @@ def test_twelve_lead_figure_is_drawn_at_true_scale(lvh):
 
 def test_few_leads_are_drawn_as_strips_and_bad_signals_refused(lvh):
     _, signal, _ = lvh
-    two = {**signal, "leads": {k: signal["leads"][k] for k in ("II", "V5")}}
+    two = {**signal, "leads": {k: signal["leads"][k] for k in ("II", "aVF")}, "derived": ["aVF"],
+           "flagged": {"II": [[100, 150]]}}
     root = ET.fromstring(render_ecg(two))
     assert root.get("height") == "70mm" and len(root.findall(".//s:polyline", NS)) == 2
+    shaded = root.find(".//s:rect[@class='flagged']", NS)
+    assert float(shaded.get("width")) == pytest.approx(50 / signal["fs"] * MM_PER_S)  # 0.5 s at 100 Hz: 12.5 mm
+    assert "aVF (derived)" in {t.text for t in root.findall(".//s:text", NS)}
     with pytest.raises(SignalError):
         render_ecg({"fs": 500, "dtype": "float32", "leads": {}})
     with pytest.raises(SignalError):

@@ -12,7 +12,7 @@ Everything is drawn with presentation attributes (no style attributes), so the p
 from __future__ import annotations
 
 import base64
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from html import escape
 from typing import Any
 
@@ -46,6 +46,8 @@ class SignalError(ValueError):
 class Signal:
     fs: float
     leads: dict[str, np.ndarray]  # µV, int16 widened to float
+    derived: frozenset[str] = frozenset()  # limb leads the engine computed from I and II
+    flagged: dict[str, list[tuple[int, int]]] = field(default_factory=dict)  # [start, end) runs the sender flagged
 
     @property
     def duration_s(self) -> float:
@@ -60,11 +62,12 @@ def decode_signal(signal: dict[str, Any]) -> Signal:
             raise SignalError(f"unsupported signal (dtype {signal.get('dtype')!r}, fs {fs})")
         leads = {name: np.frombuffer(base64.b64decode(data), dtype="<i2").astype(np.float64)
                  for name, data in signal["leads"].items()}
+        flagged = {lead: [(int(a), int(b)) for a, b in runs] for lead, runs in (signal.get("flagged") or {}).items()}
     except (KeyError, TypeError, ValueError) as exc:
         if isinstance(exc, SignalError):
             raise
         raise SignalError(f"unreadable signal ({type(exc).__name__})") from None
-    return Signal(fs, leads)
+    return Signal(fs, leads, frozenset(signal.get("derived") or ()), flagged)
 
 
 def _fmt(values: np.ndarray) -> list[str]:
@@ -121,7 +124,14 @@ def _segment(sig: Signal, lead: str, t0: float, t1: float, x0: float, baseline: 
     idx = np.arange(i0, i1)
     x = x0 + (idx / sig.fs - t0) * MM_PER_S
     y = baseline - (seg - offset) / 1000.0 * MM_PER_MV
-    parts = [_polyline(x, y)]
+    parts = []
+    for a, b in sig.flagged.get(lead, ()):  # the sender's flagged samples (lead-off, INOP, FHIR E/U/L), shaded
+        lo, hi = max(a, i0), min(b, i1)
+        if hi > lo:
+            parts.append(f'<rect class="flagged" x="{x0 + (lo / sig.fs - t0) * MM_PER_S:.2f}" y="{baseline - 15:.2f}" '
+                         f'width="{(hi - lo) / sig.fs * MM_PER_S:.2f}" height="30" fill="#9e9e9e" fill-opacity="0.35">'
+                         f'<title>flagged by the sender ({escape(lead)})</title></rect>')
+    parts.append(_polyline(x, y))
     marks = 0
     for beat in _beats(analysis, lead):
         for key, shape in (("t_peak", "peak"), ("t_offset", "offset")):
@@ -140,10 +150,10 @@ def _segment(sig: Signal, lead: str, t0: float, t1: float, x0: float, baseline: 
     return "".join(parts), marks
 
 
-def _label(x: float, y: float, lead: str, twi: bool) -> str:
+def _label(x: float, y: float, lead: str, twi: bool, derived: bool = False) -> str:
     fill = TWI_LABEL if twi else TRACE
     weight = "bold" if twi else "normal"
-    suffix = " (TWI)" if twi else ""
+    suffix = (" (derived)" if derived else "") + (" (TWI)" if twi else "")
     return (f'<text class="lead-label{" lead-twi" if twi else ""}" x="{x:.2f}" y="{y:.2f}" font-size="3" '
             f'font-family="sans-serif" font-weight="{weight}" fill="{fill}">{escape(lead)}{suffix}</text>')
 
@@ -184,7 +194,8 @@ def _twelve_lead(sig: Signal, analysis, twi_leads) -> tuple[str, float, float, i
                 lead = leads[row]
                 x0 = CAL_MM + col * COL_S * MM_PER_S
                 t0 = col * COL_S
-                parts.append(_label(x0 + LABEL_PAD_MM, ROW_MM * row + 4, lead, lead in twi_leads))
+                parts.append(_label(x0 + LABEL_PAD_MM, ROW_MM * row + 4, lead, lead in twi_leads,
+                                    lead in sig.derived))
                 if lead in sig.leads:
                     svg, n = _segment(sig, lead, t0, t0 + COL_S, x0, baseline, analysis)
                     parts.append(svg)
@@ -214,7 +225,7 @@ def _strips(sig: Signal, analysis, twi_leads) -> tuple[str, float, float, int]:
     for row, lead in enumerate(leads):
         baseline = ROW_MM * row + ROW_MM / 2
         parts.append(_calibration(0.0, baseline))
-        parts.append(_label(CAL_MM + LABEL_PAD_MM, ROW_MM * row + 4, lead, lead in twi_leads))
+        parts.append(_label(CAL_MM + LABEL_PAD_MM, ROW_MM * row + 4, lead, lead in twi_leads, lead in sig.derived))
         svg, n = _segment(sig, lead, 0.0, duration, CAL_MM, baseline, analysis)
         parts.append(svg)
         marks += n

@@ -55,6 +55,8 @@ def render_trend(episode: dict[str, Any], svg_id: str = "trend") -> str:
         vals = [(tx(t), ls.get(lead, {}).get("t_mv")) for t, ls in points]
         vals = [(x, float(v)) for x, v in vals if isinstance(v, int | float)]
         base = _per_lead(episode.get("baseline_mv"), lead)
+        if base is None:
+            base = _per_lead({k: (v or {}).get("t") for k, v in (episode.get("baseline") or {}).items()}, lead)
         ys = np.array([v for _, v in vals] + ([base] if base is not None else []) + [0.0])
         vmin, vmax = float(ys.min()), float(ys.max())
         pad = max(0.05, (vmax - vmin) * 0.1)

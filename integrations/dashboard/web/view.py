@@ -67,7 +67,8 @@ def reasoning_claims(reasoning: dict[str, Any] | None) -> list[dict[str, str]]:
         return []
     structured = reasoning.get("claims")
     if isinstance(structured, list) and structured:
-        return [{"text": str(c.get("text") or c.get("claim") or ""), "verdict": str(c.get("verdict", "unverifiable")),
+        return [{"text": str(c.get("summary") or c.get("text") or ""), "quote": str(c.get("text") or ""),
+                 "verdict": str(c.get("verdict", "unverifiable")), "hedged": bool(c.get("hedged")),
                  "evidence": "; ".join(map(str, c.get("evidence") or []))} for c in structured if isinstance(c, dict)]
     out: list[dict[str, str]] = []
     for line in reasoning.get("cross_check") or []:
