@@ -168,3 +168,40 @@ def test_users_cli_adds_lists_and_disables(dashboard):
     assert cli(dashboard.s, "users", "disable", "rev2").returncode == 0
     assert client.get("/").status_code == 303  # its session ended with the account
     assert "rev2\treviewer\tdisabled" in cli(dashboard.s, "users", "list").stdout
+
+
+def test_an_episode_alert_shows_its_trend_and_windows(dashboard, ptbxl):
+    """A monitor episode's report (integrations/fhir/episode.py) and its §13.1 message: a real ECG stands in for
+    the opening window; the trend is a falling T amplitude in II and III across the baseline and the episode."""
+    from tests.dashboard.conftest import Pair
+    from tests.integrations.dashboard_store.test_episodes import START, EpisodeEvent, _episode
+    from tests.support.dashboard_messages import signal_of
+
+    rid = "episode-web-1"
+    value, headers = _episode(EpisodeEvent("opened", 1, START + 300), rid)
+    trend = [{"t": f"2024-05-01T{9 + (m + 50) // 60:02d}:{(m + 50) % 60:02d}:00Z",
+              "lead": {"II": {"t_mv": 0.25 - (0.006 * m if m > 10 else 0), "st_j60_mv": 0.0, "quality": "ok"},
+                       "III": {"t_mv": 0.2 - (0.005 * m if m > 10 else 0), "st_j60_mv": 0.0, "quality": "ok"}}}
+             for m in range(0, 20)]
+    msg = {"schema": "twiwatch.analysis/1", "kind": "episode", "research_only": True, "report_id": rid, "version": 1,
+           "status": "preliminary", "issued": "2024-05-01T10:05:00Z", "source_id": "gw|dev1|bed4",
+           "acquired_at": None, "patient": {"mrn": "MRN-77", "system": "urn:oid:1.2.3"}, "signal": None,
+           "location": {"unit": "CCU", "bed": "4", "device": "dev1"}, "analysis": None, "prior": None,
+           "head": None, "reasoning": None,
+           "episode": {"episode_id": "ep-1", "stream": "s", "event": "opened", "state": "open",
+                       "start": "2024-05-01T10:00:00Z", "end": None, "leads": ["II", "III"],
+                       "depth_mv": {"II": 0.21, "III": 0.18}, "baseline_mv": {"II": 0.25, "III": 0.2},
+                       "baseline_source": "monitoring", "trend": trend,
+                       "windows": {"opened": signal_of(ptbxl["143"].load()), "closed": None}}}
+    dashboard.publish(Pair(rid, 1, "episode", value, headers, json.dumps(msg).encode(), int(START * 1000)))
+    client = login(dashboard.url, "rev1", dashboard.passwords["rev1"])
+    item = wait_for_alert(client, rid)
+    assert item["class"] == "episode" and item["mrn"] == "MRN-77"
+    deadline = time.monotonic() + 30
+    while 'id="figure-trend"' not in (html := client.get(f"/alerts/{rid}").text) and time.monotonic() < deadline:
+        time.sleep(0.3)  # the analysis message may be ingested a moment after the report
+    assert 'id="figure-trend"' in html and 'class="episode-span"' in html and 'class="trend-baseline"' in html
+    assert 'id="figure-opened"' in html and html.count('class="ecg"') == 1
+    assert "still open" in html and "RESEARCH USE ONLY" in html
+    grouped = client.get("/", params={"group": "episode"}).text
+    assert "Episode ep-1 (1)" in grouped

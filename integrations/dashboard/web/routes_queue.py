@@ -64,7 +64,7 @@ def group_rows(rows: list, how: str) -> list[tuple[str, list]]:
         if how == "patient":
             key = f"MRN {row.mrn}" if row.mrn else "No MRN"
         else:
-            key = f"Episode {row.group_key[:12]}" if row.kind == "episode" else "ECGs (not episodes)"
+            key = f"Episode {row.group_key.split(':', 1)[-1][:16]}" if row.kind == "episode" else "ECGs (not episodes)"
         groups.setdefault(key, []).append(row)
     return list(groups.items())
 
