@@ -125,6 +125,40 @@ def dashboard(isolated, tmp_path) -> Dashboard:
     stop_worker(proc)
 
 
+@pytest.fixture(scope="session")
+def pg_admin_url():
+    """A throwaway PostgreSQL 15 server for the session (tests/support/postgres.py); skipped with the reason when
+    the binaries are missing."""
+    from tests.support import postgres
+
+    why = postgres.available()
+    if why:
+        pytest.skip(why)
+    with postgres.postgres_server() as url:
+        yield url
+
+
+@pytest.fixture
+def replicas(isolated, tmp_path, pg_admin_url):
+    """Two `twiwatch dashboard` processes on one PostgreSQL database, in one consumer group (several replicas)."""
+    from tests.support import postgres
+
+    db = postgres.create_database(pg_admin_url, "dash" + uuid.uuid4().hex[:10])
+    s = dashboard_settings(isolated, tmp_path, dashboard_db_url=db)
+    ensure_topics(s, topic_specs(s))
+    add_users(s)
+    out = []
+    try:
+        for i in range(2):
+            si = s.model_copy(update={"dashboard_port": free_port()})
+            log = tmp_path / f"dashboard-{i}.log"
+            out.append(Dashboard(f"http://127.0.0.1:{si.dashboard_port}", si, start_dashboard(si, log), log))
+        yield out
+    finally:
+        for d in out:
+            stop_worker(d.proc)
+
+
 # --- real report/analysis pairs ---
 
 def with_beats(pair: Pair, recording) -> Pair:

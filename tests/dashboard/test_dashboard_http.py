@@ -205,3 +205,35 @@ def test_an_episode_alert_shows_its_trend_and_windows(dashboard, ptbxl):
     assert "still open" in html and "RESEARCH USE ONLY" in html
     grouped = client.get("/", params={"group": "episode"}).text
     assert "Episode ep-1 (1)" in grouped
+
+
+@pytest.mark.postgres
+def test_two_replicas_on_postgresql_share_alerts_locks_and_live_changes(replicas, serial_pairs):
+    a, b = replicas
+    first, second = serial_pairs
+    rev1 = login(a.url, "rev1", a.passwords["rev1"])
+    rev2 = login(b.url, "rev2", b.passwords["rev2"])
+    seq_b = int(rev2.get("/").text.split('data-seq="')[1].split('"')[0])
+    a.publish(first, second)
+    # Whichever replica's consumer took the partitions, both serve the alert and B's change feed carries it.
+    assert wait_for_alert(rev1, second.report_id)["state"] == "new"
+    assert wait_for_alert(rev2, second.report_id)["state"] == "new"
+    with rev2.stream("GET", "/events", params={"since": seq_b}, timeout=10) as events:
+        body = ""
+        for chunk in events.iter_text():
+            body += chunk
+            if "event: change" in body and second.report_id in body:
+                break
+    assert second.report_id in body
+    page_a, page_b = rev1.get(f"/alerts/{second.report_id}").text, rev2.get(f"/alerts/{second.report_id}").text
+    version = int(page_a.split('name="row_version" value="')[1].split('"')[0])
+    r = rev1.post(f"/alerts/{second.report_id}/acknowledge", data={"row_version": version, "csrf": csrf_of(page_a)})
+    assert r.status_code == 303
+    r = rev2.post(f"/alerts/{second.report_id}/adjudicate", data={
+        "row_version": version, "csrf": csrf_of(page_b), "verdict": "artifact", "note": ""})
+    assert r.status_code == 409 and "changed by someone else" in r.text
+    msgs = _read_topic(a.s, a.s.topic_adjudications, 1)
+    assert {json.loads(m.value)["action"] for m in msgs} == {"acknowledge"}
+    assert len({json.loads(m.value)["action_id"] for m in msgs}) == 1
+    for d in replicas:
+        assert httpx.get(f"{d.url}/healthz").status_code == 200

@@ -97,10 +97,11 @@ def queue_rows(request: Request, q: QueueQuery = Depends(queue_query), viewer: V
 
 
 @router.get("/events")
-async def events(request: Request, since: int = 0, viewer: Viewer = Depends(current_viewer)) -> StreamingResponse:
+async def events(request: Request, since: int = -1, viewer: Viewer = Depends(current_viewer)) -> StreamingResponse:
     """Server-sent events: one `change` event (the changed alerts' ids, states and the new sequence number) whenever
     the store has changes after `since`; polled every ~250 ms so a new report shows within a second. The stream
-    ends after the idle timeout; the browser reconnects, and that checks the session again."""
+    ends after the idle timeout; the browser reconnects, and that checks the session again. `since` is the sequence
+    number the page was rendered at (the queue page carries it); without it, changes from now on."""
     app = request.app
     cfg = app.state.cfg
     lifetime = cfg.idle_timeout_s
@@ -111,7 +112,7 @@ async def events(request: Request, since: int = 0, viewer: Viewer = Depends(curr
 
     async def stream() -> AsyncIterator[str]:
         seq = since
-        if seq <= 0:
+        if seq < 0:
             seq = await run_in_threadpool(lambda: _latest(app))
         started = last_sent = time.monotonic()
         yield f"retry: 1000\nevent: hello\ndata: {json.dumps({'seq': seq})}\n\n"
@@ -119,8 +120,8 @@ async def events(request: Request, since: int = 0, viewer: Viewer = Depends(curr
             if await request.is_disconnected():
                 return
             new_seq, rows = await run_in_threadpool(poll, seq)
+            seq = max(new_seq, seq)  # past changes of reports that are not alerts too
             if rows:
-                seq = max(new_seq, seq)
                 data = {"seq": seq, "changes": [{"id": r.id, "state": r.state, "version": r.version} for r in rows]}
                 yield f"event: change\nid: {seq}\ndata: {json.dumps(data)}\n\n"
                 last_sent = time.monotonic()
