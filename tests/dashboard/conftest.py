@@ -191,6 +191,14 @@ def serial_pairs(ptbxl) -> tuple[Pair, Pair]:
     return with_beats(first, ptbxl["266"]), with_beats(second, ptbxl["281"])
 
 
+@pytest.fixture(scope="session")
+def other_pairs(ptbxl) -> list[Pair]:
+    """More real alerts for a fuller queue: PTB-XL 468 (ischemic pattern), 256 (LBBB), 1052 (indeterminate)."""
+    beds = {"468": ("ICU", "7"), "256": ("ED", "2"), "1052": ("CCU", "5")}
+    return [with_beats(real_pair(ptbxl[rid], unit=unit, bed=bed, broker_ts_ms=1_714_600_000_000 + i * 60_000)[0],
+                       ptbxl[rid]) for i, (rid, (unit, bed)) in enumerate(beds.items())]
+
+
 # --- HTTP helpers ---
 
 CSRF = re.compile(r'name="csrf" value="([^"]+)"')
