@@ -199,6 +199,35 @@ def other_pairs(ptbxl) -> list[Pair]:
                        ptbxl[rid]) for i, (rid, (unit, bed)) in enumerate(beds.items())]
 
 
+def reasoned_version(pair: Pair, recording) -> Pair:
+    """Version 2 of a report as the worker writes it after the reasoner: the engine's real cross-check of the
+    ECG-R1 STAND-IN's canned "lateral-twi" output (integrations/reasoner/standin_outputs.json; not the model)
+    against this ECG's measurements, with each claim's verdict; and an encoder-head opinion that disagrees with the
+    criteria (hand-written test input: the head is not run here)."""
+    from datetime import timedelta
+
+    from engine.reasoner import cross_check, parse_reasoning
+    from engine.reasoner.crosscheck import describe
+    from integrations.reasoner.standin import OUTPUTS_PATH
+    from tests.support.dashboard_messages import replicate
+
+    text = next(o["text"] for o in json.loads(OUTPUTS_PATH.read_text())["outputs"] if o["id"] == "lateral-twi")
+    parsed = parse_reasoning(text, "stop")
+    cc = cross_check(parsed, analyze(recording.load(), []))
+    msg = json.loads(pair.analysis)
+    v2 = replicate(pair, report_id=pair.report_id, mrn=msg["patient"]["mrn"], unit=msg["location"]["unit"],
+                   bed=msg["location"]["bed"], shift=timedelta(0), version=2, own_source=False)
+    msg2 = json.loads(v2.analysis)
+    msg2["reasoning"] = {
+        "model": "ECG-R1 STAND-IN (canned output, not the model)", "version": "standin", "status": "completed",
+        "answer": list(parsed.labels), "cross_check": cc.lines(),
+        "claims": [{"text": c.text, "summary": describe(c), "kind": c.kind, "leads": c.leads, "hedged": c.hedged,
+                    "verdict": c.verdict, "evidence": c.evidence} for c in cc.claims]}
+    msg2["head"] = {"model": "triage-s50", "twi_present": 0.91, "ischemic_vs_secondary": 0.78,
+                    "disagreement": "the head scores an ischaemic pattern where the criteria name LVH strain"}
+    return dataclasses.replace(v2, analysis=json.dumps(msg2, separators=(",", ":")).encode())
+
+
 # --- HTTP helpers ---
 
 CSRF = re.compile(r'name="csrf" value="([^"]+)"')

@@ -11,7 +11,7 @@ import pytest
 from kafka import KafkaConsumer
 
 from stream.deadletter import read_headers
-from tests.dashboard.conftest import cli, csrf_of, login, wait_for_alert
+from tests.dashboard.conftest import cli, csrf_of, login, reasoned_version, wait_for_alert
 
 pytestmark = pytest.mark.kafka
 
@@ -67,7 +67,7 @@ def test_login_refuses_bad_passwords_then_rate_limits(dashboard):
     assert r.status_code == 403
 
 
-def test_reports_become_alerts_and_actions_are_locked_audited_and_published(dashboard, serial_pairs):
+def test_reports_become_alerts_and_actions_are_locked_audited_and_published(dashboard, serial_pairs, ptbxl):
     first, second = serial_pairs
     # The analysis message may come before its report (different topics); a redelivery changes nothing.
     dashboard.publish(first, second, analysis_first=True)
@@ -128,6 +128,22 @@ def test_reports_become_alerts_and_actions_are_locked_audited_and_published(dash
     export = admin.get("/admin/export.csv")
     assert export.status_code == 200 and "agree-secondary" in export.text and "research" in export.text.lower()
     assert admin.get("/admin/agreement").status_code == 200
+
+    # Version 2 (the reasoner's claims, the head disagreeing) reopens the adjudicated alert, marked as changed.
+    v2 = reasoned_version(second, ptbxl["281"])
+    dashboard.publish(v2)
+    deadline = time.monotonic() + 30
+    while (now := wait_for_alert(rev1, second.report_id))["version"] != 2 and time.monotonic() < deadline:
+        time.sleep(0.3)
+    assert now["state"] == "new" and now["changed_since_adjudication"] is True, now
+    deadline = time.monotonic() + 30
+    while "verdict-" not in (html := rev1.get(f"/alerts/{second.report_id}").text) and time.monotonic() < deadline:
+        time.sleep(0.3)
+    verdicts = json.loads(v2.analysis)["reasoning"]["claims"]
+    assert html.count('class="claim verdict-') == len(verdicts) > 0
+    for v in {c["verdict"] for c in verdicts}:
+        assert f"verdict-{v}" in html
+    assert "Disagrees with the criteria" in html and "changed since adjudication" in html
     # No patient identifier in the process's log.
     assert item["mrn"] not in dashboard.log_text()
 
