@@ -61,8 +61,11 @@ def disable_user(request: Request, name: str, csrf: str = Form(""), viewer: View
 
 @router.get("/audit", response_class=HTMLResponse)
 def audit(request: Request, cursor: str | None = None, viewer: Viewer = Depends(admin_viewer)):
-    with request.app.state.factory() as s:
-        entries, next_cursor = store.list_audit(s, cursor or None, 100)
+    try:
+        with request.app.state.factory() as s:
+            entries, next_cursor = store.list_audit(s, cursor or None, 100)
+    except ValueError:
+        return RedirectResponse("/admin/audit", status_code=303)  # not a cursor this page wrote
     return request.app.state.templates.TemplateResponse(request, "admin_audit.html", {
         "viewer": viewer, "entries": entries, "next_cursor": next_cursor})
 
