@@ -71,7 +71,7 @@ class StoreCounts:
                 pending = store.pending_count(s)
                 counts = counts_fn(s) if counts_fn else {}
         except Exception as exc:  # noqa: BLE001 - a scrape must not fail because the store is down
-            log.warning("store counts for /metrics failed: %s", one_line(exc))
+            log.warning("store counts for /metrics failed: %s", safe_db_error(exc))
             return
         yield GaugeMetricFamily("twiwatch_dashboard_outbox_pending", "actions stored but not yet on the "
                                 "adjudications topic", value=pending)
@@ -184,7 +184,9 @@ class Ingestor:
             INGESTED.labels(topic, "retry").inc()
             return False
         except Exception as exc:  # noqa: BLE001 - one unreadable message must not stop the dashboard
-            log.exception("ingest of %s@%d/%d failed", record.topic, record.partition, record.offset)
+            # The exception's type only: its text could quote the message (patient data stays out of logs).
+            log.error("ingest of %s@%d/%d failed (%s)", record.topic, record.partition, record.offset,
+                      type(exc).__name__)
             return self._deadletter(record, topic, f"ingest failed: {type(exc).__name__}", "ingest-error")
         self.store_failing_since = None
         CONSUMER_UP.set(1)
@@ -195,7 +197,7 @@ class Ingestor:
         self.error = f"{type(exc).__name__}"
         if self.store_failing_since is None:
             self.store_failing_since = time.monotonic()
-            log.error("store unavailable (%s); retrying the message", one_line(exc))
+            log.error("store unavailable (%s); retrying the message", safe_db_error(exc))
         CONSUMER_UP.set(0)
 
     def _deadletter(self, record, topic: str, reason: str, code: str) -> bool:
@@ -214,6 +216,14 @@ class Ingestor:
         return True
 
 
+def safe_db_error(exc: Exception) -> str:
+    """A database error without the statement and its parameters (SQLAlchemy's text quotes both; they can hold an
+    MRN): the driver's error class and its first line."""
+    orig = getattr(exc, "orig", None) or exc
+    first = str(orig).strip().splitlines()[0] if str(orig).strip() else ""
+    return f"{type(orig).__name__}: {first[:200]}" if "[SQL" not in first else type(orig).__name__
+
+
 def publish_outbox(s: DashboardSettings, factory, producer, stop: threading.Event, interval_s: float = 0.5) -> None:
     """Send stored actions to the adjudications topic until stop (the outbox loop's thread)."""
     while not stop.is_set():
@@ -223,7 +233,7 @@ def publish_outbox(s: DashboardSettings, factory, producer, stop: threading.Even
                 PUBLISHED.inc(sent)
                 continue  # more may be waiting
         except Exception as exc:  # noqa: BLE001 - rows stay pending and are sent on the next round
-            log.warning("outbox not published (%s); retrying", one_line(exc))
+            log.warning("outbox not published (%s); retrying", safe_db_error(exc))
         stop.wait(interval_s)
 
 

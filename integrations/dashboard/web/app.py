@@ -1,12 +1,13 @@
 """The FastAPI app: security headers on every response, request latency, the routers, templates and static files."""
 from __future__ import annotations
 
+import logging
 import secrets
 import time
 from pathlib import Path
 
 from fastapi import FastAPI, Request
-from fastapi.responses import JSONResponse, RedirectResponse, Response
+from fastapi.responses import JSONResponse, PlainTextResponse, RedirectResponse, Response
 from fastapi.staticfiles import StaticFiles
 from fastapi.templating import Jinja2Templates
 from prometheus_client import CONTENT_TYPE_LATEST, Histogram, generate_latest
@@ -17,6 +18,7 @@ from integrations.dashboard.web import view
 from integrations.dashboard.web.config import WebConfig
 from integrations.dashboard.web.security import LoginRequired, login_redirect
 
+log = logging.getLogger("twiwatch.dashboard.web")
 HERE = Path(__file__).resolve().parent
 # No inline script or style anywhere: scripts and stylesheets come from /static only.
 CSP = ("default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; object-src 'none'; "
@@ -59,7 +61,12 @@ def create_app(cfg: WebConfig, engine: Engine) -> FastAPI:
     @app.middleware("http")
     async def headers_and_latency(request: Request, call_next):
         started = time.perf_counter()
-        response = await call_next(request)
+        try:
+            response = await call_next(request)
+        except Exception as exc:  # noqa: BLE001 - logged without its text (SQL parameters can hold an MRN)
+            log.error("%s %s failed: %s", request.method, getattr(request.scope.get("route"), "path", "?"),
+                      type(exc).__name__)
+            response = PlainTextResponse("Internal error (logged). RESEARCH USE ONLY.", status_code=500)
         for name, value in SECURITY_HEADERS.items():
             response.headers.setdefault(name, value)
         if request.url.path.startswith(("/alerts", "/api", "/admin", "/queue")) or request.url.path == "/":
