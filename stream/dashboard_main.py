@@ -20,6 +20,7 @@ import time
 from typing import Any
 
 from kafka import KafkaConsumer
+from kafka.errors import CommitFailedError, RebalanceInProgressError
 from kafka.structs import OffsetAndMetadata
 from prometheus_client import REGISTRY, Counter, Gauge
 from prometheus_client.core import GaugeMetricFamily
@@ -39,6 +40,8 @@ log = logging.getLogger("twiwatch.dashboard")
 INGESTED = Counter("twiwatch_dashboard_messages_total", "messages the dashboard consumed, by topic and outcome "
                    "(stored, duplicate, deadletter, retry)", ["topic", "outcome"])
 PUBLISHED = Counter("twiwatch_dashboard_adjudications_published_total", "outbox rows sent to the adjudications topic")
+COMMITS_REFUSED = Counter("twiwatch_dashboard_commits_refused_total", "offset commits refused by a rebalance (the "
+                          "messages were stored; they may be redelivered, which changes nothing)")
 CONSUMER_UP = Gauge("twiwatch_dashboard_consumer_up", "1 while the consumer polls and the store takes writes")
 RETRY_PAUSE_S = (0.5, 5.0)  # first and longest pause before retrying a message the store could not take
 POLL_STALE_S = 15.0
@@ -134,6 +137,10 @@ class Ingestor:
                 continue
             try:
                 self._loop(consumer)
+            except Exception as exc:  # noqa: BLE001 - the consumer thread must outlive any Kafka error
+                self.error = f"consumer failed ({type(exc).__name__}); reconnecting"
+                log.error("%s", self.error)
+                self.stop.wait(1.0)
             finally:
                 consumer.close(autocommit=False)
 
@@ -153,12 +160,22 @@ class Ingestor:
                         break
                     commits[tp] = OffsetAndMetadata(record.offset + 1, "", -1)
             if commits:
-                consumer.commit(commits)
+                self._commit(consumer, commits)
             if failed:
                 self.stop.wait(pause)
                 pause = min(RETRY_PAUSE_S[1], pause * 2)
             else:
                 pause = RETRY_PAUSE_S[0]
+
+    def _commit(self, consumer: KafkaConsumer, commits: dict) -> None:
+        """Commit what is stored. A rebalance can refuse it: the messages are in the store already, so the next
+        owner of the partition redelivers them and the upsert changes nothing."""
+        try:
+            consumer.commit(commits)
+        except (CommitFailedError, RebalanceInProgressError) as exc:
+            COMMITS_REFUSED.inc()
+            log.info("offset commit refused during a rebalance (%s); the stored messages may be redelivered",
+                     type(exc).__name__)
 
     def _one(self, record) -> bool:
         """True when the message is durably handled (stored, a duplicate, or dead-lettered); False to retry it."""
