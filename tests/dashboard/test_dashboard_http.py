@@ -166,7 +166,8 @@ def test_bad_messages_go_to_the_dead_letter_topic_and_the_dashboard_keeps_going(
     assert wait_for_alert(client, second.report_id)["state"] == "new"
     assert dashboard.proc.poll() is None
     metrics = httpx.get(f"{dashboard.url}/metrics").text
-    assert 'outcome="deadletter"' in metrics
+    assert 'outcome="deadletter"' in metrics and 'twiwatch_dashboard_alerts{state="new"} 1.0' in metrics
+    assert 'twiwatch_dashboard_outbox_pending 0.0' in metrics
 
 
 def test_users_cli_adds_lists_and_disables(dashboard):
