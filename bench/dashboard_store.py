@@ -17,15 +17,17 @@ in a temporary folder, WAL) and on a throwaway PostgreSQL 15 (tests/support/post
 - baseline: `SELECT 1` (the round trip every query pays);
 - first_page: list_alerts(no filter, no cursor, limit 50);
 - deep_page: list_alerts with the cursor reached after paging past 90 % of the queue (keyset: no OFFSET);
-- filtered: list_alerts(unit=ICU, cls=secondary), list_alerts(state=adjudicated), list_alerts(patient=<an MRN>);
+- filtered: list_alerts(unit=ICU, cls=secondary), (cls=indeterminate), (state=adjudicated), (patient=<an MRN>);
 - alert_detail of a random alert (report + observations, analysis with signal, prior, versions, actions).
 Printed as JSON: p50/p95 in ms and each p50 as a ratio of the baseline's p50 in the same run, the seeding rate, and
-the query plan of the first and deep page (EXPLAIN QUERY PLAN / EXPLAIN) to show the index is used.
+the query plans of the first, deep and two filtered pages (EXPLAIN QUERY PLAN / EXPLAIN) to show which index
+serves each.
 """
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import random
 import statistics
 import sys
@@ -180,6 +182,7 @@ def run_backend(url: str, sources: list[Any], n: int, repeats: int) -> dict[str,
         "first_page": lambda s: list_alerts(s, AlertFilter(), None, 50),
         "deep_page": lambda s: list_alerts(s, AlertFilter(), cursor, 50),
         "filtered_unit_class": lambda s: list_alerts(s, AlertFilter(unit="ICU", cls="secondary"), None, 50),
+        "filtered_class": lambda s: list_alerts(s, AlertFilter(cls="indeterminate"), None, 50),
         "filtered_state": lambda s: list_alerts(s, AlertFilter(state="adjudicated"), None, 50),
         "filtered_patient": lambda s: list_alerts(s, AlertFilter(patient="MRN0042"), None, 50),
         "alert_detail": lambda s: alert_detail(s, f"bench{rng.randrange(n):06d}"),
@@ -193,6 +196,9 @@ def run_backend(url: str, sources: list[Any], n: int, repeats: int) -> dict[str,
         out[name] = summary(timed(factory, fn, repeats), base_p50)
     out["plan_first_page"] = plan(engine, AlertFilter(), None)
     out["plan_deep_page"] = plan(engine, AlertFilter(), cursor)
+    out["plan_filtered_unit_class"] = plan(engine, AlertFilter(unit="ICU", cls="secondary"), None)
+    out["plan_filtered_patient"] = plan(engine, AlertFilter(patient="MRN0042"), None)
+    out["plan_filtered_class"] = plan(engine, AlertFilter(cls="indeterminate"), None)
     engine.dispose()
     return out
 
@@ -206,6 +212,7 @@ def main(argv: list[str] | None = None) -> int:
     args = ap.parse_args(argv)
     sources = real_sources()
     result: dict[str, Any] = {"research_only": True, "n": args.n, "repeats": args.repeats,
+                              "load_average_at_start": [round(v, 2) for v in os.getloadavg()],
                               "sources": [f"ptbxl:{e} {p.cls}" for e, p in zip(ECGS, sources, strict=True)]}
     backends = args.backends.split(",")
     if "sqlite" in backends:
@@ -221,6 +228,7 @@ def main(argv: list[str] | None = None) -> int:
             with postgres.postgres_server() as admin:
                 url = postgres.create_database(admin, "bench")
                 result["postgres"] = run_backend(url, sources, args.n, args.repeats)
+    result["load_average_at_end"] = [round(v, 2) for v in os.getloadavg()]
     text_out = json.dumps(result, indent=2)
     print(text_out)
     if args.json:

@@ -8,7 +8,6 @@ pair under another report id, patient, location and time, for seeding many alert
 from __future__ import annotations
 
 import base64
-import copy
 import json
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -20,10 +19,7 @@ from integrations.fhir.datetimes import to_fhir_datetime
 from integrations.fhir.report import bundle_bytes
 from stream.config import WorkerSettings
 from stream.stages import analyse_only, first_report
-from tests.support.records import SAMPLES
 
-# LUDB records of samples/ludb with their classes under the current engine vary by record; tests pick by class.
-LUDB_IDS = (1, 3, 6, 7, 10, 11, 15, 18, 21, 34, 51, 83, 90)
 BROKER_TS_MS = 1_714_557_600_000  # 2024-05-01T10:00:00Z
 
 
@@ -119,13 +115,3 @@ def replicate(pair: Pair, *, report_id: str, mrn: str, unit: str, bed: str, shif
     ts = pair.broker_ts_ms + int(shift.total_seconds() * 1000)
     return Pair(report_id, version or pair.version, pair.cls, bundle_bytes(bundle), headers,
                 json.dumps(msg, separators=(",", ":")).encode(), ts)
-
-
-def ludb_recordings() -> list[Any]:
-    from integrations.datasets.recordings import find_recordings
-
-    return [r for r in find_recordings(SAMPLES / "ludb")]
-
-
-def copy_pair(pair: Pair) -> Pair:
-    return copy.deepcopy(pair)

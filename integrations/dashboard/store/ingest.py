@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import hashlib
 import json
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -180,10 +181,27 @@ def parse_analysis(value: bytes) -> tuple[dict[str, Any], dict[str, Any] | None]
         if msg.get(key) is not None and not isinstance(msg[key], dict):
             raise BadMessage(f"analysis message {key} must be an object or null")
     _time(msg.get("acquired_at"), "acquired_at")
+    _time(msg.get("issued"), "issued")
+    _short(msg.get("status"), "status", 32)
     if msg["kind"] == "ecg" and not isinstance(msg.get("analysis"), dict):
         raise BadMessage("analysis message of kind ecg has no analysis")
     if msg["kind"] == "episode" and not isinstance(msg.get("episode"), dict):
         raise BadMessage("analysis message of kind episode has no episode")
+    # everything the store copies into its columns is checked here, before anything is written
+    loc, patient = msg.get("location") or {}, msg.get("patient") or {}
+    for key, limit in (("unit", 100), ("bed", 100), ("device", MAX_ID)):
+        _short(loc.get(key), f"location {key}", limit)
+    _short(patient.get("mrn"), "patient mrn")
+    _short(patient.get("system"), "patient system", 300)
+    if msg["kind"] == "ecg":
+        triage = msg["analysis"].get("triage")
+        if triage is not None and not isinstance(triage, dict):
+            raise BadMessage("analysis triage must be an object")
+        _short((triage or {}).get("cls"), "triage class", 64)
+        _short(msg["analysis"].get("novelty"), "novelty", 16)
+    else:
+        _time(msg["episode"].get("start"), "episode start")
+        _short(msg["episode"].get("episode_id"), "episode id", 250)
     signal = msg.pop("signal", None)
     if signal is not None:
         _check_signal(signal, "signal")
@@ -228,9 +246,13 @@ def _report_row(s: Session, report_id: str) -> Report:
 
 
 def _patient_key(r: Report) -> str:
+    """Groups a patient's alerts (or an episode's): a digest of (system, MRN), so the key has a fixed length and
+    shows no identifier where it is used in a page's markup."""
     if r.kind == "episode":
         return r.group_key if r.group_key.startswith("episode:") else f"episode:{r.report_id}"
-    return f"patient:{r.mrn_system or ''}|{r.mrn}" if r.mrn else f"report:{r.report_id}"
+    if not r.mrn:
+        return f"report:{r.report_id}"
+    return "patient:" + hashlib.sha256(f"{r.mrn_system or ''}|{r.mrn}".encode()).hexdigest()[:24]
 
 
 def _finish(s: Session, r: Report, version: int) -> Change:
@@ -292,24 +314,19 @@ def ingest_analysis(s: Session, value: bytes) -> Change | None:
     r = _report_row(s, rid)
     if version >= r.analysis_version:
         r.analysis_version = version
-        loc = msg.get("location") or {}
-        r.unit, r.bed = _short(loc.get("unit"), "location unit", 100), _short(loc.get("bed"), "location bed", 100)
-        r.device = _short(loc.get("device"), "location device")
+        loc, patient, episode = msg.get("location") or {}, msg.get("patient") or {}, msg.get("episode") or {}
+        r.unit, r.bed, r.device = loc.get("unit"), loc.get("bed"), loc.get("device")
         r.source_id = source_id
         r.kind = msg["kind"]
-        episode = msg.get("episode") or {}
         if r.kind == "episode":
             r.novelty = "new"
             r.group_key = f"episode:{episode.get('episode_id') or rid}"
         else:
-            r.novelty = _short((msg.get("analysis") or {}).get("novelty"), "novelty", 16) or "unknown"
+            r.novelty = msg["analysis"].get("novelty") or "unknown"
         if r.bundle_version == 0:  # the report itself has not arrived: show what the analysis says until it does
-            patient = msg.get("patient") or {}
-            r.mrn, r.mrn_system = _short(patient.get("mrn"), "patient mrn"), _short(patient.get("system"),
-                                                                                      "patient system", 300)
-            r.status = _short(msg.get("status"), "status", 32)
-            r.cls = "episode" if r.kind == "episode" else _short(
-                ((msg.get("analysis") or {}).get("triage") or {}).get("cls"), "triage class", 64)
-            r.time = _time(episode.get("start") if r.kind == "episode" else msg.get("acquired_at"),
-                           "time") or _time(msg.get("issued"), "issued")
+            r.mrn, r.mrn_system = patient.get("mrn"), patient.get("system")
+            r.status = msg.get("status")
+            r.cls = "episode" if r.kind == "episode" else (msg["analysis"].get("triage") or {}).get("cls")
+            r.time = (_time(episode.get("start") if r.kind == "episode" else msg.get("acquired_at"), "time")
+                      or _time(msg.get("issued"), "issued"))
     return _finish(s, r, version)

@@ -21,6 +21,7 @@ from sqlalchemy import (
     Text,
     TypeDecorator,
     UniqueConstraint,
+    true,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
@@ -95,11 +96,24 @@ class Report(Base):
     updated_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow)
 
     __table_args__ = (
-        Index("ix_reports_queue", "is_alert", "state_rank", "class_rank", "time_key", "id"),
-        Index("ix_reports_queue_unit", "unit", "bed", "state_rank", "class_rank", "time_key", "id"),
-        Index("ix_reports_queue_mrn", "mrn", "state_rank", "class_rank", "time_key", "id"),
         Index("ix_reports_source_id", "source_id"),
     )
+
+
+# The queue's indexes are partial (alerts only), and every queue query states exactly this predicate, so each
+# dialect matches it to the index (SQLite matches a partial index's WHERE term literally: `is_alert = 1`). With no
+# is_alert column in the keys, an equality filter (unit, bed, patient) makes the planner choose that filter's index
+# even without table statistics.
+QUEUED = Report.is_alert == true()
+QUEUE_ORDER = ("state_rank", "class_rank", "time_key", "id")
+for _name, _lead in (("ix_reports_queue", ()), ("ix_reports_queue_unit", ("unit",)),
+                     ("ix_reports_queue_bed", ("unit", "bed")), ("ix_reports_queue_mrn", ("mrn",))):
+    Index(_name, *(getattr(Report, c) for c in _lead + QUEUE_ORDER), sqlite_where=QUEUED, postgresql_where=QUEUED)
+# A class filter fixes class_rank; the planner then drops it from the ORDER BY, and (state_rank, time_key, id) is in
+# index order only where class_rank comes before state_rank (migration 0003).
+for _name, _lead in (("ix_reports_queue_class", ()), ("ix_reports_queue_unit_class", ("unit",))):
+    Index(_name, *(getattr(Report, c) for c in _lead + ("class_rank", "state_rank", "time_key", "id")),
+          sqlite_where=QUEUED, postgresql_where=QUEUED)
 
 
 class ReportVersion(Base):

@@ -3,8 +3,9 @@
 Order: unreviewed first (new, then acknowledged, then adjudicated), then triage class (ischemic-pattern,
 indeterminate, episode, secondary), then newest. Each report row carries the three as integer keys (state_rank,
 class_rank, time_key = minus epoch ms), so the order is (state_rank, class_rank, time_key, id) ascending: one
-composite index (models.Report) serves it, and a page is a range scan from the cursor (no OFFSET), as fast at
-10,000 alerts as at 10 (bench/dashboard_store.py measures it).
+composite partial index over the alerts (models.Report) serves it, and a page is a range scan from the cursor (no
+OFFSET), as fast at 10,000 alerts as at 10 (bench/dashboard_store.py measures it). The unit, bed and patient
+filters have their own partial indexes with the filter column first, so a filtered page is a range scan too.
 """
 from __future__ import annotations
 
@@ -16,7 +17,7 @@ from datetime import datetime
 from sqlalchemy import Select, func, select, tuple_, update
 from sqlalchemy.orm import Session
 
-from integrations.dashboard.store.models import Counter, Report
+from integrations.dashboard.store.models import QUEUED, Counter, Report
 
 STATES = ("new", "acknowledged", "adjudicated")
 STATE_RANK = {state: rank for rank, state in enumerate(STATES)}
@@ -101,7 +102,7 @@ def _decode_cursor(cursor: str) -> tuple[int, int, int, int]:
 def alert_query(f: AlertFilter, cursor: str | None, limit: int) -> Select[tuple[Report]]:
     """The page query of list_alerts (bench/dashboard_store.py shows its plan)."""
     order = (Report.state_rank, Report.class_rank, Report.time_key, Report.id)
-    q = select(Report).where(Report.is_alert.is_(True))
+    q = select(Report).where(QUEUED)
     if f.state:
         if f.state not in STATE_RANK:
             raise ValueError(f"unknown state {f.state!r} (one of {', '.join(STATES)})")
@@ -165,7 +166,7 @@ def changes_since(s: Session, seq: int, limit: int = 100) -> tuple[int, list[Ale
 
 def filter_values(s: Session) -> dict[str, list[str]]:
     """Values present in the queue, for the filter drop-downs: units, beds, classes (filter keys), states."""
-    alerts = Report.is_alert.is_(True)
+    alerts = QUEUED
     units = s.scalars(select(Report.unit).where(alerts, Report.unit.is_not(None)).distinct().order_by(Report.unit))
     beds = s.scalars(select(Report.bed).where(alerts, Report.bed.is_not(None)).distinct().order_by(Report.bed))
     ranks = set(s.scalars(select(Report.class_rank).where(alerts).distinct()))

@@ -141,3 +141,28 @@ def test_header_mismatch_and_bad_analysis(store, pairs):
         with pytest.raises(BadMessage, match="base64") as exc:
             ingest_analysis(s, json.dumps(bad).encode())
         assert "ptbxl" not in str(exc.value)  # reasons carry no patient data
+
+
+def test_bad_analysis_writes_nothing(store, pairs):
+    """Every field the store copies is checked before anything is written: a refused message leaves no row."""
+    from integrations.dashboard.store.models import AnalysisMessage, Report
+
+    msg = json.loads(pairs["ischemic"].analysis)
+    msg["location"] = {**msg["location"], "unit": "U" * 500}
+    with store.session() as s:
+        with pytest.raises(BadMessage, match="location unit"):
+            ingest_analysis(s, json.dumps(msg).encode())
+        s.commit()
+        assert s.scalar(select(func.count()).select_from(AnalysisMessage)) == 0
+        assert s.scalar(select(func.count()).select_from(Report)) == 0
+
+
+def test_group_key_joins_a_patients_alerts(store, pairs):
+    a = replicate(pairs["ischemic"], report_id="g1", mrn="SAME", unit="CCU", bed="1", shift=timedelta(0))
+    b = replicate(pairs["secondary"], report_id="g2", mrn="SAME", unit="CCU", bed="1", shift=timedelta(hours=1))
+    with store.session() as s:
+        for p in (a, b):
+            ingest_report(s, p.report, p.headers, p.broker_ts_ms)
+        s.commit()
+        rows, _ = list_alerts(s, AlertFilter(), None)
+    assert len({r.group_key for r in rows}) == 1 and "SAME" not in rows[0].group_key
