@@ -254,3 +254,15 @@ def test_two_replicas_on_postgresql_share_alerts_locks_and_live_changes(replicas
     assert len({json.loads(m.value)["action_id"] for m in msgs}) == 1
     for d in replicas:
         assert httpx.get(f"{d.url}/healthz").status_code == 200
+
+
+def test_a_report_without_twi_is_browsable_not_actionable(dashboard, serial_pairs):
+    first, _ = serial_pairs
+    dashboard.publish(first)
+    client = login(dashboard.url, "rev1", dashboard.passwords["rev1"])
+    deadline = time.monotonic() + 60
+    while (page := client.get(f"/alerts/{first.report_id}")).status_code == 404 and time.monotonic() < deadline:
+        time.sleep(0.3)
+    assert page.status_code == 200 and 'id="not-an-alert"' in page.text and 'id="adjudicate-form"' not in page.text
+    assert page.text.count('class="ecg"') == 1  # its own ECG, no prior
+    assert first.report_id not in [i["id"] for i in client.get("/api/alerts").json()["items"]]
