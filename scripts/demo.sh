@@ -4,7 +4,8 @@
 # arrive. Ctrl-C stops everything.
 # Installs only what it runs (scripts/setup.sh demo: no torch, no helm). Ports follow the usual settings, so the demo
 # can run beside another broker: TWIWATCH_KAFKA_PORT, TWIWATCH_WORKER_WEB_PORT, TWIWATCH_MLLP_PORT,
-# TWIWATCH_MLLP_WEB_PORT, and STANDIN_PORT for the ECG-R1 stand-in (default TWIWATCH_REASONER_SERVE_PORT or 8011).
+# TWIWATCH_MLLP_WEB_PORT, TWIWATCH_DASHBOARD_PORT (the review dashboard, default 8080), and STANDIN_PORT for the ECG-R1
+# stand-in (default TWIWATCH_REASONER_SERVE_PORT or 8011).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 # A checkout keeps its broker, worker state and caches in .cache (installed, the defaults are the XDG folders).
@@ -23,6 +24,9 @@ MLLP_HOST=${TWIWATCH_MLLP_HOST:-127.0.0.1}
 MLLP_PORT=${TWIWATCH_MLLP_PORT:-2575}
 MLLP_WEB_PORT=${TWIWATCH_MLLP_WEB_PORT:-6067}
 STANDIN_PORT=${STANDIN_PORT:-${TWIWATCH_REASONER_SERVE_PORT:-8011}}
+DASHBOARD_PORT=${TWIWATCH_DASHBOARD_PORT:-8080}
+# The dashboard's store stays between demo runs (its consumer group's offsets on the broker do too).
+export TWIWATCH_DASHBOARD_DATA_DIR=${TWIWATCH_DASHBOARD_DATA_DIR:-$PWD/.cache/demo/dashboard}
 step "starting Kafka on 127.0.0.1:$KAFKA_PORT"
 $TW kafka up
 $TW topics create
@@ -44,14 +48,24 @@ TWIWATCH_REASONER_URL="http://127.0.0.1:$STANDIN_PORT" TWIWATCH_ENCODER_MANIFEST
 WORKER=$!
 $TW mllp > .cache/demo/mllp.log 2>&1 &
 MLLP=$!
+# The review dashboard, with a demo login (DEMO ONLY: the password is printed and kept in .cache/demo).
+LOGIN_FILE=.cache/demo/dashboard-login.txt
+if [ ! -s "$LOGIN_FILE" ]; then
+  DEMO_PASSWORD=$(.venv/bin/python -c 'import secrets; print(secrets.token_urlsafe(12))')
+  echo "$DEMO_PASSWORD" | $TW users add demo --role admin --password-stdin > .cache/demo/users.log 2>&1 \
+    && echo "$DEMO_PASSWORD" > "$LOGIN_FILE" \
+    || echo "could not create the demo login (see .cache/demo/users.log)" >&2
+fi
+$TW dashboard --port "$DASHBOARD_PORT" > .cache/demo/dashboard.log 2>&1 &
+DASHBOARD=$!
 if [ "$WITH_FHIR" = 1 ]; then step "starting the FHIR server and the FHIR sink"; bash scripts/demo_fhir.sh start; fi
 stop_all() {  # SIGTERM, then SIGKILL what has not exited 30 s later (and say so: the demo then exits non-zero)
   local status=$? alive pid
   [ "$WITH_FHIR" = 1 ] && bash scripts/demo_fhir.sh stop
-  kill $WORKER $MLLP $STANDIN 2>/dev/null || true
+  kill $WORKER $MLLP $STANDIN $DASHBOARD 2>/dev/null || true
   for _ in $(seq 60); do
     alive=""
-    for pid in $WORKER $MLLP $STANDIN; do kill -0 "$pid" 2>/dev/null && alive="$alive $pid"; done
+    for pid in $WORKER $MLLP $STANDIN $DASHBOARD; do kill -0 "$pid" 2>/dev/null && alive="$alive $pid"; done
     [ -n "$alive" ] || break
     sleep 0.5
   done
@@ -60,7 +74,7 @@ stop_all() {  # SIGTERM, then SIGKILL what has not exited 30 s later (and say so
     kill -9 $alive 2>/dev/null || true
     status=1
   fi
-  wait $WORKER $MLLP $STANDIN 2>/dev/null || true
+  wait $WORKER $MLLP $STANDIN $DASHBOARD 2>/dev/null || true
   echo "demo stopped after $SECONDS s (Kafka still up on 127.0.0.1:$KAFKA_PORT: $TW kafka down, with the same TWIWATCH_KAFKA_PORT)"
   exit $status
 }
@@ -68,9 +82,10 @@ trap stop_all EXIT
 echo "worker pid $WORKER (log .cache/demo/worker.log, metrics http://127.0.0.1:$WORKER_WEB_PORT/metrics)"
 echo "MLLP bridge pid $MLLP on $MLLP_HOST:$MLLP_PORT (log .cache/demo/mllp.log, metrics http://127.0.0.1:$MLLP_WEB_PORT/metrics)"
 echo "ECG-R1 serving shim with the STAND-IN generator (canned outputs, not the model) pid $STANDIN on 127.0.0.1:$STANDIN_PORT"
+echo "review dashboard pid $DASHBOARD: http://127.0.0.1:$DASHBOARD_PORT/  login: demo / $(cat "$LOGIN_FILE" 2>/dev/null || echo '?') (DEMO ONLY; log .cache/demo/dashboard.log)"
 for i in $(seq 120); do
   curl -sf "http://127.0.0.1:$WORKER_WEB_PORT/healthz" >/dev/null && break
-  for pid in $WORKER $MLLP $STANDIN; do
+  for pid in $WORKER $MLLP $STANDIN $DASHBOARD; do
     kill -0 "$pid" 2>/dev/null || { echo "a demo process exited early (pid $pid); the logs' tails:" >&2
       tail -n 15 .cache/demo/*.log >&2; exit 1; }
   done
@@ -92,4 +107,11 @@ $TW reports watch --since-ms "$START" --until-idle "${UNTIL_IDLE:-15}"
 wait $REPLAY $MONITORS
 echo "$(curl -s "http://127.0.0.1:$WORKER_WEB_PORT/metrics" | awk '/^twiwatch_monitor_windows_total/ {n += $2} END {print n + 0}') monitor windows analysed (trend points on ecg.monitor.trends); \
 other monitor feeds: $TW replay --monitors 4 --speed 10 (README, Monitor feeds)"
+curl -sf "http://127.0.0.1:$DASHBOARD_PORT/healthz" >/dev/null \
+  && echo "the replayed reports' alerts are in the review dashboard: http://127.0.0.1:$DASHBOARD_PORT/ (login demo / $(cat "$LOGIN_FILE"))" \
+  || echo "the review dashboard is not healthy; see .cache/demo/dashboard.log" >&2
 step "done"
+if [ -t 0 ] && [ "${DEMO_EXIT:-0}" != 1 ]; then  # interactive: keep the dashboard (and the rest) up for a look
+  echo "the demo keeps running for the dashboard; Ctrl-C stops everything (DEMO_EXIT=1 exits right away)"
+  wait $DASHBOARD || true
+fi

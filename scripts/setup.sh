@@ -96,4 +96,29 @@ if [ -n "$mvn_pid" ]; then
   wait "$mvn_pid" || echo "== fetching Kafka from Maven Central failed (twiwatch kafka up retries it; see .venv/maven-prefetch.log)" >&2
   mvn_pid=""
 fi
+if [ "$MODE" = test ]; then
+  # The dashboard's browser tests: Debian's Chromium (Playwright drives /usr/bin/chromium; it cannot download its own
+  # browsers here), poppler's pdftoppm (the printed ECG grid is measured on the rendered PDF page) and axe-core.
+  apt_missing=()
+  [ -x /usr/bin/chromium ] || apt_missing+=(chromium)
+  command -v pdftoppm >/dev/null || apt_missing+=(poppler-utils)
+  if [ ${#apt_missing[@]} -gt 0 ]; then
+    if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
+      echo "== installing ${apt_missing[*]} with apt (the dashboard's browser tests)"
+      apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${apt_missing[@]}" >/dev/null
+    else
+      echo "== the dashboard's browser tests need ${apt_missing[*]}: install them (e.g. sudo apt-get install -y ${apt_missing[*]}); they fail without" >&2
+    fi
+  fi
+  AXE_VERSION=4
+  if [ ! -f "$TWIWATCH_CACHE_DIR/npm/.axe-core-$AXE_VERSION" ]; then
+    if command -v npm >/dev/null; then
+      echo "== installing axe-core@$AXE_VERSION from npm into $TWIWATCH_CACHE_DIR/npm (first run only)"
+      npm install --silent --no-audit --no-fund --prefix "$TWIWATCH_CACHE_DIR/npm" "axe-core@$AXE_VERSION" \
+        && touch "$TWIWATCH_CACHE_DIR/npm/.axe-core-$AXE_VERSION"
+    else
+      echo "== npm is needed to install axe-core for the dashboard's accessibility test (apt-get install npm)" >&2
+    fi
+  fi
+fi
 echo "== setup ($MODE) done"

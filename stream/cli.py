@@ -13,7 +13,7 @@ from rich.console import Console
 
 from evaluation.cli import app as evaluate_app
 from integrations.cli import app as integrations_app
-from stream.config import fhir_sink_settings, mllp_settings, tool_settings, worker_settings
+from stream.config import dashboard_settings, fhir_sink_settings, mllp_settings, tool_settings, worker_settings
 from stream.devtools.cli import app as devtools_app
 from stream.devtools.fhir_cli import app as fhir_server_app
 from stream.reasoner_main import app as reasoner_app
@@ -27,6 +27,9 @@ app = typer.Typer(
 )
 topics_app = typer.Typer(help="Kafka topics twiwatch uses.", no_args_is_help=True)
 app.add_typer(topics_app, name="topics")
+users_app = typer.Typer(help="The review dashboard's local accounts (its store: TWIWATCH_DASHBOARD_DB_URL).",
+                        no_args_is_help=True)
+app.add_typer(users_app, name="users")
 
 
 @topics_app.command("create")
@@ -99,6 +102,90 @@ def fhir_sink() -> None:
     from stream.fhir_sink_main import run_sink
 
     run_sink(fhir_sink_settings())
+
+
+@app.command()
+def dashboard(
+    host: str | None = typer.Option(None, help="listen address (default TWIWATCH_DASHBOARD_HOST; 0.0.0.0 in a pod)"),
+    port: int | None = typer.Option(None, help="listen port (default TWIWATCH_DASHBOARD_PORT)"),
+) -> None:
+    """Run the review dashboard: consumes the report and analysis topics into its store, serves the queue and alert
+    pages (login required), publishes reviewers' actions to the adjudications topic. Research use only."""
+    from stream.dashboard_main import run_dashboard
+
+    run_dashboard(dashboard_settings(), host=host, port=port)
+
+
+def _users_store():
+    from integrations.dashboard import store
+    from stream.dashboard_main import store_url
+
+    url = store_url(dashboard_settings())
+    store.migrate(url)
+    engine = store.make_engine(url)
+    return store, engine, store.session_factory(engine)
+
+
+@users_app.command("add")
+def users_add(
+    name: str = typer.Argument(..., help="the account name (shown in the audit trail; not published)"),
+    role: str = typer.Option("reviewer", help="reviewer | admin (admin: users, audit trail, export)"),
+    password_stdin: bool = typer.Option(False, "--password-stdin", help="read the password from standard input"),
+) -> None:
+    """Add a local account (argon2id-hashed password). Without --password-stdin the password is prompted for."""
+    import sys
+
+    if role not in ("reviewer", "admin"):
+        raise typer.BadParameter("--role must be reviewer or admin")
+    if password_stdin:
+        password = sys.stdin.readline().rstrip("\r\n")
+    else:
+        password = typer.prompt("password", hide_input=True, confirmation_prompt=True)
+    if len(password) < 12:
+        console.print("refused: passwords have at least 12 characters")
+        raise typer.Exit(2)
+    store, engine, factory = _users_store()
+    try:
+        with factory() as s:
+            store.add_user(s, name, role, password)
+            s.commit()
+    except store.AccountExists:
+        console.print(f"refused: an account named {name!r} exists already")
+        raise typer.Exit(1) from None
+    except ValueError as exc:
+        console.print(f"refused: {exc}")
+        raise typer.Exit(2) from None
+    finally:
+        engine.dispose()
+    console.print(f"added {name} ({role})")
+
+
+@users_app.command("list")
+def users_list() -> None:
+    """The accounts: name, role, active."""
+    store, engine, factory = _users_store()
+    try:
+        with factory() as s:
+            for account in store.list_users(s):
+                print(f"{account.name}\t{account.role}\t{'active' if account.active else 'disabled'}")
+    finally:
+        engine.dispose()
+
+
+@users_app.command("disable")
+def users_disable(name: str = typer.Argument(..., help="the account to disable (its sessions end)")) -> None:
+    """Disable an account: it can no longer log in and its open sessions end."""
+    store, engine, factory = _users_store()
+    try:
+        with factory() as s:
+            store.disable_user(s, name)
+            s.commit()
+    except store.UnknownAccount:
+        console.print(f"no account named {name!r}")
+        raise typer.Exit(1) from None
+    finally:
+        engine.dispose()
+    console.print(f"disabled {name}")
 
 
 def _compose() -> None:

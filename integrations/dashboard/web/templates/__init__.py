@@ -1,0 +1,1 @@
+"""Jinja2 templates (a package so setuptools ships them as package data)."""
