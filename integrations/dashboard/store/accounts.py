@@ -152,9 +152,10 @@ def create_session(s: Session, account: Account) -> tuple[str, str]:
     return token, csrf
 
 
-def session_account(s: Session, token: str, idle_timeout_s: float) -> tuple[Account, str] | None:
-    """The session's account and CSRF token, touching last_seen; None when the token is unknown, the session ended
-    or idled out (it is then ended), or the account is disabled."""
+def session_account(s: Session, token: str, idle_timeout_s: float, touch: bool = True) -> tuple[Account, str] | None:
+    """The session's account and CSRF token, touching last_seen unless `touch` is False (background requests of an
+    open page, such as its live updates, must not keep an idle session alive); None when the token is unknown, the
+    session ended or idled out (it is then ended), or the account is disabled."""
     if not token:
         return None
     row = s.scalar(select(UserSession).where(UserSession.token_hash == _token_hash(token)))
@@ -167,7 +168,8 @@ def session_account(s: Session, token: str, idle_timeout_s: float) -> tuple[Acco
     account = s.get(AccountRow, row.account_id)
     if account is None or not account.active:
         return None
-    row.last_seen = now
+    if touch:
+        row.last_seen = now
     return _account(account), row.csrf_token
 
 

@@ -13,11 +13,12 @@ from starlette.concurrency import run_in_threadpool
 
 from integrations.dashboard import store
 from integrations.dashboard.web import view
-from integrations.dashboard.web.security import Viewer, current_viewer
+from integrations.dashboard.web.security import Viewer, background_viewer, current_viewer, session_check
 
 router = APIRouter()
 GROUPINGS = ("none", "patient", "episode")
 KEEPALIVE_S = 15.0
+SESSION_RECHECK_S = 30.0  # how soon an open live stream notices its session ended or idled out
 
 
 @dataclass
@@ -101,7 +102,8 @@ def queue(request: Request, q: QueueQuery = Depends(queue_query), viewer: Viewer
 
 
 @router.get("/queue/rows", response_class=HTMLResponse)
-def queue_rows(request: Request, q: QueueQuery = Depends(queue_query), viewer: Viewer = Depends(current_viewer)):
+def queue_rows(request: Request, q: QueueQuery = Depends(queue_query),
+               viewer: Viewer = Depends(background_viewer)):
     """The first page's rows (tbody elements), for the live refresh."""
     cfg = request.app.state.cfg
     with request.app.state.factory() as s:
@@ -114,11 +116,14 @@ def queue_rows(request: Request, q: QueueQuery = Depends(queue_query), viewer: V
 
 
 @router.get("/events")
-async def events(request: Request, since: int = -1, viewer: Viewer = Depends(current_viewer)) -> StreamingResponse:
+async def events(request: Request, since: int = -1,
+                 viewer: Viewer = Depends(background_viewer)) -> StreamingResponse:
     """Server-sent events: one `change` event (the changed alerts' ids, states and the new sequence number) whenever
     the store has changes after `since`; polled every ~250 ms so a new report shows within a second. The stream
-    ends after the idle timeout; the browser reconnects, and that checks the session again. `since` is the sequence
-    number the page was rendered at (the queue page carries it); without it, changes from now on."""
+    ends after the idle timeout; the browser reconnects, and that checks the session again. The session is also
+    re-checked (without touching it) every SESSION_RECHECK_S: once it has ended or idled out, an `ended` event sends
+    the page to the login. `since` is the sequence number the page was rendered at (the queue page carries it);
+    without it, changes from now on."""
     app = request.app
     cfg = app.state.cfg
     lifetime = cfg.idle_timeout_s
@@ -131,11 +136,16 @@ async def events(request: Request, since: int = -1, viewer: Viewer = Depends(cur
         seq = since
         if seq < 0:
             seq = await run_in_threadpool(lambda: _latest(app))
-        started = last_sent = time.monotonic()
+        started = last_sent = checked = time.monotonic()
         yield f"retry: 1000\nevent: hello\ndata: {json.dumps({'seq': seq})}\n\n"
         while time.monotonic() - started < lifetime:
             if await request.is_disconnected():
                 return
+            if time.monotonic() - checked > SESSION_RECHECK_S:
+                checked = time.monotonic()
+                if await run_in_threadpool(session_check, app, viewer.token, touch=False) is None:
+                    yield "event: ended\ndata: {}\n\n"
+                    return
             new_seq, rows = await run_in_threadpool(poll, seq)
             seq = max(new_seq, seq)  # past changes of reports that are not alerts too
             if rows:

@@ -55,19 +55,33 @@ def login_redirect(request: Request) -> RedirectResponse:
     return RedirectResponse(f"/login?next={quote(safe_next(target))}", status_code=303)
 
 
-def current_viewer(request: Request) -> Viewer:
-    """The signed-in account (FastAPI dependency). Touches the session (idle timeout counts from here)."""
+def _viewer(request: Request, touch: bool) -> Viewer:
     token = request.cookies.get(SESSION_COOKIE)
     if not token:
         raise LoginRequired()
-    cfg = request.app.state.cfg
-    with request.app.state.factory() as s:
-        found = store.session_account(s, token, cfg.idle_timeout_s)
-        s.commit()
+    found = session_check(request.app, token, touch=touch)
     if found is None:
         raise LoginRequired()
     account, csrf = found
     return Viewer(account, csrf, token)
+
+
+def session_check(app: Any, token: str, *, touch: bool) -> tuple[Any, str] | None:
+    with app.state.factory() as s:
+        found = store.session_account(s, token, app.state.cfg.idle_timeout_s, touch=touch)
+        s.commit()
+    return found
+
+
+def current_viewer(request: Request) -> Viewer:
+    """The signed-in account (FastAPI dependency). Touches the session (idle timeout counts from here)."""
+    return _viewer(request, touch=True)
+
+
+def background_viewer(request: Request) -> Viewer:
+    """The signed-in account for what an open page fetches by itself (live updates): checked, not touched, so a
+    forgotten tab still idles out."""
+    return _viewer(request, touch=False)
 
 
 def admin_viewer(request: Request) -> Viewer:

@@ -108,3 +108,19 @@ def test_pseudonym_is_keyed_and_short():
     a = pseudonym("alice", "secret-1")
     assert len(a) == 16 and a != pseudonym("alice", "secret-2") and a == pseudonym("alice", "secret-1")
     assert "alice" not in a
+
+
+def test_background_checks_do_not_keep_an_idle_session_alive(store, reviewer):
+    """An open page's live updates check the session without touching it, so a forgotten tab still idles out."""
+    with store.session() as s:
+        token, _ = create_session(s, reviewer)
+        s.commit()
+    for _ in range(3):
+        time.sleep(0.5)
+        with store.session() as s:
+            assert session_account(s, token, idle_timeout_s=2.0, touch=False) is not None
+            s.commit()
+    time.sleep(0.8)
+    with store.session() as s:  # 2.3 s since the last touch: idled out although checked three times meanwhile
+        assert session_account(s, token, idle_timeout_s=2.0, touch=False) is None
+        s.commit()

@@ -52,6 +52,10 @@
         say(pending + " alert change(s) since this page loaded; go to the first page to see them");
       }
     });
+    source.addEventListener("ended", function () {
+      source.close();
+      window.location.assign("/login?next=%2F");
+    });
     source.onerror = function () { say("Live updates: reconnecting..."); };
   }
   connect();
