@@ -319,7 +319,8 @@ GROUPS: dict[str, type[_Group]] = {
     "local fhir server": LocalFhirServerSettings, "dashboard": DashboardGroup,
 }
 PROCESSES: dict[str, type[_Group]] = {"worker": WorkerSettings, "mllp": MllpSettings,
-                                      "reasoner": ReasonerServeSettings, "fhir-sink": FhirSinkSettings}
+                                      "reasoner": ReasonerServeSettings, "fhir-sink": FhirSinkSettings,
+                                      "dashboard": DashboardSettings}
 
 
 def env_names(settings_class: type[BaseSettings]) -> set[str]:
