@@ -162,6 +162,10 @@ class FhirSinkGroup(_Group):
     fhir_sink_timeout_s: float = Field(15.0, gt=0, description="timeout of one HTTP request to the FHIR server")
     fhir_sink_concurrency: int = Field(8, ge=1, le=64, description="report versions written at once (different "
                                                                    "reports; one report's versions stay in order)")
+    fhir_sink_reports_per_transaction: int = Field(
+        4, ge=1, le=16, description="different reports' versions written in one transaction when several wait (the "
+                                    "server does less per report; a refusal is then retried one by one, so it "
+                                    "touches that version alone); 1: one transaction per version")
     fhir_sink_create_patients: bool = Field(False, description="create a Patient (identifier only) when no Patient "
                                                                "on the server carries the report's MRN")
     fhir_sink_retry_initial_s: float = Field(0.5, gt=0, description="first pause after a transient failure")

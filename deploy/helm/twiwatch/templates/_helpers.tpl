@@ -151,6 +151,7 @@ TWIWATCH_{{ index . 0 }}: {{ include "twiwatch.str" (index . 1) | quote }}
 {{ include "twiwatch.var" (list "FHIR_SINK_TLS_VERIFY" $f.tlsVerify) }}
 {{ include "twiwatch.var" (list "FHIR_SINK_TIMEOUT_S" $f.timeoutS) }}
 {{ include "twiwatch.var" (list "FHIR_SINK_CONCURRENCY" $f.concurrency) }}
+{{ include "twiwatch.var" (list "FHIR_SINK_REPORTS_PER_TRANSACTION" $f.reportsPerTransaction) }}
 {{ include "twiwatch.var" (list "FHIR_SINK_CREATE_PATIENTS" $f.createPatients) }}
 {{ include "twiwatch.var" (list "FHIR_SINK_RETRY_INITIAL_S" $f.retryInitialS) }}
 {{ include "twiwatch.var" (list "FHIR_SINK_RETRY_MAX_S" $f.retryMaxS) }}
