@@ -195,6 +195,9 @@ class FhirSink:
         self.last_delivery: float | None = None
         self.counts: dict[str, int] = defaultdict(int)
         self.credentials_refused: str | None = None  # why, while refused (no token, no key: statuses and codes)
+        # Offsets written but not committable yet (an earlier offset of their partition is not written): when a rewind
+        # brings them back they count as done without a request to the server.
+        self._done: dict[TopicPartition, set[int]] = defaultdict(set)
         self._pool = ThreadPoolExecutor(s.fhir_sink_concurrency, thread_name_prefix="fhir-sink")
         self._producer = None
         self._consumer: KafkaConsumer | None = None
@@ -283,11 +286,19 @@ class FhirSink:
         writes the next version of every lane still going, concurrently (several reports to a transaction when more
         wait than there are writers). A lane stops at its first version that is not done (later ones wait for it)."""
         lanes: dict[tuple, list] = defaultdict(list)
+        results: list[Result] = []
         for tp, records in batch.items():
             for record in records:  # one report's versions stay in offset order on one lane
-                lanes[(tp, record.key)].append(record)
+                if record.offset in self._done[tp]:  # written before a rewind brought it back
+                    results.append(Result(record, "done"))
+                else:
+                    lanes[(tp, record.key)].append(record)
+        for tp in set(self._done) - self._consumer.assignment():
+            del self._done[tp]  # another consumer has that partition now
+        if not lanes:
+            self._settle(batch, results, asked_server=False)
+            return
         queues = list(lanes.values())
-        results: list[Result] = []
         stopped: set[int] = set()
         for turn in range(max(len(q) for q in queues)):
             going = [(n, q[turn]) for n, q in enumerate(queues) if len(q) > turn and n not in stopped]
@@ -370,8 +381,9 @@ class FhirSink:
         log.warning("report at %s/%d@%d refused for good (%s): dead letter written", record.topic, record.partition,
                     record.offset, code)
 
-    def _settle(self, batch: dict[TopicPartition, list], results: list[Result]) -> None:
-        """Commit each partition up to its first undelivered offset; rewind to it; feed the breaker."""
+    def _settle(self, batch: dict[TopicPartition, list], results: list[Result], asked_server: bool = True) -> None:
+        """Commit each partition up to its first undelivered offset; rewind to it, remembering the versions past it
+        that are written (they come back after the rewind and are not written again); feed the breaker."""
         status = {(r.record.topic, r.record.partition, r.record.offset): r for r in results}
         commits: dict[TopicPartition, OffsetAndMetadata] = {}
         rewinds: dict[TopicPartition, int] = {}
@@ -379,24 +391,27 @@ class FhirSink:
             upto = None
             for record in records:
                 if status[(tp.topic, tp.partition, record.offset)].status != "done":
-                    rewinds[tp] = record.offset
-                    break
-                upto = record.offset + 1
+                    rewinds.setdefault(tp, record.offset)
+                elif tp in rewinds:
+                    self._done[tp].add(record.offset)
+                else:
+                    upto = record.offset + 1
             if upto is not None:
                 commits[tp] = OffsetAndMetadata(upto, "", -1)
+                self._done[tp] = {o for o in self._done[tp] if o >= upto}
         if commits:
             self._consumer.commit(commits)
         for tp, offset in rewinds.items():
             self._consumer.seek(tp, offset)
         failures = [r.error for r in results if r.status == "transient"]
-        self._credentials([e for e in failures if isinstance(e, CredentialsRefused)], bool(results))
+        self._credentials([e for e in failures if isinstance(e, CredentialsRefused)], asked_server)
         if failures:
             retry_after = max((e.retry_after_s for e in failures if e and e.retry_after_s is not None), default=None)
             pause = self.breaker.failure(retry_after)
             first = failures[0]
             log.warning("FHIR server unavailable (%s; %d report version(s) waiting); breaker open for %.1f s",
                         one_line(first) if first else "?", len(failures), pause)
-        elif results:
+        elif results and asked_server:
             if self.breaker.failures:
                 log.info("FHIR server answering again; breaker closed")
             self.breaker.success()

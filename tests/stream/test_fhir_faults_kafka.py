@@ -131,3 +131,26 @@ def test_a_401_for_one_report_with_accepted_credentials_is_dead_lettered(isolate
     assert letter["key"] == refused.encode() and letter["meta"]["error.code"] == "http-401"
     assert json.loads(letter["meta"]["operation-outcome"])["resourceType"] == "OperationOutcome"
     assert [r.answered for r in proxy.seen[:3]] == ["fault 401", "fault 401", "passed 404"]
+
+
+def test_versions_written_past_a_failure_are_not_written_again_after_the_rewind(isolated, hapi, proxy):
+    """One partition, ten reports in one batch, one 503 among them: the partition is committed up to the failed
+    version and rewound to it; the versions written after it come back with the rewind and count as done without a
+    request (no `already-current` read, no second transaction); nothing is lost or duplicated."""
+    s = sink_settings(isolated, proxy.url + "/fhir", partitions=1, fhir_sink_retry_initial_s=0.2,
+                      fhir_sink_reports_per_transaction=1)  # one transaction per version: countable
+    ids = _ids(10, "rew")
+    with running_sink(s):
+        proxy.seen.clear()
+        proxy.fail_next(1, status=503)  # one of the first requests (all reports start at once, one lane each)
+        produce(s, [(rid, report_bytes(rid, 1)) for rid in ids])
+        got = wait_versions(hapi.client(), {rid: 1 for rid in ids}, 90)
+        time.sleep(1)
+        metrics = sink_metrics(s)
+    assert {rid: len(c) for rid, c in got.items()} == {rid: 1 for rid in ids}
+    assert [r.answered for r in proxy.seen].count("fault 503") == 1
+    written = [r for r in proxy.seen if r.method == "POST" and r.path.rstrip("/").endswith("/fhir")
+               and r.answered.startswith("passed")]
+    assert len(written) == len(ids)  # each version's transaction went through once
+    assert 'outcome="already-current"' not in metrics and 'outcome="superseded"' not in metrics
+    assert not deadletters(s)
