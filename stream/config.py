@@ -163,9 +163,10 @@ class FhirSinkGroup(_Group):
     fhir_sink_concurrency: int = Field(8, ge=1, le=64, description="report versions written at once (different "
                                                                    "reports; one report's versions stay in order)")
     fhir_sink_reports_per_transaction: int = Field(
-        4, ge=1, le=16, description="different reports' versions written in one transaction when several wait (the "
-                                    "server does less per report; a refusal is then retried one by one, so it "
-                                    "touches that version alone); 1: one transaction per version")
+        1, ge=1, le=16, description="up to this many different reports' versions in one transaction when more wait "
+                                    "than there are writers (fewer round trips to a distant server; a refusal is "
+                                    "then retried one by one, so it touches that version alone); 1: one transaction "
+                                    "per version (no gain measured on HAPI/H2 here: docs/BENCHMARKS.md)")
     fhir_sink_create_patients: bool = Field(False, description="create a Patient (identifier only) when no Patient "
                                                                "on the server carries the report's MRN")
     fhir_sink_retry_initial_s: float = Field(0.5, gt=0, description="first pause after a transient failure")

@@ -249,8 +249,8 @@ class FhirSink:
                     self._paused(wait)
                     continue
                 half_open = self.breaker.state == "half-open"
-                batch = self._consumer.poll(timeout_ms=500, max_records=1 if half_open else
-                                            self.s.fhir_sink_concurrency * self.s.fhir_sink_reports_per_transaction)
+                most = self.s.fhir_sink_concurrency * max(4, self.s.fhir_sink_reports_per_transaction)
+                batch = self._consumer.poll(timeout_ms=500, max_records=1 if half_open else most)
                 if batch:
                     self._process(batch)
         finally:

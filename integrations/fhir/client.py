@@ -108,6 +108,7 @@ class FhirClient:
                  verify: bool | str = True, max_connections: int = 16, user_agent: str = "twiwatch-fhir-sink"):
         self.base_url = base_url.rstrip("/")
         self.auth = auth
+        self.timeout_s = timeout_s
         self._http = httpx.Client(
             base_url=self.base_url + "/", timeout=httpx.Timeout(timeout_s, connect=min(timeout_s, 5.0)),
             verify=verify, limits=httpx.Limits(max_connections=max_connections,
@@ -127,9 +128,13 @@ class FhirClient:
     # --- transport ---
 
     def request(self, method: str, path: str, *, params: Any = None, body: dict | None = None,
-                headers: dict[str, str] | None = None, authenticate: bool = True) -> httpx.Response:
-        """One request; raises the classified errors above. 2xx and 304 are returned."""
+                headers: dict[str, str] | None = None, authenticate: bool = True,
+                timeout_scale: float = 1.0) -> httpx.Response:
+        """One request; raises the classified errors above. 2xx and 304 are returned. `timeout_scale` lengthens the
+        read timeout of a request that carries several requests' work (a transaction of several reports)."""
         hdrs = dict(headers or {})
+        timeout = httpx.USE_CLIENT_DEFAULT if timeout_scale == 1.0 else \
+            httpx.Timeout(self.timeout_s * timeout_scale, connect=min(self.timeout_s, 5.0))
         content = None
         if body is not None:
             content = json.dumps(body, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
@@ -138,7 +143,8 @@ class FhirClient:
             if authenticate and self.auth is not None:
                 hdrs.update(self.auth.header())
             try:
-                resp = self._http.request(method, path, params=params, content=content, headers=hdrs)
+                resp = self._http.request(method, path, params=params, content=content, headers=hdrs,
+                                          timeout=timeout)
             except httpx.TimeoutException as exc:
                 raise TransientError(f"{method} {path}: timeout ({type(exc).__name__})") from exc
             except httpx.TransportError as exc:
@@ -216,8 +222,8 @@ class FhirClient:
     def read(self, resource_type: str, rid: str) -> dict:
         return self.request("GET", f"{resource_type}/{rid}").json()
 
-    def transaction(self, bundle: dict) -> dict:
-        return self.request("POST", "", body=bundle).json()
+    def transaction(self, bundle: dict, timeout_scale: float = 1.0) -> dict:
+        return self.request("POST", "", body=bundle, timeout_scale=timeout_scale).json()
 
     def create(self, resource: dict, if_none_exist: str | None = None) -> httpx.Response:
         headers = {"If-None-Exist": if_none_exist} if if_none_exist else None

@@ -468,7 +468,8 @@ class ReportWriter:
         if not parts:
             return out  # type: ignore[return-value]
         try:
-            response = self.client.transaction({"resourceType": "Bundle", "type": "transaction", "entry": entries})
+            response = self.client.transaction({"resourceType": "Bundle", "type": "transaction", "entry": entries},
+                                               timeout_scale=len(parts))  # n reports' work: n times as long
         except TransientError as exc:
             return self._each_fails(out, [(i, p) for i, p, *_ in parts], exc)
         except (VersionConflict, PermanentError) as exc:
