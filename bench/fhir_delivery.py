@@ -122,7 +122,9 @@ def main() -> None:
     sink = start_sink(s, s.cache_dir / "bench" / f"fhir-sink-{run}.log")
     result: dict = {"machine": platform.node(), "cpus": os.cpu_count(), "rate": args.rate,
                     "server": url if args.fhir_url else f"local HAPI {base.fhir_server_hapi_version} (memory)",
-                    "sink_concurrency": s.fhir_sink_concurrency}
+                    "sink_concurrency": s.fhir_sink_concurrency,
+                    "sink_reports_per_transaction": s.fhir_sink_reports_per_transaction, "load_1min_at_start":
+                    round(os.getloadavg()[0], 2)}
     client = FhirClient(url, timeout_s=60)
     try:
         wait_sink_ready(s, sink)

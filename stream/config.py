@@ -162,6 +162,11 @@ class FhirSinkGroup(_Group):
     fhir_sink_timeout_s: float = Field(15.0, gt=0, description="timeout of one HTTP request to the FHIR server")
     fhir_sink_concurrency: int = Field(8, ge=1, le=64, description="report versions written at once (different "
                                                                    "reports; one report's versions stay in order)")
+    fhir_sink_reports_per_transaction: int = Field(
+        1, ge=1, le=16, description="up to this many different reports' versions in one transaction when more wait "
+                                    "than there are writers (fewer round trips to a distant server; a refusal is "
+                                    "then retried one by one, so it touches that version alone); 1: one transaction "
+                                    "per version (no gain measured on HAPI/H2 here: docs/BENCHMARKS.md)")
     fhir_sink_create_patients: bool = Field(False, description="create a Patient (identifier only) when no Patient "
                                                                "on the server carries the report's MRN")
     fhir_sink_retry_initial_s: float = Field(0.5, gt=0, description="first pause after a transient failure")
@@ -319,7 +324,8 @@ GROUPS: dict[str, type[_Group]] = {
     "local fhir server": LocalFhirServerSettings, "dashboard": DashboardGroup,
 }
 PROCESSES: dict[str, type[_Group]] = {"worker": WorkerSettings, "mllp": MllpSettings,
-                                      "reasoner": ReasonerServeSettings, "fhir-sink": FhirSinkSettings}
+                                      "reasoner": ReasonerServeSettings, "fhir-sink": FhirSinkSettings,
+                                      "dashboard": DashboardSettings}
 
 
 def env_names(settings_class: type[BaseSettings]) -> set[str]:

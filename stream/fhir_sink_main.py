@@ -6,13 +6,18 @@ Delivery rules (docs/SPEC.md §3.7, §10.3):
   broker (acks=all). Nothing is acknowledged that was not durably written; a SIGKILL redelivers what was in flight,
   and the write is idempotent (integrations/fhir/delivery.py reads our version on the server before writing).
 - Order: a report's versions share a partition (the topic is keyed by report id) and are written one after another;
-  different reports are written concurrently (`TWIWATCH_FHIR_SINK_CONCURRENCY`). The server-side version check means
-  an older version never overwrites a newer one, whatever the order of arrival.
+  different reports are written concurrently (`TWIWATCH_FHIR_SINK_CONCURRENCY` transactions, each carrying up to
+  `TWIWATCH_FHIR_SINK_REPORTS_PER_TRANSACTION` reports when several wait; a refused one is retried alone). The
+  server-side version check means an older version never overwrites a newer one, whatever the order of arrival.
 - Faults: connection errors, timeouts, 5xx, 408, 429 (honouring Retry-After) and refused credentials open a circuit
-  breaker: consumption pauses (the partitions are paused, the group membership kept), nothing is committed past the
-  first undelivered offset of any partition, and the breaker half-opens after its pause (exponential, capped, or the
+  breaker (credentials: a 401 even with a fresh token that a probe confirms for any request, or a token endpoint
+  refusing the client; counted in twiwatch_fhir_credentials_refused, said on /healthz and logged once per episode:
+  dead-lettering would send every report to the dead-letter topic until someone fixes a registration): consumption
+  pauses (the partitions are paused, the group membership kept), nothing is committed past the first undelivered
+  offset of any partition, and the breaker half-opens after its pause (exponential, capped, or the
   server's Retry-After) to try again with one report. Only permanent refusals (other 4xx; an ambiguous subject; a
-  message that is not a report) go to the delivery dead-letter topic, with the server's OperationOutcome.
+  message that is not a report; a 401 for one request whose fresh token the server accepts elsewhere) go to the
+  delivery dead-letter topic, with the server's OperationOutcome.
 - At start the server's CapabilityStatement is read: a FHIR version the configured one cannot be written to (or no
   transaction support) stops the sink (exit 78); an unreachable server is retried like an outage.
 - /healthz and /metrics (outcomes, latency, breaker state). Logs name report identifiers (hashes of the source),
@@ -37,7 +42,7 @@ from kafka.structs import OffsetAndMetadata
 from prometheus_client import CONTENT_TYPE_LATEST, Counter, Gauge, Histogram, generate_latest
 
 from integrations.fhir.auth import SmartBackendAuth, StaticBearer
-from integrations.fhir.client import FhirClient, FhirError, PermanentError, TransientError
+from integrations.fhir.client import CredentialsRefused, FhirClient, FhirError, PermanentError, TransientError
 from integrations.fhir.delivery import Delivered, InvalidReport, ReportWriter
 from stream.config import FhirSinkSettings
 from stream.deadletter import PREFIX, deadletter_record
@@ -51,7 +56,9 @@ EXIT_CONFIG = 78  # EX_CONFIG: the server cannot take what we write; restarting 
 OUTCOME_MAX_BYTES = 64 * 1024
 
 DELIVERIES = Counter("twiwatch_fhir_deliveries_total", "report versions handled by the FHIR sink", ["outcome"])
-DELIVERY_SECONDS = Histogram("twiwatch_fhir_delivery_seconds", "time to write one report version (read + transaction)",
+DELIVERY_SECONDS = Histogram("twiwatch_fhir_delivery_seconds",
+                             "time to write one report version (read + transaction, shared with the reports written "
+                             "in the same transaction)",
                              buckets=(0.05, 0.1, 0.2, 0.35, 0.5, 0.75, 1, 2, 5, 10))
 REPORT_TO_SERVER_SECONDS = Histogram(
     "twiwatch_fhir_report_to_server_seconds", "report's broker timestamp to the server's confirmation",
@@ -60,6 +67,8 @@ FAILURES = Counter("twiwatch_fhir_transient_failures_total", "transient failures
 BREAKER_STATE = Gauge("twiwatch_fhir_breaker_state", "circuit breaker: 0 closed, 1 half-open, 2 open")
 ENTERED_IN_ERROR = Counter("twiwatch_fhir_observations_entered_in_error_total",
                            "Observations a later report version dropped, marked entered-in-error")
+CREDENTIALS_REFUSED = Gauge("twiwatch_fhir_credentials_refused",
+                            "1 while the FHIR server or the token endpoint refuses the sink's credentials (paused)")
 SUBJECTS = Counter("twiwatch_fhir_subjects_total", "how report subjects were written", ["how"])
 
 
@@ -185,6 +194,10 @@ class FhirSink:
         self.server_line = ""
         self.last_delivery: float | None = None
         self.counts: dict[str, int] = defaultdict(int)
+        self.credentials_refused: str | None = None  # why, while refused (no token, no key: statuses and codes)
+        # Offsets written but not committable yet (an earlier offset of their partition is not written): when a rewind
+        # brings them back they count as done without a request to the server.
+        self._done: dict[TopicPartition, set[int]] = defaultdict(set)
         self._pool = ThreadPoolExecutor(s.fhir_sink_concurrency, thread_name_prefix="fhir-sink")
         self._producer = None
         self._consumer: KafkaConsumer | None = None
@@ -236,8 +249,8 @@ class FhirSink:
                     self._paused(wait)
                     continue
                 half_open = self.breaker.state == "half-open"
-                batch = self._consumer.poll(timeout_ms=500, max_records=1 if half_open else
-                                            self.s.fhir_sink_concurrency * 4)
+                most = self.s.fhir_sink_concurrency * max(4, self.s.fhir_sink_reports_per_transaction)
+                batch = self._consumer.poll(timeout_ms=500, max_records=1 if half_open else most)
                 if batch:
                     self._process(batch)
         finally:
@@ -269,47 +282,72 @@ class FhirSink:
     # --- a batch ---
 
     def _process(self, batch: dict[TopicPartition, list]) -> None:
+        """Write a polled batch: one lane per report (its versions in offset order), taken in rounds — each round
+        writes the next version of every lane still going, concurrently (several reports to a transaction when more
+        wait than there are writers). A lane stops at its first version that is not done (later ones wait for it)."""
         lanes: dict[tuple, list] = defaultdict(list)
+        results: list[Result] = []
         for tp, records in batch.items():
             for record in records:  # one report's versions stay in offset order on one lane
-                lanes[(tp, record.key)].append(record)
-        results: list[Result] = []
-        for lane_results in self._pool.map(self._lane, lanes.values()):
-            results.extend(lane_results)
+                if record.offset in self._done[tp]:  # written before a rewind brought it back
+                    results.append(Result(record, "done"))
+                else:
+                    lanes[(tp, record.key)].append(record)
+        for tp in set(self._done) - self._consumer.assignment():
+            del self._done[tp]  # another consumer has that partition now
+        if not lanes:
+            self._settle(batch, results, asked_server=False)
+            return
+        queues = list(lanes.values())
+        stopped: set[int] = set()
+        for turn in range(max(len(q) for q in queues)):
+            going = [(n, q[turn]) for n, q in enumerate(queues) if len(q) > turn and n not in stopped]
+            done: dict[int, Result] = {}
+            groups = _groups([r for _, r in going], self.s.fhir_sink_reports_per_transaction,
+                             self.s.fhir_sink_concurrency)
+            for group in self._pool.map(self._group, groups):
+                done.update((id(r.record), r) for r in group)
+            for n, record in going:
+                result = done[id(record)]
+                results.append(result)
+                if result.status != "done":
+                    stopped.add(n)
+                    results.extend(Result(r, "skipped") for r in queues[n][turn + 1:])
         self._settle(batch, results)
 
-    def _lane(self, records: list) -> list[Result]:
-        out = []
-        for i, record in enumerate(records):
-            result = self._one(record)
-            out.append(result)
-            if result.status != "done":  # later versions of this report wait for this one
-                out.extend(Result(r, "skipped") for r in records[i + 1:])
-                break
+    def _group(self, records: list) -> list[Result]:
+        """Different reports' versions, written together (ReportWriter.deliver_many)."""
+        started = time.monotonic()
+        out, todo = [], []
+        for record in records:
+            try:
+                todo.append((record, json.loads(record.value)))
+            except (ValueError, UnicodeDecodeError, TypeError):
+                out.append(self._refused(record, InvalidReport("the message is not JSON")))
+        outcomes = self.writer.deliver_many([bundle for _, bundle in todo]) if todo else []
+        elapsed = time.monotonic() - started
+        for (record, _), outcome in zip(todo, outcomes, strict=True):
+            if isinstance(outcome, Delivered):
+                DELIVERY_SECONDS.observe(elapsed)
+                self._delivered(record, outcome)
+                out.append(Result(record, "done"))
+            elif isinstance(outcome, TransientError):
+                refused = isinstance(outcome, CredentialsRefused)
+                FAILURES.labels("credentials" if refused else str(outcome.status or "network")).inc()
+                out.append(Result(record, "transient", outcome))
+            else:
+                out.append(self._refused(record, outcome))
         return out
 
-    def _one(self, record) -> Result:
-        started = time.monotonic()
+    def _refused(self, record, exc: Exception) -> Result:
+        """A permanent refusal: done once its dead letter is on the broker."""
         try:
-            try:
-                bundle = json.loads(record.value)
-            except (ValueError, UnicodeDecodeError, TypeError) as exc:
-                raise InvalidReport("the message is not JSON") from exc
-            delivered = self.writer.deliver(bundle)
-        except TransientError as exc:
-            FAILURES.labels(str(exc.status or "network")).inc()
-            return Result(record, "transient", exc)
-        except (InvalidReport, PermanentError) as exc:
-            try:
-                self._deadletter(record, exc)
-            except Exception as dlq_exc:  # noqa: BLE001 - the dead letter is not durable: do not commit
-                log.error("delivery dead letter not written (%s); will retry", one_line(dlq_exc))
-                return Result(record, "transient", TransientError("dead-letter topic unavailable"))
-            DELIVERIES.labels("deadletter").inc()
-            self.counts["deadletter"] += 1
-            return Result(record, "done")
-        DELIVERY_SECONDS.observe(time.monotonic() - started)
-        self._delivered(record, delivered)
+            self._deadletter(record, exc)
+        except Exception as dlq_exc:  # noqa: BLE001 - the dead letter is not durable: do not commit
+            log.error("delivery dead letter not written (%s); will retry", one_line(dlq_exc))
+            return Result(record, "transient", TransientError("dead-letter topic unavailable"))
+        DELIVERIES.labels("deadletter").inc()
+        self.counts["deadletter"] += 1
         return Result(record, "done")
 
     def _delivered(self, record, d: Delivered) -> None:
@@ -343,8 +381,9 @@ class FhirSink:
         log.warning("report at %s/%d@%d refused for good (%s): dead letter written", record.topic, record.partition,
                     record.offset, code)
 
-    def _settle(self, batch: dict[TopicPartition, list], results: list[Result]) -> None:
-        """Commit each partition up to its first undelivered offset; rewind to it; feed the breaker."""
+    def _settle(self, batch: dict[TopicPartition, list], results: list[Result], asked_server: bool = True) -> None:
+        """Commit each partition up to its first undelivered offset; rewind to it, remembering the versions past it
+        that are written (they come back after the rewind and are not written again); feed the breaker."""
         status = {(r.record.topic, r.record.partition, r.record.offset): r for r in results}
         commits: dict[TopicPartition, OffsetAndMetadata] = {}
         rewinds: dict[TopicPartition, int] = {}
@@ -352,33 +391,62 @@ class FhirSink:
             upto = None
             for record in records:
                 if status[(tp.topic, tp.partition, record.offset)].status != "done":
-                    rewinds[tp] = record.offset
-                    break
-                upto = record.offset + 1
+                    rewinds.setdefault(tp, record.offset)
+                elif tp in rewinds:
+                    self._done[tp].add(record.offset)
+                else:
+                    upto = record.offset + 1
             if upto is not None:
                 commits[tp] = OffsetAndMetadata(upto, "", -1)
+                self._done[tp] = {o for o in self._done[tp] if o >= upto}
         if commits:
             self._consumer.commit(commits)
         for tp, offset in rewinds.items():
             self._consumer.seek(tp, offset)
         failures = [r.error for r in results if r.status == "transient"]
+        self._credentials([e for e in failures if isinstance(e, CredentialsRefused)], asked_server)
         if failures:
             retry_after = max((e.retry_after_s for e in failures if e and e.retry_after_s is not None), default=None)
             pause = self.breaker.failure(retry_after)
             first = failures[0]
             log.warning("FHIR server unavailable (%s; %d report version(s) waiting); breaker open for %.1f s",
                         one_line(first) if first else "?", len(failures), pause)
-        elif results:
+        elif results and asked_server:
             if self.breaker.failures:
                 log.info("FHIR server answering again; breaker closed")
             self.breaker.success()
+
+    def _credentials(self, refused: list[CredentialsRefused], answered: bool) -> None:
+        """Say loudly, once per episode, that delivery waits for someone to fix the credentials."""
+        if refused:
+            if self.credentials_refused is None:
+                log.error("credentials refused (%s): delivery paused, nothing dead-lettered; check the client's "
+                          "registration, key, scopes or token at the FHIR server and its token endpoint",
+                          one_line(refused[0]))
+            self.credentials_refused = one_line(refused[0])
+            CREDENTIALS_REFUSED.set(1)
+        elif answered and self.credentials_refused is not None:
+            log.info("credentials accepted again; delivering")
+            self.credentials_refused = None
+            CREDENTIALS_REFUSED.set(0)
 
     # --- health ---
 
     def health(self) -> tuple[int, dict]:
         body = {"app": self.s.fhir_sink_group_id, "ready": self.ready, "breaker": self.breaker.state,
-                "server": self.server_line, "counts": dict(self.counts), "last_delivery": self.last_delivery}
+                "server": self.server_line, "counts": dict(self.counts), "last_delivery": self.last_delivery,
+                "credentials": "refused: " + self.credentials_refused if self.credentials_refused else "accepted"}
         return (200 if self.ready else 503), body
+
+
+def _groups(records: list, per_group: int, lanes: int) -> list[list]:
+    """One record per group while there are no more than `lanes` (each written at once, the lowest latency); beyond
+    that, as many groups as lanes, of even sizes up to `per_group` (a backlog: less work and fewer round trips for
+    the server), then more groups."""
+    if not records:
+        return []
+    n = min(len(records), max(lanes, -(-len(records) // per_group)))
+    return [records[i::n] for i in range(n)]
 
 
 def serve_http(sink: FhirSink, bind: str, port: int) -> ThreadingHTTPServer:

@@ -4,7 +4,9 @@ SMART Backend Services (HL7 SMART App Launch 2.x, "Backend Services"): OAuth2 cl
 authenticates with a `private_key_jwt` assertion (RFC 7523) signed RS384 or ES384, `iss` = `sub` = client id,
 `aud` = the token endpoint, a unique `jti`, and `exp` no more than five minutes ahead. The token endpoint is found in
 `[base]/.well-known/smart-configuration` unless configured. Tokens are cached until shortly before they expire; a
-401 from the FHIR server drops the cached one (FhirClient retries once with a fresh token).
+401 from the FHIR server drops the cached one (FhirClient retries once with a fresh token). A token endpoint that
+refuses the client (4xx: invalid_client, invalid_scope, unauthorized_client) raises CredentialsRefused: the sink
+pauses, it does not dead-letter reports; 5xx and network errors are transient like the FHIR server's.
 
 Keys and tokens are never logged.
 """
@@ -18,7 +20,7 @@ from pathlib import Path
 import httpx
 import jwt
 
-from integrations.fhir.client import TransientError
+from integrations.fhir.client import CredentialsRefused, TransientError
 
 ASSERTION_TYPE = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer"
 MAX_ASSERTION_LIFETIME_S = 300  # SMART: exp no more than five minutes in the future
@@ -34,7 +36,7 @@ class StaticBearer:
         return {"Authorization": f"Bearer {self._token}"}
 
     def invalidate(self) -> None:
-        pass  # nothing to refresh: a refused static token is reported as a credential failure
+        pass  # nothing to refresh: a static token refused twice is CredentialsRefused (FhirClient probes first)
 
 
 class SmartBackendAuth:
@@ -102,12 +104,15 @@ class SmartBackendAuth:
             raise TransientError(f"token endpoint: {type(exc).__name__}") from exc
         if resp.status_code != 200:
             # 4xx from the token endpoint (invalid_client, invalid_scope) is a configuration fault, not the
-            # report's: the sink pauses instead of dead-lettering reports. The OAuth error code is safe to show.
+            # report's: the sink pauses instead of dead-lettering reports. The OAuth error code is safe to show
+            # (RFC 6749 §5.2 codes; the description could echo the assertion, so it is not shown).
             try:
                 err = resp.json().get("error", "")
             except ValueError:
                 err = ""
-            raise TransientError(f"token endpoint: HTTP {resp.status_code} {err}".strip(), status=resp.status_code)
+            error = CredentialsRefused if 400 <= resp.status_code < 500 and resp.status_code not in (408, 429) \
+                else TransientError
+            raise error(f"token endpoint: HTTP {resp.status_code} {err}".strip(), status=resp.status_code)
         body = resp.json()
         self._token = body["access_token"]
         self._expires_at = time.monotonic() + float(body.get("expires_in", 300))

@@ -207,6 +207,18 @@ def _location_id(location: str | None, rtype: str) -> str | None:
     return None
 
 
+@dataclass
+class _Prepared:
+    """One report version, ready to send."""
+
+    rv: ReportVersion
+    report_url: str
+    dr: dict
+    observations: list[tuple[str, dict]]
+    provenances: list[tuple[str, dict]]
+    how: str  # how the subject was written
+
+
 class _KeyedLocks:
     def __init__(self):
         self._guard = threading.Lock()
@@ -316,7 +328,8 @@ class ReportWriter:
             raise DuplicateOnServer(f"{len(matches)} DiagnosticReports on the server share the report identifier")
         return (matches[0] if matches else None), included
 
-    def deliver(self, bundle: dict) -> Delivered:
+    def _prepare(self, bundle: dict) -> _Prepared:
+        """Parse a report version and make what is sent: our version stamped, Devices and the subject resolved."""
         rv = parse_report(bundle)
         device_refs = {url: self._ensure("Device", dev, dev["identifier"][0]) for url, dev in rv.devices}
         report_url, report = rv.report
@@ -330,19 +343,42 @@ class ReportWriter:
             _replace_refs(out, device_refs)
             return out
 
-        dr = prepare(report)
-        observations = [(url, prepare(obs)) for url, obs in rv.observations]
-        provenances = [(url, prepare(p)) for url, p in rv.provenances]
+        return _Prepared(rv, report_url, prepare(report), [(url, prepare(obs)) for url, obs in rv.observations],
+                         [(url, prepare(p)) for url, p in rv.provenances], how)
+
+    @staticmethod
+    def _already(p: _Prepared, current: dict | None, attempt: int) -> Delivered | None:
+        """The server's copy carries this version or a newer one: nothing to write."""
+        if current is None:
+            return None
+        have = version_of(current)
+        if have < p.rv.version:
+            return None
+        meta = current.get("meta") or {}
+        return Delivered("already-current" if have == p.rv.version else "superseded", p.rv.identifier["value"],
+                         p.rv.version, f"DiagnosticReport/{current['id']}", meta.get("versionId"),
+                         meta.get("lastUpdated"), attempt, subject=p.how)
+
+    @staticmethod
+    def _written(p: _Prepared, first: dict, attempt: int, retired: int) -> Delivered:
+        resp = first.get("response") or {}
+        rid = _location_id(resp.get("location"), "DiagnosticReport")
+        return Delivered("written", p.rv.identifier["value"], p.rv.version, f"DiagnosticReport/{rid}" if rid else None,
+                         resp.get("etag"), resp.get("lastModified"), attempt, retired, subject=p.how)
+
+    def deliver(self, bundle: dict) -> Delivered:
+        return self._deliver(self._prepare(bundle))
+
+    def _deliver(self, p: _Prepared, read_first: bool = False) -> Delivered:
+        rv = p.rv
         for attempt in range(1, MAX_ATTEMPTS + 1):
-            current, included = (None, {}) if attempt == 1 and rv.version == 1 else self._current(rv)
-            if current is not None:
-                have = version_of(current)
-                if have >= rv.version:
-                    meta = current.get("meta") or {}
-                    return Delivered("already-current" if have == rv.version else "superseded",
-                                     rv.identifier["value"], rv.version, f"DiagnosticReport/{current['id']}",
-                                     meta.get("versionId"), meta.get("lastUpdated"), attempt, subject=how)
-            bundle_tx, retired = self._transaction(report_url, dr, observations, provenances, current, included)
+            blind = attempt == 1 and rv.version == 1 and not read_first
+            current, included = (None, {}) if blind else self._current(rv)
+            done = self._already(p, current, attempt)
+            if done is not None:
+                return done
+            bundle_tx, retired = self._transaction(p.report_url, p.dr, p.observations, p.provenances, current,
+                                                   included)
             try:
                 response = self.client.transaction(bundle_tx)
             except VersionConflict:
@@ -355,12 +391,116 @@ class ReportWriter:
                 # theirs. Re-read: if theirs is older, the If-Match path replaces it.
                 log.info("report %s v%d: created concurrently, re-reading", rv.identifier["value"], rv.version)
                 continue
-            resp = first.get("response") or {}
-            rid = _location_id(resp.get("location"), "DiagnosticReport")
-            return Delivered("written", rv.identifier["value"], rv.version,
-                             f"DiagnosticReport/{rid}" if rid else None, resp.get("etag"),
-                             resp.get("lastModified"), attempt, retired, subject=how)
+            return self._written(p, first, attempt, retired)
         raise TransientError(f"report version did not settle after {MAX_ATTEMPTS} attempts (conflicts)")
+
+    # --- several reports in one transaction ---
+
+    def _currents(self, rvs: list[ReportVersion]) -> dict[str, tuple[dict | None, dict[str, dict]]] | None:
+        """One search for several reports' server copies and their result Observations (by report token); None when
+        the server holds several copies of one of them (each is then handled on its own, which says so)."""
+        # FHIR search: a comma separates alternatives, so a comma inside a value is escaped with a backslash
+        either = ",".join(rv.token.replace("\\", "\\\\").replace(",", "\\,") for rv in rvs)
+        found = self.client.search("DiagnosticReport", {"identifier": either,
+                                                        "_include": "DiagnosticReport:result",
+                                                        "_count": str(len(rvs) + 1)})
+        reports: dict[str, dict] = {}
+        observations: dict[str, dict] = {}
+        for entry in found.get("entry") or []:
+            res = entry.get("resource") or {}
+            mode = (entry.get("search") or {}).get("mode", "match")
+            if res.get("resourceType") == "DiagnosticReport" and mode == "match":
+                key = token((res.get("identifier") or [{}])[0])
+                if key in reports:
+                    return None
+                reports[key] = res
+            elif res.get("resourceType") == "Observation":
+                observations[f"Observation/{res.get('id')}"] = res
+        if any(link.get("relation") == "next" for link in found.get("link") or []):
+            return None  # more than one page: not the common case; each on its own
+        out: dict[str, tuple[dict | None, dict[str, dict]]] = {}
+        for rv in rvs:
+            dr = reports.get(rv.token)
+            included = {}
+            for ref in (dr or {}).get("result") or []:
+                obs = observations.get(str(ref.get("reference", "")).split("/_history")[0])
+                ident = (obs or {}).get("identifier", [{}])[0]
+                if obs is not None and ident.get("value"):
+                    included[token(ident)] = obs
+            out[rv.token] = (dr, included)
+        return out
+
+    def deliver_many(self, bundles: list[dict]) -> list[Delivered | Exception]:
+        """Several reports' versions (different reports) in one transaction: the server does less per report. Each
+        result is a Delivered or the exception that report ends with (InvalidReport, PermanentError,
+        TransientError). Whatever makes the shared transaction fail for one of them (a stale If-Match, a refusal)
+        wrote nothing, so each is then written on its own: a refusal still touches that version alone."""
+        out: list[Delivered | Exception | None] = [None] * len(bundles)
+        prepared: list[tuple[int, _Prepared]] = []
+        for i, bundle in enumerate(bundles):
+            try:
+                prepared.append((i, self._prepare(bundle)))
+            except (InvalidReport, PermanentError, TransientError) as exc:
+                out[i] = exc
+        tokens = [p.rv.token for _, p in prepared]
+        currents = {}
+        later = [p.rv for _, p in prepared if p.rv.version > 1]
+        try:
+            if len(prepared) > 1 and len(set(tokens)) == len(tokens) and later:
+                currents = self._currents(later)
+        except TransientError as exc:
+            return self._each_fails(out, prepared, exc)
+        except PermanentError:
+            currents = None
+        if len(prepared) <= 1 or len(set(tokens)) < len(tokens) or currents is None:
+            return self._one_by_one(out, prepared)
+        entries: list[dict] = []
+        parts: list[tuple[int, _Prepared, bool, int, int]] = []  # (index, report, created, first entry, retired)
+        for i, p in prepared:
+            current, included = currents.get(p.rv.token, (None, {}))
+            done = self._already(p, current, 1)
+            if done is not None:
+                out[i] = done
+                continue
+            tx, retired = self._transaction(p.report_url, p.dr, p.observations, p.provenances, current, included)
+            parts.append((i, p, current is None, len(entries), retired))
+            entries.extend(tx["entry"])
+        if not parts:
+            return out  # type: ignore[return-value]
+        try:
+            response = self.client.transaction({"resourceType": "Bundle", "type": "transaction", "entry": entries},
+                                               timeout_scale=len(parts))  # n reports' work: n times as long
+        except TransientError as exc:
+            return self._each_fails(out, [(i, p) for i, p, *_ in parts], exc)
+        except (VersionConflict, PermanentError) as exc:
+            log.info("a transaction of %d reports was refused (%s): writing each on its own", len(parts),
+                     exc.status)
+            return self._one_by_one(out, [(i, p) for i, p, *_ in parts])
+        answered = response.get("entry") or []
+        redo = []
+        for i, p, created, at, retired in parts:
+            first = answered[at] if at < len(answered) else {}
+            if created and _entry_status(first) != 201:
+                redo.append((i, p))  # already there (a redelivery, or another writer): re-read, on its own
+            else:
+                out[i] = self._written(p, first, 1, retired)
+        return self._one_by_one(out, redo, read_first=True)
+
+    def _one_by_one(self, out: list, prepared: list[tuple[int, _Prepared]], read_first: bool = False) -> list:
+        for n, (i, p) in enumerate(prepared):
+            try:
+                out[i] = self._deliver(p, read_first)
+            except (PermanentError, InvalidReport) as exc:
+                out[i] = exc
+            except TransientError as exc:  # the server is unwell: the rest wait as well
+                return self._each_fails(out, prepared[n:], exc)
+        return out
+
+    @staticmethod
+    def _each_fails(out: list, prepared: list[tuple[int, _Prepared]], exc: Exception) -> list:
+        for i, _ in prepared:
+            out[i] = exc
+        return out
 
     @staticmethod
     def _transaction(report_url: str, dr: dict, observations: list[tuple[str, dict]],

@@ -107,3 +107,50 @@ def test_short_outage_in_a_steady_stream(isolated, hapi, proxy):
     assert done_after <= 30, f"delivered {done_after:.1f} s after recovery"
     assert health["breaker"] == "closed" and not deadletters(s)
     assert sum(r.answered == "dropped" for r in proxy.seen) >= 1
+
+
+def test_a_401_for_one_report_with_accepted_credentials_is_dead_lettered(isolated, hapi, proxy):
+    """401 to the request and to its retry with a fresh token, while the credentials probe is answered: that report is
+    refused for good (dead letter with the OperationOutcome); the credentials are fine, so the stream goes on."""
+    import json
+
+    from tests.support.fhir import STATIC_TOKEN
+
+    s = sink_settings(isolated, proxy.url + "/fhir", fhir_sink_auth="bearer", fhir_sink_bearer_token=STATIC_TOKEN)
+    refused, ok = _ids(2, "u401")
+    with running_sink(s):
+        proxy.seen.clear()
+        proxy.fail_next(2, status=401)
+        produce(s, [(refused, report_bytes(refused, 1))])
+        assert wait_until(lambda: len(deadletters(s)) == 1, 30)
+        produce(s, [(ok, report_bytes(ok, 1))])
+        got = wait_versions(hapi.client(), {ok: 1}, 60)
+        health = sink_health(s)
+    assert len(got[ok]) == 1 and health["credentials"] == "accepted"
+    (letter,) = deadletters(s)
+    assert letter["key"] == refused.encode() and letter["meta"]["error.code"] == "http-401"
+    assert json.loads(letter["meta"]["operation-outcome"])["resourceType"] == "OperationOutcome"
+    assert [r.answered for r in proxy.seen[:3]] == ["fault 401", "fault 401", "passed 404"]
+
+
+def test_versions_written_past_a_failure_are_not_written_again_after_the_rewind(isolated, hapi, proxy):
+    """One partition, ten reports in one batch, one 503 among them: the partition is committed up to the failed
+    version and rewound to it; the versions written after it come back with the rewind and count as done without a
+    request (no `already-current` read, no second transaction); nothing is lost or duplicated."""
+    s = sink_settings(isolated, proxy.url + "/fhir", partitions=1, fhir_sink_retry_initial_s=0.2,
+                      fhir_sink_reports_per_transaction=1)  # one transaction per version: countable
+    ids = _ids(10, "rew")
+    with running_sink(s):
+        proxy.seen.clear()
+        proxy.fail_next(1, status=503)  # one of the first requests (all reports start at once, one lane each)
+        produce(s, [(rid, report_bytes(rid, 1)) for rid in ids])
+        got = wait_versions(hapi.client(), {rid: 1 for rid in ids}, 90)
+        time.sleep(1)
+        metrics = sink_metrics(s)
+    assert {rid: len(c) for rid, c in got.items()} == {rid: 1 for rid in ids}
+    assert [r.answered for r in proxy.seen].count("fault 503") == 1
+    written = [r for r in proxy.seen if r.method == "POST" and r.path.rstrip("/").endswith("/fhir")
+               and r.answered.startswith("passed")]
+    assert len(written) == len(ids)  # each version's transaction went through once
+    assert 'outcome="already-current"' not in metrics and 'outcome="superseded"' not in metrics
+    assert not deadletters(s)

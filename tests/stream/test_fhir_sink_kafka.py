@@ -39,8 +39,10 @@ def _ids(n: int, tag: str) -> list[str]:
     return [f"{tag}{run}r{i:03d}" for i in range(n)]
 
 
-def test_versions_land_once_in_order_and_redelivery_writes_nothing(isolated, hapi):
-    s = sink_settings(isolated, hapi.plain_url)
+@pytest.mark.parametrize("per_transaction", [1, 4])
+def test_versions_land_once_in_order_and_redelivery_writes_nothing(isolated, hapi, per_transaction):
+    # 4: twelve reports and eight writers, so several reports share transactions (ReportWriter.deliver_many)
+    s = sink_settings(isolated, hapi.plain_url, fhir_sink_reports_per_transaction=per_transaction)
     ids = _ids(12, "ord")
     fewer = tuple(lead for lead in LEADS if lead != "V6")  # version 2 of ids[0] drops lead V6
     items = [(rid, report_bytes(rid, 1, mrn=f"ORD-{i}")) for i, rid in enumerate(ids)]

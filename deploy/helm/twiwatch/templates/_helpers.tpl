@@ -20,7 +20,7 @@ TWIWATCH_{{ index . 0 }}: {{ include "twiwatch.str" (index . 1) | quote }}
 {{- /* The values.yaml of chart 0.1 had one flat `config:` map handed to every pod; say where its keys went. */ -}}
 {{- define "twiwatch.checkValues" -}}
 {{- if .Values.config }}
-{{- fail "values: `config` is gone; settings are grouped per process (kafka, hl7, fhir, worker, encoder, reasoner.client, reasoner, mllp; see values.yaml); for anything else use worker.extraEnv / mllp.extraEnv / reasoner.extraEnv" }}
+{{- fail "values: `config` is gone; settings are grouped per process (kafka, hl7, fhir, worker, encoder, reasoner.client, reasoner, mllp, fhirSink, dashboard; see values.yaml); for anything else use worker.extraEnv / mllp.extraEnv / reasoner.extraEnv / fhirSink.extraEnv / dashboard.extraEnv" }}
 {{- end }}
 {{- end -}}
 
@@ -38,6 +38,8 @@ TWIWATCH_{{ index . 0 }}: {{ include "twiwatch.str" (index . 1) | quote }}
 {{ include "twiwatch.var" (list "TOPIC_REPORTS" $k.topics.reports) }}
 {{ include "twiwatch.var" (list "TOPIC_DEADLETTER" $k.topics.deadletter) }}
 {{ include "twiwatch.var" (list "TOPIC_REASONING" $k.topics.reasoning) }}
+{{ include "twiwatch.var" (list "TOPIC_ANALYSIS" $k.topics.analysis) }}
+{{ include "twiwatch.var" (list "TOPIC_ADJUDICATIONS" $k.topics.adjudications) }}
 {{- end -}}
 
 {{- define "twiwatch.config.hl7" -}}
@@ -128,6 +130,58 @@ TWIWATCH_{{ index . 0 }}: {{ include "twiwatch.str" (index . 1) | quote }}
 {{ include "twiwatch.var" (list "MLLP_WEB_PORT" $m.webPort) }}
 {{- end -}}
 
+{{- /* `twiwatch fhir-sink`. Credentials never land here: the bearer token and the SMART client id come from the
+  operator's Secret as env entries, the private key and the CA bundle as mounted files (twiwatch.fhirSink.* below). */ -}}
+{{- define "twiwatch.config.fhirSink" -}}
+{{- $f := .Values.fhirSink -}}
+{{ include "twiwatch.var" (list "FHIR_SINK_URL" $f.url) }}
+{{ include "twiwatch.var" (list "FHIR_SINK_GROUP_ID" $f.groupId) }}
+{{ include "twiwatch.var" (list "TOPIC_DELIVERY_DEADLETTER" $f.deadletterTopic) }}
+{{ include "twiwatch.var" (list "FHIR_SINK_AUTH" $f.auth.type) }}
+{{- if eq $f.auth.type "smart" }}
+{{ include "twiwatch.var" (list "FHIR_SINK_SMART_KEY_FILE" (printf "%s/%s" (include "twiwatch.fhirSink.keyDir" .) $f.auth.privateKeyKey)) }}
+{{ include "twiwatch.var" (list "FHIR_SINK_SMART_KEY_ID" $f.auth.smart.keyId) }}
+{{ include "twiwatch.var" (list "FHIR_SINK_SMART_ALG" $f.auth.smart.alg) }}
+{{ include "twiwatch.var" (list "FHIR_SINK_SMART_SCOPE" $f.auth.smart.scope) }}
+{{ include "twiwatch.var" (list "FHIR_SINK_SMART_TOKEN_URL" $f.auth.smart.tokenUrl) }}
+{{- end }}
+{{- if or $f.caBundle.configMap $f.caBundle.secret }}
+{{ include "twiwatch.var" (list "FHIR_SINK_CA_FILE" (printf "%s/%s" (include "twiwatch.fhirSink.caDir" .) $f.caBundle.key)) }}
+{{- end }}
+{{ include "twiwatch.var" (list "FHIR_SINK_TLS_VERIFY" $f.tlsVerify) }}
+{{ include "twiwatch.var" (list "FHIR_SINK_TIMEOUT_S" $f.timeoutS) }}
+{{ include "twiwatch.var" (list "FHIR_SINK_CONCURRENCY" $f.concurrency) }}
+{{ include "twiwatch.var" (list "FHIR_SINK_REPORTS_PER_TRANSACTION" $f.reportsPerTransaction) }}
+{{ include "twiwatch.var" (list "FHIR_SINK_CREATE_PATIENTS" $f.createPatients) }}
+{{ include "twiwatch.var" (list "FHIR_SINK_RETRY_INITIAL_S" $f.retryInitialS) }}
+{{ include "twiwatch.var" (list "FHIR_SINK_RETRY_MAX_S" $f.retryMaxS) }}
+{{ include "twiwatch.var" (list "FHIR_SINK_RETRY_AFTER_MAX_S" $f.retryAfterMaxS) }}
+{{ include "twiwatch.var" (list "FHIR_SINK_WEB_PORT" $f.webPort) }}
+{{ include "twiwatch.var" (list "FHIR_SINK_WEB_BIND" "0.0.0.0") }}
+{{ include "twiwatch.var" (list "FHIR_SINK_SESSION_TIMEOUT_S" $f.sessionTimeoutS) }}
+{{- end -}}
+{{- define "twiwatch.fhirSink.keyDir" -}}/etc/twiwatch/fhir-sink/smart{{- end -}}
+{{- define "twiwatch.fhirSink.caDir" -}}/etc/twiwatch/fhir-sink/ca{{- end -}}
+
+{{- /* `twiwatch dashboard`. Its database URL (it may hold a password) and its session key come from Secrets. */ -}}
+{{- define "twiwatch.config.dashboard" -}}
+{{- $d := .Values.dashboard -}}
+{{ include "twiwatch.var" (list "DASHBOARD_HOST" "0.0.0.0") }}
+{{ include "twiwatch.var" (list "DASHBOARD_PORT" $d.port) }}
+{{ include "twiwatch.var" (list "DASHBOARD_DATA_DIR" $d.dataDir) }}
+{{ include "twiwatch.var" (list "DASHBOARD_GROUP" $d.group) }}
+{{ include "twiwatch.var" (list "DASHBOARD_IDLE_TIMEOUT_S" $d.idleTimeoutS) }}
+{{ include "twiwatch.var" (list "DASHBOARD_COOKIE_SECURE" $d.cookieSecure) }}
+{{ include "twiwatch.var" (list "DASHBOARD_TIMEZONE" $d.timezone) }}
+{{ include "twiwatch.var" (list "DASHBOARD_LOGIN_ATTEMPTS" $d.loginAttempts) }}
+{{ include "twiwatch.var" (list "DASHBOARD_LOGIN_WINDOW_S" $d.loginWindowS) }}
+{{- end -}}
+{{- /* SQLite (no database Secret) lives on one PersistentVolumeClaim: one writer, so one replica. */ -}}
+{{- define "twiwatch.dashboard.sqlite" -}}{{ if not .Values.dashboard.database.existingSecret }}true{{ end }}{{- end -}}
+{{- define "twiwatch.dashboard.sessionSecretName" -}}
+{{- .Values.dashboard.sessionSecret.existingSecret | default (printf "%s-dashboard" (include "twiwatch.name" .)) -}}
+{{- end -}}
+
 {{- define "twiwatch.config.log" -}}
 {{ include "twiwatch.var" (list "LOG_LEVEL" .Values.logLevel) }}
 {{- end -}}
@@ -155,6 +209,18 @@ TWIWATCH_{{ index . 0 }}: {{ include "twiwatch.str" (index . 1) | quote }}
 {{ include "twiwatch.config.log" . }}
 {{- end -}}
 
+{{- define "twiwatch.data.fhir-sink" -}}
+{{ include "twiwatch.config.kafka" . }}
+{{ include "twiwatch.config.fhirSink" . }}
+{{ include "twiwatch.config.fhir" . }}
+{{ include "twiwatch.config.log" . }}
+{{- end -}}
+{{- define "twiwatch.data.dashboard" -}}
+{{ include "twiwatch.config.kafka" . }}
+{{ include "twiwatch.config.dashboard" . }}
+{{ include "twiwatch.config.log" . }}
+{{- end -}}
+
 {{- /* A process's ConfigMap: include "twiwatch.configMap" (list $ "worker") */ -}}
 {{- define "twiwatch.configMap" -}}
 {{- $ := index . 0 }}{{ $process := index . 1 -}}
@@ -174,7 +240,8 @@ checksum/config: {{ include (printf "twiwatch.data.%s" (index . 1)) (index . 0) 
 {{- end -}}
 
 {{- /* A container's environment: its process's ConfigMap, the secret where the process needs it, the operator's
-  extraEnv last (an `env` entry wins over the ConfigMap's value of the same name).
+  extraEnv last (an `env` entry wins over the ConfigMap's value of the same name); `secretEnv`: a process's own
+  entries read from Secrets (credentials that never go into a ConfigMap).
   include "twiwatch.env" (dict "root" $ "process" "worker" "secret" true "extraEnv" .Values.worker.extraEnv) */ -}}
 {{- define "twiwatch.env" -}}
 {{- $ := .root -}}
@@ -191,6 +258,9 @@ env:
   {{- end }}
   - name: HOME  # libraries' ~/.cache lands on the writable volume
     value: /var/lib/twiwatch
+  {{- with .secretEnv }}
+  {{- toYaml . | nindent 2 }}
+  {{- end }}
   {{- with .extraEnv }}
   {{- toYaml . | nindent 2 }}
   {{- end }}
