@@ -4,7 +4,7 @@
 # arrive. Ctrl-C stops everything.
 # Installs only what it runs (scripts/setup.sh demo: no torch, no helm). Ports follow the usual settings, so the demo
 # can run beside another broker: TWIWATCH_KAFKA_PORT, TWIWATCH_WORKER_WEB_PORT, TWIWATCH_MLLP_PORT,
-# TWIWATCH_MLLP_WEB_PORT, TWIWATCH_DASHBOARD_PORT (the review dashboard, default 8080), and STANDIN_PORT for the ECG-R1
+# TWIWATCH_MLLP_WEB_PORT, TWIWATCH_DASHBOARD_PORT (the review dashboard, default 8070), and STANDIN_PORT for the ECG-R1
 # stand-in (default TWIWATCH_REASONER_SERVE_PORT or 8011).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -24,7 +24,7 @@ MLLP_HOST=${TWIWATCH_MLLP_HOST:-127.0.0.1}
 MLLP_PORT=${TWIWATCH_MLLP_PORT:-2575}
 MLLP_WEB_PORT=${TWIWATCH_MLLP_WEB_PORT:-6067}
 STANDIN_PORT=${STANDIN_PORT:-${TWIWATCH_REASONER_SERVE_PORT:-8011}}
-DASHBOARD_PORT=${TWIWATCH_DASHBOARD_PORT:-8080}
+DASHBOARD_PORT=${TWIWATCH_DASHBOARD_PORT:-8070}
 # The dashboard's store stays between demo runs (its consumer group's offsets on the broker do too).
 export TWIWATCH_DASHBOARD_DATA_DIR=${TWIWATCH_DASHBOARD_DATA_DIR:-$PWD/.cache/demo/dashboard}
 step "starting Kafka on 127.0.0.1:$KAFKA_PORT"

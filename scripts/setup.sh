@@ -97,17 +97,19 @@ if [ -n "$mvn_pid" ]; then
   mvn_pid=""
 fi
 if [ "$MODE" = test ]; then
-  # The dashboard's browser tests: Debian's Chromium (Playwright drives /usr/bin/chromium; it cannot download its own
-  # browsers here), poppler's pdftoppm (the printed ECG grid is measured on the rendered PDF page) and axe-core.
+  # The dashboard's tests: Debian's Chromium (Playwright drives /usr/bin/chromium; it cannot download its own
+  # browsers here), poppler's pdftoppm (the printed ECG grid is measured on the rendered PDF page), axe-core, and
+  # PostgreSQL 15's server binaries (the store's tests start a throwaway server; tests/support/postgres.py).
   apt_missing=()
   [ -x /usr/bin/chromium ] || apt_missing+=(chromium)
   command -v pdftoppm >/dev/null || apt_missing+=(poppler-utils)
+  [ -x "${TWIWATCH_TEST_PG_BIN:-/usr/lib/postgresql/15/bin}/initdb" ] || apt_missing+=(postgresql-15)
   if [ ${#apt_missing[@]} -gt 0 ]; then
     if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
-      echo "== installing ${apt_missing[*]} with apt (the dashboard's browser tests)"
+      echo "== installing ${apt_missing[*]} with apt (the dashboard's tests)"
       apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${apt_missing[@]}" >/dev/null
     else
-      echo "== the dashboard's browser tests need ${apt_missing[*]}: install them (e.g. sudo apt-get install -y ${apt_missing[*]}); they fail without" >&2
+      echo "== the dashboard's tests need ${apt_missing[*]}: install them (e.g. sudo apt-get install -y ${apt_missing[*]}); they fail without" >&2
     fi
   fi
   AXE_VERSION=4

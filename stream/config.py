@@ -262,7 +262,8 @@ class DashboardGroup(_Group):
     """The review dashboard (docs/SPEC.md §13; README 'The alert dashboard')."""
 
     dashboard_host: str = Field("127.0.0.1", description="the dashboard's listen address (0.0.0.0 in a pod)")
-    dashboard_port: int = Field(8080, description="the dashboard's HTTP port (pages, /api, /healthz, /metrics)")
+    # Not 8080: the development FHIR server (`twiwatch fhir-server up`) listens there, and the demo runs both.
+    dashboard_port: int = Field(8070, description="the dashboard's HTTP port (pages, /api, /healthz, /metrics)")
     dashboard_db_url: str = Field("", description="SQLAlchemy URL of the dashboard's store: empty = SQLite in "
                                                   "<data_dir>/dashboard.sqlite3 (one replica); postgresql+psycopg://"
                                                   "... for several replicas")

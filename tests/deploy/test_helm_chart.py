@@ -373,7 +373,7 @@ def test_dashboard_sqlite_on_one_volume_with_one_replica():
     d = by_kind(docs, "Deployment")["t-twiwatch-dashboard"]
     assert d["spec"]["replicas"] == 1 and d["spec"]["strategy"] == {"type": "Recreate"}  # SQLite: one writer
     pod, c, data = d["spec"]["template"], container(docs, "dashboard"), configs(docs)["dashboard"]
-    assert c["args"] == ["dashboard"] and data["DASHBOARD_HOST"] == "0.0.0.0" and data["DASHBOARD_PORT"] == "8080"
+    assert c["args"] == ["dashboard"] and data["DASHBOARD_HOST"] == "0.0.0.0" and data["DASHBOARD_PORT"] == "8070"
     assert "DASHBOARD_DB_URL" not in data and "DASHBOARD_SESSION_SECRET" not in data
     assert _secret_refs(c) == {SECRET: ("t-twiwatch-secret", "patient-hash-secret"),
                                "TWIWATCH_DASHBOARD_SESSION_SECRET": ("t-twiwatch-dashboard", "session-secret")}
@@ -384,11 +384,11 @@ def test_dashboard_sqlite_on_one_volume_with_one_replica():
     assert {"name": "store", "mountPath": data["DASHBOARD_DATA_DIR"]} in c["volumeMounts"]
     for probe in ("readinessProbe", "livenessProbe"):
         assert c[probe]["httpGet"] == {"path": "/healthz", "port": "http"}
-    assert pod["metadata"]["annotations"]["prometheus.io/port"] == "8080"
+    assert pod["metadata"]["annotations"]["prometheus.io/port"] == "8070"
     assert pod["spec"]["securityContext"]["runAsNonRoot"] is True and c["securityContext"]["readOnlyRootFilesystem"]
     svc = by_kind(docs, "Service")["t-twiwatch-dashboard"]
     assert svc["spec"]["ports"] == [{"name": "http", "port": 80, "targetPort": "http"}]
-    assert {p["name"]: p["containerPort"] for p in c["ports"]} == {"http": 8080}
+    assert {p["name"]: p["containerPort"] for p in c["ports"]} == {"http": 8070}
     # an existing claim is used as it is; a new session key rolls the pods
     docs = render(*DASHBOARD, "dashboard.persistence.existingClaim=reviews")
     assert "PersistentVolumeClaim" not in {d["kind"] for d in docs}
