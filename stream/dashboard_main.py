@@ -59,7 +59,7 @@ def dashboard_topic_specs(s: DashboardSettings) -> list[TopicSpec]:
 
 
 class StoreCounts:
-    """Alerts by state and the outbox backlog, read from the store at scrape time (when the store offers it)."""
+    """Alerts by state and the outbox backlog, read from the store at scrape time."""
 
     def __init__(self, factory):
         self.factory = factory
@@ -68,31 +68,20 @@ class StoreCounts:
         return []
 
     def collect(self):
-        counts_fn = getattr(store, "counts", None)  # requested of the store (alerts by state)
         try:
             with self.factory() as s:
                 pending = store.pending_count(s)
-                counts = counts_fn(s) if counts_fn else {"alerts": _alerts_by_state(s)}
+                alerts = store.alerts_by_state(s)
         except Exception as exc:  # noqa: BLE001 - a scrape must not fail because the store is down
             log.warning("store counts for /metrics failed: %s", safe_db_error(exc))
             return
         yield GaugeMetricFamily("twiwatch_dashboard_outbox_pending", "actions stored but not yet on the "
                                 "adjudications topic", value=pending)
-        if counts.get("alerts"):
-            alerts = GaugeMetricFamily("twiwatch_dashboard_alerts", "alerts in the store by state", labels=["state"])
-            for state, n in counts["alerts"].items():
-                alerts.add_metric([state], n)
-            yield alerts
-
-
-def _alerts_by_state(s) -> dict[str, int]:
-    """Until the store offers counts(): one COUNT ... GROUP BY over its report table (read only)."""
-    from sqlalchemy import func, select
-
-    from integrations.dashboard.store.models import Report
-
-    rows = s.execute(select(Report.state, func.count()).where(Report.is_alert.is_(True)).group_by(Report.state))
-    return {state: n for state, n in rows if state}
+        if alerts:
+            family = GaugeMetricFamily("twiwatch_dashboard_alerts", "alerts in the store by state", labels=["state"])
+            for state, n in alerts.items():
+                family.add_metric([state], n)
+            yield family
 
 
 class Ingestor:

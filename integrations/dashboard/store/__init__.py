@@ -38,6 +38,7 @@ from integrations.dashboard.store.queue import (
     AlertFilter,
     AlertRow,
     BadCursor,
+    alerts_by_state,
     changes_since,
     filter_values,
     latest_seq,
@@ -51,6 +52,7 @@ __all__ = [
     "end_session", "list_audit", "list_users", "login_allowed", "note_login", "pending_count", "pseudonym",
     "publish_pending", "session_account", "set_password",
     "AlertFilter", "AlertRow", "BadCursor", "BadMessage", "Change", "changes_since", "default_url",
-    "filter_values", "ingest_analysis", "ingest_report", "latest_seq", "list_alerts", "make_engine", "migrate",
+    "alerts_by_state", "filter_values", "ingest_analysis", "ingest_report", "latest_seq", "list_alerts",
+    "make_engine", "migrate",
     "ping", "session_factory",
 ]

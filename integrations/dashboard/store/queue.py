@@ -151,6 +151,12 @@ def next_seq(s: Session) -> int:
                                   .values(value=table.c.value + 1).returning(table.c.value)).scalar_one()
 
 
+def alerts_by_state(s: Session) -> dict[str, int]:
+    """Alerts per state (new, acknowledged, adjudicated), for /metrics: one COUNT ... GROUP BY."""
+    rows = s.execute(select(Report.state, func.count()).where(Report.is_alert.is_(True)).group_by(Report.state))
+    return {state: n for state, n in rows if state}
+
+
 def latest_seq(s: Session) -> int:
     """The highest committed change number (a starting point for changes_since)."""
     return s.scalar(select(func.max(Report.seq))) or 0

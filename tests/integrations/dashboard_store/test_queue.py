@@ -11,6 +11,7 @@ from integrations.dashboard.store import (
     BadCursor,
     acknowledge,
     adjudicate,
+    alerts_by_state,
     changes_since,
     filter_values,
     ingest_report,
@@ -54,6 +55,8 @@ def test_order_and_keyset_paging(store, pairs, reviewer):
     assert [_expected_key(r) for r in rows] == sorted(_expected_key(r) for r in rows)
     assert rows[-1].id == first[1].id and rows[-2].id == first[0].id
     assert rows[0].cls == "ischemic-pattern" and rows[0].state == "new"
+    with store.session() as s:
+        assert alerts_by_state(s) == {"new": 38, "acknowledged": 1, "adjudicated": 1}
 
 
 def test_filters(store, pairs):
