@@ -107,9 +107,12 @@ $TW reports watch --since-ms "$START" --until-idle "${UNTIL_IDLE:-15}"
 wait $REPLAY $MONITORS
 echo "$(curl -s "http://127.0.0.1:$WORKER_WEB_PORT/metrics" | awk '/^twiwatch_monitor_windows_total/ {n += $2} END {print n + 0}') monitor windows analysed (trend points on ecg.monitor.trends); \
 other monitor feeds: $TW replay --monitors 4 --speed 10 (README, Monitor feeds)"
-curl -sf "http://127.0.0.1:$DASHBOARD_PORT/healthz" >/dev/null \
-  && echo "the replayed reports' alerts are in the review dashboard: http://127.0.0.1:$DASHBOARD_PORT/ (login demo / $(cat "$LOGIN_FILE"))" \
-  || echo "the review dashboard is not healthy; see .cache/demo/dashboard.log" >&2
+if curl -sf "http://127.0.0.1:$DASHBOARD_PORT/healthz" >/dev/null; then
+  alerts=$(curl -s "http://127.0.0.1:$DASHBOARD_PORT/metrics" | awk '/^twiwatch_dashboard_alerts\{/ {n += $2} END {print n + 0}')
+  echo "$alerts alert(s) in the review dashboard: http://127.0.0.1:$DASHBOARD_PORT/ (login demo / $(cat "$LOGIN_FILE"))"
+else
+  echo "the review dashboard is not healthy; see .cache/demo/dashboard.log" >&2
+fi
 step "done"
 if [ -t 0 ] && [ "${DEMO_EXIT:-0}" != 1 ]; then  # interactive: keep the dashboard (and the rest) up for a look
   echo "the demo keeps running for the dashboard; Ctrl-C stops everything (DEMO_EXIT=1 exits right away)"
