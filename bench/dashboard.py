@@ -19,7 +19,6 @@ import random
 import statistics
 import subprocess
 import sys
-import tempfile
 import time
 import urllib.request
 from pathlib import Path
@@ -27,7 +26,7 @@ from typing import Any
 
 import httpx
 
-from bench.dashboard_store import ECGS, real_sources, seed
+from bench.dashboard_store import ECGS, on_backends, real_sources, seed
 from integrations.dashboard.store import AlertFilter, add_user, list_alerts, make_engine, migrate, session_factory
 
 GOALS_MS = {"queue": 200.0, "alert": 300.0}
@@ -156,20 +155,8 @@ def main(argv: list[str] | None = None) -> int:
     sources = real_sources()
     result: dict[str, Any] = {"research_only": True, "n": args.n, "repeats": args.repeats,
                               "sources": [f"ptbxl:{e} {p.cls}" for e, p in zip(ECGS, sources, strict=True)]}
-    backends = args.backends.split(",")
-    if "sqlite" in backends:
-        with tempfile.TemporaryDirectory(prefix="twiwatch-bench-web-") as tmp:
-            result["sqlite"] = run_backend(f"sqlite:///{tmp}/dashboard.sqlite3", sources, args.n, args.repeats)
-    if "postgres" in backends:
-        from tests.support import postgres
-
-        why = postgres.available()
-        if why:
-            result["postgres"] = {"skipped": why}
-        else:
-            with postgres.postgres_server() as admin:
-                url = postgres.create_database(admin, "benchweb")
-                result["postgres"] = run_backend(url, sources, args.n, args.repeats)
+    result.update(on_backends(args.backends.split(","), lambda url: run_backend(url, sources, args.n, args.repeats),
+                              "benchweb"))
     text = json.dumps(result, indent=2)
     print(text)
     if args.json:

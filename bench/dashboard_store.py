@@ -203,6 +203,25 @@ def run_backend(url: str, sources: list[Any], n: int, repeats: int) -> dict[str,
     return out
 
 
+def on_backends(backends: list[str], run: Callable[[str], dict[str, Any]], name: str) -> dict[str, Any]:
+    """`run` on a fresh SQLite file and on a throwaway PostgreSQL 15 database (each where asked; PostgreSQL says
+    why it was skipped when its binaries are missing)."""
+    out: dict[str, Any] = {}
+    if "sqlite" in backends:
+        with tempfile.TemporaryDirectory(prefix=f"twiwatch-{name}-") as tmp:
+            out["sqlite"] = run(f"sqlite:///{tmp}/dashboard.sqlite3")
+    if "postgres" in backends:
+        from tests.support import postgres
+
+        why = postgres.available()
+        if why:
+            out["postgres"] = {"skipped": why}
+        else:
+            with postgres.postgres_server() as admin:
+                out["postgres"] = run(postgres.create_database(admin, name))
+    return out
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--n", type=int, default=10_000)
@@ -214,20 +233,8 @@ def main(argv: list[str] | None = None) -> int:
     result: dict[str, Any] = {"research_only": True, "n": args.n, "repeats": args.repeats,
                               "load_average_at_start": [round(v, 2) for v in os.getloadavg()],
                               "sources": [f"ptbxl:{e} {p.cls}" for e, p in zip(ECGS, sources, strict=True)]}
-    backends = args.backends.split(",")
-    if "sqlite" in backends:
-        with tempfile.TemporaryDirectory(prefix="twiwatch-bench-") as tmp:
-            result["sqlite"] = run_backend(f"sqlite:///{tmp}/dashboard.sqlite3", sources, args.n, args.repeats)
-    if "postgres" in backends:
-        from tests.support import postgres
-
-        why = postgres.available()
-        if why:
-            result["postgres"] = {"skipped": why}
-        else:
-            with postgres.postgres_server() as admin:
-                url = postgres.create_database(admin, "bench")
-                result["postgres"] = run_backend(url, sources, args.n, args.repeats)
+    result.update(on_backends(args.backends.split(","), lambda url: run_backend(url, sources, args.n, args.repeats),
+                              "bench"))
     result["load_average_at_end"] = [round(v, 2) for v in os.getloadavg()]
     text_out = json.dumps(result, indent=2)
     print(text_out)

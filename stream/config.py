@@ -29,6 +29,15 @@ _ENV = SettingsConfigDict(env_prefix="TWIWATCH_", extra="ignore")
 _parsed_rules = lru_cache(maxsize=8)(parse_sender_rules)  # per message: parse a setting once
 
 
+def known_zone(value: str) -> str:
+    """A setting naming a time zone, refused at start when it is no IANA name."""
+    try:
+        ZoneInfo(value)
+    except (ZoneInfoNotFoundError, ValueError):
+        raise ValueError(f"unknown time zone {value!r} (an IANA name such as Europe/Berlin)") from None
+    return value
+
+
 def _cache_home() -> Path:
     return user_cache_path("twiwatch", appauthor=False)
 
@@ -112,11 +121,7 @@ class Hl7Settings(_Group):
     @field_validator("hl7_timezone")
     @classmethod
     def _known_zone(cls, value: str) -> str:
-        try:
-            ZoneInfo(value)
-        except (ZoneInfoNotFoundError, ValueError):
-            raise ValueError(f"unknown time zone {value!r} (an IANA name such as Europe/Berlin)") from None
-        return value
+        return known_zone(value)
 
     def sender_rules(self) -> SenderRules:
         return _parsed_rules(self.senders)
@@ -282,11 +287,7 @@ class DashboardGroup(_Group):
     @field_validator("dashboard_timezone")
     @classmethod
     def _known_display_zone(cls, value: str) -> str:
-        try:
-            ZoneInfo(value)
-        except (ZoneInfoNotFoundError, ValueError):
-            raise ValueError(f"unknown time zone {value!r} (an IANA name such as Europe/Berlin)") from None
-        return value
+        return known_zone(value)
 
 
 # --- what each process reads ---
