@@ -39,13 +39,11 @@ def _figure(message: dict[str, Any] | None, title: str, svg_id: str) -> dict[str
 
 
 def report_parts(report: dict[str, Any] | None) -> tuple[dict[str, Any], list[dict[str, Any]]]:
-    """(DiagnosticReport, Observations) from the store's `report` (the resource itself, or the two side by side)."""
+    """(DiagnosticReport, Observations) of the store's `AlertDetail.report` (the report is absent while only the
+    analysis message has arrived)."""
     if not report:
         return {}, []
-    if report.get("resourceType") == "DiagnosticReport":
-        return report, list(report.get("observations") or report.get("contained") or [])
-    dr = report.get("diagnostic_report") or report.get("report") or {}
-    return dr, list(report.get("observations") or [])
+    return report.get("diagnostic_report") or {}, list(report.get("observations") or [])
 
 
 def _episode_view(detail, message: dict[str, Any] | None) -> dict[str, Any] | None:
