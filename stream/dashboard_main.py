@@ -259,7 +259,8 @@ def web_config(s: DashboardSettings, consumer_health) -> WebConfig:
                      cookie_secure=s.dashboard_cookie_secure, login_attempts=s.dashboard_login_attempts,
                      login_window_s=s.dashboard_login_window_s,
                      form_secret=secret.encode() if secret else secrets.token_bytes(32),
-                     identity_secret=s.patient_hash_secret.get_secret_value(), consumer_health=consumer_health)
+                     identity_secret=s.patient_hash_secret.get_secret_value(), consumer_health=consumer_health,
+                     app=s.dashboard_group)
 
 
 def run_dashboard(s: DashboardSettings, *, host: str | None = None, port: int | None = None) -> None:

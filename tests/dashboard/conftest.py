@@ -10,8 +10,6 @@ import re
 import subprocess
 import sys
 import time
-import urllib.error
-import urllib.request
 import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -22,7 +20,7 @@ from pydantic import SecretStr
 
 from engine.analyze import analyze
 from stream.config import ToolSettings
-from stream.devtools.e2e import free_port, settings_env, stop_worker
+from stream.devtools.e2e import free_port, settings_env, stop_worker, wait_healthy
 from stream.producer import make_producer
 from stream.topics import ensure_topics, topic_specs
 from tests.support.dashboard_messages import Pair, real_pair
@@ -81,20 +79,12 @@ def start_dashboard(s: ToolSettings, log: Path, timeout_s: float = 90) -> subpro
     proc = subprocess.Popen([sys.executable, "-m", "stream.cli", "dashboard"], env=settings_env(s),
                             stdout=open(log, "ab"), stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
                             start_new_session=True)
-    url = f"http://127.0.0.1:{s.dashboard_port}/healthz"
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise RuntimeError(f"dashboard exited with {proc.returncode}: {log.read_text(errors='replace')[-3000:]}")
-        try:
-            with urllib.request.urlopen(url, timeout=2) as resp:
-                if resp.status == 200:
-                    return proc
-        except (urllib.error.URLError, OSError):
-            pass
-        time.sleep(0.3)
-    stop_worker(proc)
-    raise TimeoutError(f"dashboard not healthy after {timeout_s:.0f} s: {log.read_text(errors='replace')[-3000:]}")
+    try:
+        wait_healthy(s, proc, timeout_s, port=s.dashboard_port, app=s.dashboard_group, what="dashboard")
+    except (RuntimeError, TimeoutError) as exc:
+        stop_worker(proc)
+        raise RuntimeError(f"{exc}: {log.read_text(errors='replace')[-3000:]}") from None
+    return proc
 
 
 def add_users(s: ToolSettings) -> None:

@@ -101,7 +101,7 @@ def create_app(cfg: WebConfig, engine: Engine) -> FastAPI:
         consumer_ok, consumer_why = cfg.consumer_health()
         if not consumer_ok:
             reasons.append(f"consumer: {consumer_why}")
-        body = {"status": "ok" if not reasons else "unavailable", "store": "ok" if store_ok else "down",
+        body = {"app": cfg.app, "status": "ok" if not reasons else "unavailable", "store": "ok" if store_ok else "down",
                 "consumer": consumer_why, "reasons": reasons, "research_only": True}
         return JSONResponse(body, status_code=200 if not reasons else 503)
 

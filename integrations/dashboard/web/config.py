@@ -19,5 +19,8 @@ class WebConfig:
     # Live updates: how often the event stream asks the store what changed.
     poll_interval_s: float = 0.25
     page_size: int = 50
+    # Named in /healthz (the consumer group), so a probe knows it reached this dashboard, as the worker's and the
+    # sink's name theirs.
+    app: str = "twiwatch-dashboard"
     # (ok, reasons) of what the store cannot see: the Kafka consumer's state, from the process that runs it.
     consumer_health: Callable[[], tuple[bool, str]] = field(default=lambda: (True, "no consumer in this process"))

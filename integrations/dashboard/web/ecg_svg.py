@@ -11,12 +11,13 @@ Everything is drawn with presentation attributes (no style attributes), so the p
 """
 from __future__ import annotations
 
-import base64
 from dataclasses import dataclass, field
 from html import escape
 from typing import Any
 
 import numpy as np
+
+from integrations.review.analysis_message import decode_signal as decode_leads
 
 MM_PER_S = 25.0
 MM_PER_MV = 10.0
@@ -60,8 +61,7 @@ def decode_signal(signal: dict[str, Any]) -> Signal:
         fs = float(signal["fs"])
         if signal.get("dtype", "int16") != "int16" or fs <= 0:
             raise SignalError(f"unsupported signal (dtype {signal.get('dtype')!r}, fs {fs})")
-        leads = {name: np.frombuffer(base64.b64decode(data), dtype="<i2").astype(np.float64)
-                 for name, data in signal["leads"].items()}
+        leads = {name: values.astype(np.float64) for name, values in decode_leads(signal).items()}
         flagged = {lead: [(int(a), int(b)) for a, b in runs] for lead, runs in (signal.get("flagged") or {}).items()}
     except (KeyError, TypeError, ValueError) as exc:
         if isinstance(exc, SignalError):
