@@ -178,7 +178,8 @@ def step(state: dict, window_start_s: float, points: Mapping[str, Any], lead_mar
     base = st["baseline"]
     cand = {n for n, p in ok.items() if n in base and _is_candidate(n, p.t_amplitude_mv, base[n]["t"], rules)
             and st["refractory"].get(n, -1e300) <= ws}
-    qualifying = _qualifying(cand, pts, base, lead_marks)
+    inverted = {n for n, p in ok.items() if n in base and n != "aVR" and p.t_amplitude_mv < -rules.depth_mv - EPS}
+    qualifying = _qualifying(cand, inverted, pts, base, lead_marks)
 
     ep = st["episode"]
     if ep is None:
@@ -300,9 +301,14 @@ def _kind(lead: str, marks: Mapping[str, str]) -> str:
     return "other"
 
 
-def _qualifying(cand: set[str], pts: Mapping[str, Any], base: Mapping[str, Any],
+def _qualifying(cand: set[str], inverted: set[str], pts: Mapping[str, Any], base: Mapping[str, Any],
                 marks: Mapping[str, str]) -> dict[str, str]:
-    """Qualifying candidates -> why (the rule that admits each)."""
+    """Qualifying candidates -> why (the rule that admits each).
+
+    A newly inverted lead (`cand`) next to a lead inverted now (`inverted`, whatever its baseline) qualifies: the
+    contiguous group meets the TWI criterion now and did not at baseline, the meaning of "new" for strips too
+    (docs/SPEC.md §4.5). Only the newly inverted leads enter the episode, so its depth and closing are judged on
+    what changed."""
     if not cand:
         return {}
     present = [n for n in pts if n in base]
@@ -311,12 +317,15 @@ def _qualifying(cand: set[str], pts: Mapping[str, Any], base: Mapping[str, Any],
     out = {}
     for n in cand:
         k = _kind(n, marks)
+        neighbours = CONTIGUOUS.get(n, frozenset())
         if k == "unknown":
             out[n] = "unknown-position lead against its own baseline"
         elif independent == 1:
             out[n] = "single monitored lead"
-        elif CONTIGUOUS.get(n, frozenset()) & cand:
+        elif neighbours & cand:
             out[n] = "contiguous leads"
+        elif neighbours & inverted:
+            out[n] = "contiguous with a lead inverted before (" + ", ".join(_sorted(neighbours & inverted)) + ")"
     return out
 
 

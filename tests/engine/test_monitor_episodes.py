@@ -296,3 +296,21 @@ def test_prior_12_lead_baseline(twelve):
     assert "II" not in bed.state["baseline"]  # limb leads: monitoring baseline (electrode placement differs)
     old = new_state(R, prior=base, prior_label="1992-06-30", prior_time_s=T0 - 30 * 86400)
     assert Bed(old).feed(twelve["after"], 6) == []  # too old: monitoring baseline only
+
+
+def test_a_newly_inverted_lead_next_to_a_lead_inverted_before_opens(twelve):
+    # aVF inverted all along, III inverting now: the aVF-III group meets the criterion now and did not at baseline,
+    # "new" as for strips (docs/SPEC.md §4.5); only III, what changed, is the episode's lead.
+    def inverted(pairs, **mv):
+        return [({**p, **{n: dataclasses.replace(p[n], t_amplitude_mv=v, t_polarity="inverted")
+                          for n, v in mv.items()}}, m) for p, m in pairs]
+
+    bed = Bed()
+    _baseline(bed, inverted(twelve["before"], aVF=-0.2))
+    ev = bed.feed(inverted(twelve["before"], aVF=-0.2, III=-0.25), 6)
+    assert [(e.kind, e.leads) for e in ev] == [("opened", ("III",))]
+    assert "contiguous with a lead inverted before (aVF)" in ev[0].reason
+    # the neighbour must be inverted now, not only at baseline
+    bed = Bed()
+    _baseline(bed, inverted(twelve["before"], aVF=-0.2))
+    assert bed.feed(inverted(twelve["before"], aVF=-0.04, III=-0.25), 20) == []
