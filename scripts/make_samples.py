@@ -66,22 +66,32 @@ def copy_ptbxl() -> None:
     shutil.copy2(src / "LICENSE.txt", dst / "LICENSE.txt")
 
 
-LONG = [("mitdb", "100", "mitdb-100-5min"), ("cpsc2021", "data_21_8", "cpsc2021-21_8-5min")]
-LONG_SECONDS = 300
+# (folder, record, name, start s, seconds, with the beat annotations)
+LONG = [("mitdb", "100", "mitdb-100-5min", 0, 300, False),
+        ("cpsc2021", "data_21_8", "cpsc2021-21_8-5min", 0, 300, False),
+        # ventricular bigeminy and couplets (more V than N beats), for the monitor window's choice of beats
+        ("mitdb", "208", "mitdb-208-2min", 480, 120, True)]
 
 
 def copy_long() -> None:
-    """Cut, not resampled: the same digital samples, gains and names, format 16."""
+    """Cut, not resampled: the same digital samples, gains and names, format 16; beat labels where asked."""
     import wfdb
 
     dst = OUT / "long"
     dst.mkdir(parents=True, exist_ok=True)
-    for folder, record, name in LONG:
-        rec = wfdb.rdrecord(str(SHARED / "long" / folder / record), physical=False,
-                            sampto=int(LONG_SECONDS * wfdb.rdheader(str(SHARED / "long" / folder / record)).fs))
+    for folder, record, name, start_s, seconds, beats in LONG:
+        path = str(SHARED / "long" / folder / record)
+        fs = wfdb.rdheader(path).fs
+        a, b = int(start_s * fs), int((start_s + seconds) * fs)
+        rec = wfdb.rdrecord(path, physical=False, sampfrom=a, sampto=b)
+        what = f"first {seconds} s" if start_s == 0 else f"{seconds} s from {start_s} s"
         wfdb.wrsamp(name, fs=rec.fs, units=rec.units, sig_name=rec.sig_name, d_signal=rec.d_signal,
                     fmt=["16"] * rec.n_sig, adc_gain=rec.adc_gain, baseline=rec.baseline, write_dir=str(dst),
-                    comments=[f"first {LONG_SECONDS} s of {folder}/{record} (see samples/README.md)"])
+                    comments=[f"{what} of {folder}/{record} (see samples/README.md)"])
+        if beats:
+            ann = wfdb.rdann(path, "atr", sampfrom=a, sampto=b - 1, shift_samps=True)
+            wfdb.wrann(name, "atr", ann.sample, symbol=ann.symbol, aux_note=ann.aux_note, fs=fs,
+                       write_dir=str(dst))
 
 
 if __name__ == "__main__":

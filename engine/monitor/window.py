@@ -18,7 +18,6 @@ any other lead; the episode machine keeps them to their own baseline.
 """
 from __future__ import annotations
 
-import dataclasses
 from dataclasses import dataclass
 from functools import lru_cache
 
@@ -27,6 +26,7 @@ from scipy.signal import sosfilt, sosfilt_zi
 
 from engine import delineate as dl
 from engine import filters, measure, quality
+from engine.monitor.conducted import conducted_beats
 from engine.qrs import detect_qrs, qrs_bounds, spatial_velocity
 from engine.record import EcgRecord, fill_flagged, is_ecg_lead, lead_order
 from engine.resample import ANALYSIS_FS, to_analysis_rate
@@ -35,10 +35,6 @@ MONITOR_FS = 250.0  # analysis rate for streams outside OWN_RATE_RANGE_HZ
 OWN_RATE_RANGE_HZ = (200.0, 500.0)
 MIN_WINDOW_S = 2.5  # a shorter window holds too few beats for a median beat
 MIN_BEATS = 3  # conforming beats needed for a median beat worth trending
-# The median beat must stand for a clearly dominant morphology: with ventricular bigeminy or couplets about half
-# the beats are ectopic and the "dominant" one flips between sinus and ectopic from window to window, so its T
-# flips against a sinus-beat baseline (seen on the tune part: MIT-BIH 208).
-MIN_CONFORMING_FRACTION = 0.6
 POLARITY = {"positive": "upright", "negative": "inverted", "flat": "flat", "biphasic": "biphasic"}
 # Derived limb leads (docs/SPEC.md §10.1), as (coefficient of I, coefficient of II).
 _DERIVED = {"III": (-1.0, 1.0), "aVL": (1.0, -0.5), "aVF": (-0.5, 1.0)}
@@ -119,15 +115,9 @@ def analyse_window(window: EcgRecord) -> dict[str, TrendPoint]:
     if fid.size < MIN_BEATS:
         return _finish(names, lq, None, f"{fid.size} QRS complex(es) detected in the window")
     ep = dl.extract_epochs(x_meas, fid, fsa)
-    conforming = _conforming(ep, fsa, usable[:n_sent])
-    full = conforming & ep.valid.all(axis=1)
-    if full.sum() < MIN_BEATS:
-        return _finish(names, lq, None, f"{int(full.sum())} conforming beat(s) inside the window")
-    inside = ep.valid.all(axis=1)  # beats cut by the window's edges say nothing about the morphology
-    frac = float(conforming[inside].mean()) if inside.any() else 0.0
-    if frac < MIN_CONFORMING_FRACTION:
-        return _finish(names, lq, None, f"no dominant beat morphology: {100 * frac:.0f}% of the beats conform "
-                                        "(ectopy)")
+    conforming, why = conducted_beats(ep, fsa, usable[:n_sent], fid)
+    if why:
+        return _finish(names, lq, None, why)
     template = dl.median_beat(ep, conforming)
     quality.beat_noise(ep.data, template, conforming, ep.valid, lq)
 
@@ -153,16 +143,6 @@ def analyse_window(window: EcgRecord) -> dict[str, TrendPoint]:
     ms = measure.lead_measures(tref, q_on, q_off, tm.onset, tm.peak, tm.offset, tm.sign, zeros.astype(int), zeros,
                                fst)
     return _finish(names, lq, ms, "")
-
-
-def _conforming(ep: dl.Epochs, fs: float, usable: np.ndarray) -> np.ndarray:
-    """Beats that conform in most of the usable leads, each lead judged alone: one noisy or lead-off channel of a
-    monitoring lead set must not make every beat look ectopic, as it does in a multi-lead correlation."""
-    rows = np.flatnonzero(usable)
-    if rows.size == 0:
-        return dl.conforming_beats(ep, fs)
-    votes = np.stack([dl.conforming_beats(dataclasses.replace(ep, data=ep.data[[r]]), fs) for r in rows])
-    return votes.sum(axis=0) * 2 > rows.size
 
 
 @lru_cache(maxsize=32)
