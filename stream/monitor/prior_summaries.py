@@ -132,24 +132,21 @@ class PriorReader:
                 await asyncio.sleep(5.0)
 
     async def _read(self) -> None:
-        from aiokafka import AIOKafkaConsumer, TopicPartition
+        from aiokafka import AIOKafkaConsumer
 
-        # No group: every worker reads every partition, and nothing is committed.
-        consumer = AIOKafkaConsumer(bootstrap_servers=self.bootstrap, group_id=None, enable_auto_commit=False,
-                                    auto_offset_reset="earliest", max_partition_fetch_bytes=self.max_bytes)
+        # No group: every worker is assigned every partition of the topic, and nothing is committed.
+        consumer = AIOKafkaConsumer(self.topic, bootstrap_servers=self.bootstrap, group_id=None,
+                                    enable_auto_commit=False, auto_offset_reset="earliest",
+                                    max_partition_fetch_bytes=self.max_bytes)
         await consumer.start()
         try:
-            partitions = consumer.partitions_for_topic(self.topic)
-            while not partitions:  # the worker creates its topics before it starts; metadata may lag
+            while not consumer.assignment():  # the worker creates its topics before it starts; metadata may lag
                 await asyncio.sleep(0.5)
-                await consumer.topics()
-                partitions = consumer.partitions_for_topic(self.topic)
-            tps = [TopicPartition(self.topic, p) for p in sorted(partitions)]
-            consumer.assign(tps)
+            tps = sorted(consumer.assignment())
             await consumer.seek_to_beginning(*tps)
             ends = await consumer.end_offsets(tps)
             while True:
-                if not self.ready.is_set() and all(await _position(consumer, tp) >= ends[tp] for tp in tps):
+                if not self.ready.is_set() and all([await consumer.position(tp) >= ends[tp] for tp in tps]):
                     self.ready.set()
                     log.info("prior summaries caught up: %d patient(s)", len(self.summaries))
                 batches = await consumer.getmany(timeout_ms=500)
@@ -158,7 +155,3 @@ class PriorReader:
                         self.apply(r.key, r.value)
         finally:
             await consumer.stop()
-
-
-async def _position(consumer: Any, tp: Any) -> int:
-    return await consumer.position(tp)
