@@ -1,7 +1,8 @@
 """The monitor baseline from a patient's prior 12-lead ECG, on the real broker through a real worker (docs/SPEC.md
-§11.9, issue 11). Real PTB-XL ECGs of one patient (ptbxl-641, samples/): the earlier 12-lead strip is sent as the
-prior; the later one, whose lateral T waves are inverted against the earlier, is played as a bedside monitor
-(STITCHED: the one strip repeated, labelled so; it tests the baseline path, not the T-wave detector).
+§11.9, issue 11). Real PTB-XL ECGs of one patient (patient 361, samples/): ECG 1809 (T upright or flat in V4-V6) is
+sent as the prior 12-lead strip; ECG 1844 (T newly inverted in V4 and V5) is played as a 12-lead bedside monitor
+(STITCHED: the one strip repeated, labelled so; it tests the baseline path, not the T-wave detector). With the
+default settings the prior serves the chest leads, so only a bed whose patient has it can see the change.
 
 Three beds play the same later strip for three patients: A has the earlier ECG as a prior an hour old (and, sent
 after it, an older 12-lead ECG that must not replace it), B has one older than the age limit, C has none while
@@ -15,11 +16,9 @@ import signal
 import time
 import urllib.request
 from datetime import UTC, datetime
-from pathlib import Path
 
 import pytest
 
-from integrations.datasets.recordings import find_recordings
 from integrations.identity import patient_key
 from stream.devtools import monitors as mon
 from stream.devtools.e2e import start_worker, stop_worker, wait_healthy
@@ -28,9 +27,9 @@ from stream.devtools.replay import encode_for
 from stream.producer import make_producer
 from tests.stream.test_monitor_kafka import _episode_reports, read_trends, settings_for
 from tests.support.polling import wait_until
+from tests.support.records import load_wfdb, ptbxl_path
 
 pytestmark = pytest.mark.kafka
-ROOT = Path(__file__).resolve().parents[2]
 DAY = 86400.0
 
 
@@ -45,15 +44,14 @@ def diagnostic_report(report: dict) -> dict:
 
 
 def test_a_patients_prior_12_lead_ecg_is_their_monitor_baseline_across_a_restart(isolated):
-    s = settings_for(isolated.model_copy(update={"monitor_prior_limb_leads": True,
-                                                 "monitor_prior_max_age_s": 2 * DAY}))
+    s = settings_for(isolated.model_copy(update={"monitor_prior_max_age_s": 2 * DAY}))
+    assert not s.monitor_prior_limb_leads  # the default: limb leads keep the monitoring baseline
     secret = s.patient_hash_secret.get_secret_value()
-    recs = [r for r in find_recordings(ROOT / "samples") if r.dataset == "ptbxl" and r.patient_id == "ptbxl-641"]
-    earlier, later = [r.load() for r in sorted(recs, key=lambda r: r.acquired_at)]
+    earlier, later = (load_wfdb(ptbxl_path(eid), f"ptbxl-{eid}") for eid in (1809, 1844))
     # pcd01 beds: their PID-3 carries no authority, as the strips below (the patient key includes it, §10.4).
-    beds = mon.stitched_beds([(f"ptbxl-641-{x}", later, later) for x in "abc"], repeat_s=150.0, fmt="pcd01")
+    beds = mon.stitched_beds([(f"ptbxl-361-{x}", later, later) for x in "abc"], repeat_s=150.0, fmt="pcd01")
     a, b, c = (bed.patient_id for bed in beds)
-    d = "stitched-ptbxl-641-d"
+    d = "stitched-ptbxl-361-d"
     t0 = float(int(time.time()) // 10 * 10 - 20_000)
 
     def strip(record, patient, acquired_s, n):
@@ -107,9 +105,11 @@ def test_a_patients_prior_12_lead_ecg_is_their_monitor_baseline_across_a_restart
         first.setdefault(t["patient"], t)
     assert set(first) == {keys[a], keys[b], keys[c]}
     prior_t = json.loads(next(v for k, v in summaries if k.decode() == keys[a]))["t"]
-    # A's very first window is judged against the prior; B's and C's learn a monitoring baseline (none yet).
+    # A's very first window is judged against the prior in the chest leads; the limb leads, and B's and C's leads,
+    # learn a monitoring baseline (none yet).
     baseline_a = {lead: v for lead, v in first[keys[a]]["baseline"].items() if v is not None}
-    assert baseline_a and all(abs(v - prior_t[lead]) < 1e-6 for lead, v in baseline_a.items())
+    assert set(baseline_a) >= {"V4", "V5"} and set(baseline_a) <= {"V1", "V2", "V3", "V4", "V5", "V6"}
+    assert all(abs(v - prior_t[lead]) < 1e-6 for lead, v in baseline_a.items())
     assert not any(first[keys[b]]["baseline"].values()) and not any(first[keys[c]]["baseline"].values())
     # Only A has an episode, and its report says its baseline was the prior 12-lead ECG.
     assert {r["id"] for r in episodes} and len({r["id"] for r in episodes}) == 1

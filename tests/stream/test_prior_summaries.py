@@ -3,20 +3,23 @@ what a strip yields, its bytes, which one wins, and how the monitor stage starts
 PTB-XL ECGs from samples/ (ptbxl-641's two ECGs: the earlier one is the prior)."""
 from __future__ import annotations
 
-from datetime import UTC
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
 
 from engine.analyze import analyze
-from engine.monitor.episodes import baseline_from_prior
+from engine.monitor.episodes import baseline_from_prior, new_state
+from engine.record import STANDARD_LEADS
 from integrations.datasets.recordings import find_recordings
+from integrations.fhir.episode import episode_conclusion
 from integrations.identity import patient_key, report_id
 from stream.config import WorkerSettings
 from stream.monitor import prior_summaries as ps
 from stream.monitor import stage
 from stream.stages import analyse_only, without_ecgs
 from tests.support.chunks import monitoring_piece
+from tests.support.records import load_wfdb, ptbxl_path
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -105,3 +108,24 @@ def test_a_patients_baseline_starts_with_their_prior_and_a_bed_without_patient_g
     other = piece.replace(patient_id="MRN-other")
     step = stage.on_chunk(s, None, stage.assembler_for(s), other, meta, None, priors=priors)
     assert step.state["episodes"]["prior"] is None
+
+
+def test_the_episode_report_names_each_baseline_with_its_leads():
+    """The prior serves V4 only (say the rest of that ECG was unreadable): an episode in V4 and V5 says which lead
+    was judged against which baseline. Real windows of PTB-XL patient 361 (ECG 1809, then 1844: V4 and V5 newly
+    inverted), as the engine's own tests feed them."""
+    from tests.engine.test_monitor_episodes import T0, Bed, _variants
+
+    prior = load_wfdb(ptbxl_path(1809), "ptbxl-1809").replace(acquired_at=datetime.fromtimestamp(T0 - 3600, UTC))
+    summary = ps.summary_of(prior, analyze(prior).summary, report_id(prior.source_id))
+    only_v4 = {**summary, "t": {"V4": summary["t"]["V4"]}}
+    rules = stage.rules_from(WorkerSettings())
+    bed = Bed(new_state(rules, **ps.new_state_kwargs(only_v4)), rules=rules)
+    assert bed.feed(_variants(1809), 30) == []
+    opened = [e for e in bed.feed(_variants(1844), 6) if e.kind == "opened"]
+    assert opened and {"V4", "V5"} <= set(opened[0].leads)
+    others = ", ".join(lead for lead in opened[0].leads if lead != "V4")
+    text = episode_conclusion(opened[0], monitored_leads=STANDARD_LEADS, reasoning_note="")
+    assert (f"against the patient's own baseline (prior 12-lead ECG of {summary['label']} (V4); "
+            f"monitoring (first 5 min) ({others}))") in text, text
+    assert summary["label"] == datetime.fromtimestamp(T0 - 3600, UTC).strftime("%Y-%m-%d %H:%M UTC")
