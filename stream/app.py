@@ -2,7 +2,9 @@
 
 decode: raw topics -> decode + validate (integrations) -> strips re-keyed by hashed patient -> by-patient topic;
         monitor chunks keyed by their hashed stream -> chunks topic; failures -> dead-letter topic with the reason.
-analyse: by-patient topic -> per-patient priors table (changelog-backed) -> engine -> FHIR Bundle -> reports topic.
+analyse: by-patient topic -> per-patient priors table (changelog-backed) -> engine -> FHIR Bundle -> reports topic;
+         a patient's newest 12-lead ECG also -> its summary on the compacted prior-summaries topic, which every
+         worker reads whole (stream.monitor.prior_summaries) for monitor baselines.
 reason: flagged new TWIs -> ECG-R1 -> version 2 of their reports.
 beside every report version, its analysis message (signal, fiducials, prior, location) on the analysis topic.
 monitor: chunks of each bed -> epoch windows -> trend points -> episodes -> episode reports (stream.monitor).
@@ -19,6 +21,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from stream import handlers
 from stream.config import WorkerSettings
 from stream.delivery import guarded
+from stream.monitor.prior_summaries import PriorReader
 from stream.monitor.stage import TICK
 from stream.reasoning import make_reasoner
 from stream.scoring import make_scorer
@@ -73,6 +76,8 @@ def build_app(s: WorkerSettings) -> faust.App:
         scorer=make_scorer(s),
         monitor=app.Table("monitor", default=None, partitions=s.partitions, key_type=str),
         analysis=raw_topic(s.topic_analysis),
+        prior_summaries=raw_topic(s.topic_prior_summaries),
+        prior_reader=PriorReader(s.bootstrap, s.topic_prior_summaries, limit),
     )
     chunks = w.chunks
 
@@ -95,8 +100,13 @@ def build_app(s: WorkerSettings) -> faust.App:
     @app.agent(chunks)
     async def monitor(stream):
         # Acknowledged by hand (stream.monitor.stage): the committed offset never passes a chunk an open window needs.
+        await w.prior_reader.ready.wait()  # a patient's baseline starts with their prior, once the priors are read
         async for event in stream.noack().events():
             await guarded(app, "monitor", handlers.monitor_one(w, stream, event))
+
+    @app.task
+    async def read_prior_summaries():
+        await w.prior_reader.run()
 
     @app.timer(s.monitor_tick_s, on_leader=True)
     async def tick():
@@ -107,10 +117,13 @@ def build_app(s: WorkerSettings) -> faust.App:
 
     @app.page("/healthz")
     async def healthz(web, request):
-        # Ready = partitions assigned and the tables restored from their changelogs.
+        # Ready = partitions assigned, the tables restored from their changelogs and the prior summaries read up to
+        # where the topic ended at start (a monitor stream starting earlier would miss its patient's prior).
         recovered = app.tables.recovery.completed.is_set()
-        ok = recovered and not app.rebalancing and not app.should_stop
+        priors = w.prior_reader.ready.is_set()
+        ok = recovered and priors and not app.rebalancing and not app.should_stop
         body = {"status": "ok" if ok else "starting", "app": s.app_id, "recovered": recovered,
+                "prior_summaries": len(w.prior_reader.summaries) if priors else None,
                 "rebalancing": bool(app.rebalancing)}
         return web.json(body, status=200 if ok else 503)
 

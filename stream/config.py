@@ -65,6 +65,8 @@ class KafkaSettings(_Group):
     topic_reasoning: str = "ecg.reasoning.requests"
     topic_analysis: str = Field("ecg.analysis", description="what a reviewer needs beside each report: signal, "
                                                             "fiducials, measures, prior, location (docs/SPEC.md §13)")
+    topic_prior_summaries: str = Field("ecg.prior-summaries", description="compacted: per hashed patient, the newest "
+                                       "prior 12-lead ECG's T amplitudes for monitor baselines (docs/SPEC.md §11.9)")
     topic_adjudications: str = Field("twiwatch.adjudications", description="reviewers' actions, published by the "
                                                                           "dashboard's outbox (docs/SPEC.md §13)")
 
@@ -220,6 +222,11 @@ class MonitorSettings(_Group):
     monitor_min_update_interval_s: float = Field(300.0, ge=0, description="at most one update per this long "
                                                                           "(resolution always goes out)")
     monitor_tick_s: float = Field(5.0, gt=0, description="how often the worker checks streams for silence")
+    monitor_prior_max_age_s: float = Field(7 * 86400.0, ge=0, description="a patient's prior 12-lead ECG serves as "
+                                                                          "their baseline if no older than this at "
+                                                                          "the first window")
+    monitor_prior_limb_leads: bool = Field(False, description="the prior 12-lead ECG serves the limb leads too "
+                                                              "(off: monitoring places limb electrodes on the torso)")
 
 
 class EncoderSettings(_Group):

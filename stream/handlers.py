@@ -20,6 +20,7 @@ from stream import envelope, metrics
 from stream.config import WorkerSettings
 from stream.deadletter import deadletter_record
 from stream.delivery import event_context, one_line
+from stream.monitor import prior_summaries
 from stream.monitor import stage as monitor
 from stream.reasoning import observe_reasoning, run_by_priority
 from stream.scoring import Scorer
@@ -57,6 +58,8 @@ class Wiring:
     scorer: Scorer | None
     monitor: Any = None  # faust table: per hashed stream, the monitor state (stream.monitor.stage)
     analysis: Any = None  # faust topic: one analysis message per report version (docs/SPEC.md §13.1)
+    prior_summaries: Any = None  # faust topic (compacted): per hashed patient, the newest 12-lead's summary
+    prior_reader: Any = None  # stream.monitor.prior_summaries.PriorReader: that topic, read whole
     assemblers: dict[str, Any] = field(default_factory=dict)  # per hashed stream, in memory only
     latest: dict[str, Any] = field(default_factory=dict)  # per hashed stream, the entry as of its last chunk
 
@@ -214,6 +217,10 @@ async def emit_first_report(w: Wiring, stream: Any, event: Any, patient: str, an
     await await_analysis(w, analysis, out.analysis, event.message)
     if sent is not None:
         await sent
+    if analysed.prior_summary is not None and w.prior_summaries is not None:
+        # Keyed by the hashed patient, canonical bytes: a redelivery rewrites the same record; on the broker before
+        # the table records this ECG, so nothing is acknowledged before it is written.
+        await (await w.prior_summaries.send(key=patient.encode(), value=prior_summaries.encode(analysed.prior_summary)))
     with event_context(stream, event):
         w.priors[patient] = without_ecgs(out.priors, failed) if failed else out.priors
     metrics.REPORTS.labels(out.status, out.triage).inc()
@@ -278,7 +285,7 @@ async def monitor_one(w: Wiring, stream: Any, event: Any) -> None:
             assembler = w.assemblers[key] = monitor.assembler_for(w.s)
             metrics.STREAMS.set(len(w.assemblers))
         entry = w.latest.get(key) or w.monitor.get(key)
-        result = monitor.on_chunk(w.s, entry, assembler, record, meta, event, now=time.time())
+        result = monitor.on_chunk(w.s, entry, assembler, record, meta, event, now=time.time(), priors=w.prior_reader)
     except Exception as exc:  # a chunk the monitor cannot use: its dead letter; the stream goes on
         log.error("monitor fault: %s", one_line(exc))
         await send_deadletter(w, event.value, exc, "monitor", event.message)

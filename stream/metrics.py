@@ -41,3 +41,6 @@ MONITOR_DROPPED = Counter("twiwatch_monitor_chunks_dropped_total", "chunks not a
 MONITOR_SEGMENTS = Counter("twiwatch_monitor_segments_total", "new stream segments, by why", ["why"])
 EPISODE_EVENTS = Counter("twiwatch_episode_events_total", "episode report versions written", ["kind"])
 STREAMS = Gauge("twiwatch_monitor_streams", "monitor streams assembled by this worker")
+PRIOR_SUMMARIES = Gauge("twiwatch_monitor_prior_summaries", "patients whose prior 12-lead summary this worker holds")
+MONITOR_BASELINES = Counter("twiwatch_monitor_baselines_total", "patients' baselines started on a bed, by whether a "
+                            "prior 12-lead summary was found (the engine still checks its age)", ["prior"])

@@ -23,6 +23,7 @@ from integrations.identity import report_id, stream_key
 from integrations.review import analysis_message
 from stream import metrics
 from stream.config import Hl7Settings, WorkerSettings
+from stream.monitor import prior_summaries
 
 SOFTWARE_VERSION = ENGINE_VERSION
 
@@ -98,13 +99,18 @@ def _updated_state(state: dict[str, Any] | None, summary: PriorSummary, keep: in
     ecgs.append(summary.to_dict())
     ecgs.sort(key=lambda d: d.get("acquired_at") or "")
     reported = [r for r in (state or {}).get("reported", []) if r != summary.source_id] + [summary.source_id]
-    return {"schema_version": 1, "ecgs": ecgs[-keep:], "reported": reported[-REPORTED_KEPT:]}
+    # Other keys (the monitor prior published last, `monitor_prior`) stay.
+    return {**(state or {}), "schema_version": 1, "ecgs": ecgs[-keep:], "reported": reported[-REPORTED_KEPT:]}
 
 
 def without_ecgs(state: dict[str, Any], source_ids: set[str]) -> dict[str, Any]:
-    """The patient's table entry without these ECGs (ones whose report could not be built: dead letters)."""
-    return {**state, "ecgs": [d for d in state.get("ecgs", []) if d["source_id"] not in source_ids],
-            "reported": [r for r in state.get("reported", []) if r not in source_ids]}
+    """The patient's table entry without these ECGs (ones whose report could not be built: dead letters), nor a
+    monitor prior that one of them would have been (its summary was never published)."""
+    out = {**state, "ecgs": [d for d in state.get("ecgs", []) if d["source_id"] not in source_ids],
+           "reported": [r for r in state.get("reported", []) if r not in source_ids]}
+    if (state.get("monitor_prior") or {}).get("report_id") in {report_id(sid) for sid in source_ids}:
+        out.pop("monitor_prior")
+    return out
 
 
 def _report(
@@ -147,6 +153,8 @@ class Analysed:
     analysis: Analysis
     priors: list[PriorSummary]
     new_state: dict[str, Any]
+    # The monitor-baseline summary to publish (docs/SPEC.md §11.9) when this ECG is the patient's newest 12-lead.
+    prior_summary: dict[str, Any] | None = None
 
 
 def analyse_only(record: EcgRecord, state: dict[str, Any] | None, source: dict[str, Any],
@@ -155,7 +163,13 @@ def analyse_only(record: EcgRecord, state: dict[str, Any] | None, source: dict[s
     priors = _priors_for(record, state)
     analysis = analyze(record, priors)
     metrics.ANALYSIS_SECONDS.observe(time.perf_counter() - started)
-    return Analysed(record, source, analysis, priors, _updated_state(state, analysis.summary, s.priors_kept))
+    new_state = _updated_state(state, analysis.summary, s.priors_kept)
+    summary = prior_summaries.summary_of(record, analysis.summary, report_id(record.source_id))
+    if summary is None or not prior_summaries.newer(summary, (state or {}).get("monitor_prior")):
+        summary = None  # an older 12-lead ECG arriving late never replaces the newer one (the topic is compacted)
+    else:
+        new_state["monitor_prior"] = {"time_s": summary["time_s"], "report_id": summary["report_id"]}
+    return Analysed(record, source, analysis, priors, new_state, summary)
 
 
 def first_report(a: Analysed, s: WorkerSettings, *, reasoning_enabled: bool = False,

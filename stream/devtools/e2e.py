@@ -42,6 +42,7 @@ def isolated_settings(base: ToolSettings, run_id: str) -> ToolSettings:
         "topic_chunks": prefix + base.topic_chunks,
         "topic_trends": prefix + base.topic_trends,
         "topic_analysis": prefix + base.topic_analysis,
+        "topic_prior_summaries": prefix + base.topic_prior_summaries,
         "topic_delivery_deadletter": prefix + base.topic_delivery_deadletter,
         "app_id": f"twiwatch-e2e-{run_id}",
         "fhir_sink_group_id": f"twiwatch-e2e-{run_id}-fhir-sink",

@@ -16,6 +16,7 @@ from __future__ import annotations
 import json
 import logging
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -29,6 +30,7 @@ from integrations.identity import patient_key, report_id
 from integrations.review import analysis_message
 from stream import metrics
 from stream.config import WorkerSettings
+from stream.monitor import prior_summaries
 from stream.monitor.assembly import Output, Piece, StreamAssembler
 
 log = logging.getLogger("twiwatch.monitor")
@@ -42,7 +44,8 @@ def rules_from(s: WorkerSettings) -> MonitorRules:
         pause_max_s=s.monitor_pause_max_s, depth_mv=s.monitor_depth_mv, close_within_mv=s.monitor_close_within_mv,
         close_persist_s=s.monitor_close_persist_s, silence_s=s.monitor_silence_s,
         refractory_s=s.monitor_refractory_s, material_depth_mv=s.monitor_material_depth_mv,
-        min_update_interval_s=s.monitor_min_update_interval_s,
+        min_update_interval_s=s.monitor_min_update_interval_s, prior_max_age_s=s.monitor_prior_max_age_s,
+        prior_limb_leads=s.monitor_prior_limb_leads,
     )
 
 
@@ -77,9 +80,13 @@ class Step:
     persist: bool = False
 
 
-def fresh_entry(s: WorkerSettings, patient: str | None) -> dict[str, Any]:
-    return {"schema_version": 1, "patient": patient, "episodes": new_state(rules_from(s)), "seen": {},
-            "review": fresh_review()}
+def fresh_entry(s: WorkerSettings, patient: str | None, prior: Mapping[str, Any] | None = None) -> dict[str, Any]:
+    """A patient's start on a bed. `prior`: their newest prior 12-lead ECG's summary (stream.monitor.prior_summaries),
+    looked up now, when their baseline starts; the engine uses it if it is young enough at the first window."""
+    if patient is not None:
+        metrics.MONITOR_BASELINES.labels("found" if prior else "none").inc()
+    episodes = new_state(rules_from(s), **prior_summaries.new_state_kwargs(prior if patient else None))
+    return {"schema_version": 1, "patient": patient, "episodes": episodes, "seen": {}, "review": fresh_review()}
 
 
 def fresh_review() -> dict[str, Any]:
@@ -89,21 +96,25 @@ def fresh_review() -> dict[str, Any]:
 
 
 def on_chunk(s: WorkerSettings, entry: dict[str, Any] | None, assembler: StreamAssembler, record: EcgRecord,
-             meta: dict[str, Any], token: Any, *, now: float | None = None) -> Step:
-    """One chunk segment of one stream. `entry` is the stream's table entry (None: first time seen)."""
+             meta: dict[str, Any], token: Any, *, now: float | None = None, priors: Any = None) -> Step:
+    """One chunk segment of one stream. `entry` is the stream's table entry (None: first time seen); `priors` looks
+    a hashed patient up in the prior 12-lead summaries (`.get(patient)`; None: none are known)."""
     secret = s.patient_hash_secret.get_secret_value()
     patient = (patient_key(record.patient_id, secret, record.source_id, system=record.patient_system)
                if record.patient_id else None)
     rules = rules_from(s)
     start_s = record.acquired_at.timestamp() if record.acquired_at else meta["timestamp_ms"] / 1000
-    out = Step(state=entry or fresh_entry(s, patient), persist=entry is None)
+    def start(patient: str | None) -> dict[str, Any]:
+        return fresh_entry(s, patient, priors.get(patient) if priors is not None and patient else None)
+
+    out = Step(state=entry or start(patient), persist=entry is None)
     entry = out.state
     if entry["patient"] != patient:
         # A different patient on this bed: their open episode closes and a new baseline starts.
         episodes, events = close_for_patient_change(entry["episodes"], start_s)
         out.reports += _reports(s, entry, {**entry, "episodes": episodes}, events, _review_of(entry))
         out.release += assembler.reset().release
-        entry = out.state = fresh_entry(s, patient)
+        entry = out.state = start(patient)
         out.persist = True
     assembled = assembler.add(Piece(start_s, record, f"{meta['chunk_source_id']}#{meta.get('segment', 0)}", token))
     _count(assembled)

@@ -31,12 +31,13 @@ SMART = ("fhirSink.auth.type=smart", "fhirSink.auth.existingSecret=ehr-credentia
 # The variables each process's ConfigMap holds, by settings group (the env var names of stream/config.py).
 KAFKA = {"BOOTSTRAP", "PARTITIONS", "REPLICATION", "MAX_MESSAGE_BYTES", "TOPIC_HL7_RAW", "TOPIC_FHIR_RAW",
          "TOPIC_CHUNKS", "TOPIC_TRENDS", "TOPIC_REPORTS", "TOPIC_DEADLETTER", "TOPIC_REASONING", "TOPIC_ANALYSIS",
-         "TOPIC_ADJUDICATIONS"}
+         "TOPIC_ADJUDICATIONS", "TOPIC_PRIOR_SUMMARIES"}
 WORKER = {"APP_ID", "WORKER_WEB_PORT", "WORKER_WEB_BIND", "DATA_DIR", "EXACTLY_ONCE", "WORKER_SESSION_TIMEOUT_S",
           "PRIORS_KEPT"}
 MONITOR = {f"MONITOR_{name}" for name in ("WINDOW_S", "LATENESS_S", "GAP_TOLERANCE_S", "BASELINE_S", "PERSISTENCE_S",
                                            "PAUSE_MAX_S", "DEPTH_MV", "CLOSE_WITHIN_MV", "CLOSE_PERSIST_S", "SILENCE_S",
-                                           "REFRACTORY_S", "MATERIAL_DEPTH_MV", "MIN_UPDATE_INTERVAL_S", "TICK_S")}
+                                           "REFRACTORY_S", "MATERIAL_DEPTH_MV", "MIN_UPDATE_INTERVAL_S", "TICK_S",
+                                           "PRIOR_MAX_AGE_S", "PRIOR_LIMB_LEADS")}
 ENCODER = {"ENCODER_MANIFEST", "ENCODER_RUNTIME", "ENCODER_CACHE_DIR", "ENCODER_PRECISION", "ENCODER_THREADS",
            "ENCODER_MAX_BATCH", "ENCODER_MAX_WAIT_MS"}
 REASONER_CLIENT = {"REASONER_URL", "REASONER_MODEL", "REASONER_TIMEOUT_S", "REASONER_CONCURRENCY", "REASONER_QUEUE"}

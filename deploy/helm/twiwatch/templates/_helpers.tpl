@@ -39,6 +39,7 @@ TWIWATCH_{{ index . 0 }}: {{ include "twiwatch.str" (index . 1) | quote }}
 {{ include "twiwatch.var" (list "TOPIC_DEADLETTER" $k.topics.deadletter) }}
 {{ include "twiwatch.var" (list "TOPIC_REASONING" $k.topics.reasoning) }}
 {{ include "twiwatch.var" (list "TOPIC_ANALYSIS" $k.topics.analysis) }}
+{{ include "twiwatch.var" (list "TOPIC_PRIOR_SUMMARIES" $k.topics.priorSummaries) }}
 {{ include "twiwatch.var" (list "TOPIC_ADJUDICATIONS" $k.topics.adjudications) }}
 {{- end -}}
 
@@ -85,6 +86,8 @@ TWIWATCH_{{ index . 0 }}: {{ include "twiwatch.str" (index . 1) | quote }}
 {{ include "twiwatch.var" (list "MONITOR_MATERIAL_DEPTH_MV" $m.materialDepthMv) }}
 {{ include "twiwatch.var" (list "MONITOR_MIN_UPDATE_INTERVAL_S" $m.minUpdateIntervalS) }}
 {{ include "twiwatch.var" (list "MONITOR_TICK_S" $m.tickS) }}
+{{ include "twiwatch.var" (list "MONITOR_PRIOR_MAX_AGE_S" $m.priorMaxAgeS) }}
+{{ include "twiwatch.var" (list "MONITOR_PRIOR_LIMB_LEADS" $m.priorLimbLeads) }}
 {{- end -}}
 
 {{- define "twiwatch.config.encoder" -}}
