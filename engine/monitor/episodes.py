@@ -127,9 +127,10 @@ def new_state(rules: MonitorRules, *, prior: dict[str, float] | None = None, pri
     """A bed's state for a new patient. `prior`: lead -> T amplitude (mV) of the patient's most recent prior
     12-lead ECG (baseline_from_prior), `prior_label` its date as shown in events; with `prior_time_s` (epoch s of
     its acquisition) a prior older than rules.prior_max_age_s at the first window is not used."""
-    del rules  # the rules travel with each call; the state holds data only
     return {
         "schema": STATE_SCHEMA,
+        # the rules travel with each call; the baseline's length is kept only to name it in events
+        "baseline_s": float(rules.baseline_s),
         "last_window_s": None,
         "prior": ({"t": {k: float(v) for k, v in prior.items()}, "label": prior_label or "unknown date",
                    "time_s": prior_time_s, "used": None} if prior else None),
@@ -455,7 +456,8 @@ def _source_text(st: dict, leads: tuple[str, ...]) -> str:
     base = st["baseline"]
     prior = [n for n in leads if base.get(n, {}).get("source") == "prior"]
     mon = [n for n in leads if n not in prior]
-    label_mon = "monitoring (first 5 min)"
+    span = float(st.get("baseline_s", 300.0))  # states written before it was kept: the default
+    label_mon = f"monitoring (first {span / 60:g} min)" if span % 60 == 0 else f"monitoring (first {span:g} s)"
     label_prior = f"prior 12-lead ECG of {(st.get('prior') or {}).get('label', 'unknown date')}"
     if not prior:
         return label_mon

@@ -314,3 +314,11 @@ def test_a_newly_inverted_lead_next_to_a_lead_inverted_before_opens(twelve):
     bed = Bed()
     _baseline(bed, inverted(twelve["before"], aVF=-0.2))
     assert bed.feed(inverted(twelve["before"], aVF=-0.04, III=-0.25), 20) == []
+
+
+def test_the_monitoring_baseline_is_named_with_its_length(twelve):
+    rules = dataclasses.replace(R, baseline_s=150.0)
+    bed = Bed(new_state(rules), rules=rules)
+    assert bed.feed(twelve["before"], 15) == []
+    ev = bed.feed(twelve["after"], 6)
+    assert [e.kind for e in ev] == ["opened"] and ev[0].baseline_source == "monitoring (first 150 s)"
