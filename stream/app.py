@@ -3,7 +3,8 @@
 decode: raw topics -> decode + validate (integrations) -> strips re-keyed by hashed patient -> by-patient topic;
         monitor chunks keyed by their hashed stream -> chunks topic; failures -> dead-letter topic with the reason.
 analyse: by-patient topic -> per-patient priors table (changelog-backed) -> engine -> FHIR Bundle -> reports topic.
-reason: flagged new TWIs -> ECG-R1 -> version 2 of their reports.
+reason: flagged new TWIs -> ECG-R1 -> version 2 of their reports; 12-lead monitor episodes -> ECG-R1 -> the reading
+        back onto the chunks topic, where the monitor stage writes it into the episode's report.
 beside every report version, its analysis message (signal, fiducials, prior, location) on the analysis topic.
 monitor: chunks of each bed -> epoch windows -> trend points -> episodes -> episode reports (stream.monitor).
 What each agent does lives in `stream.handlers`; when offsets may be committed lives in `stream.delivery`. A patient's
