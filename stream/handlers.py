@@ -377,6 +377,7 @@ async def _write_monitor(w: Wiring, stream: Any, event: Any, key: str, result: A
         if out.opening is not None and out.models.get("reasoning") == "requested" and w.reasoner is not None:
             # After its report, before the table and the acks: a crash in between re-sends it, and the stage
             # merges one reading only.
+            # Priority 1: after ischaemic-pattern strips, with the indeterminate ones (the reason agent's order).
             request = {"kind": "episode", "report_id": out.report_id, "stream": key, "priority": 1}
             await (await w.reasoning_requests.send(key=key.encode(), value=envelope.pack(out.opening, request)))
         metrics.EPISODE_EVENTS.labels(out.kind).inc()

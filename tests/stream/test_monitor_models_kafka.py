@@ -161,6 +161,8 @@ def test_twelve_lead_episode_gets_head_and_one_reading_four_lead_says_why_not(is
         "supported", "contradicted", "unverifiable"}
     assert reading["episode"]["windows"]["opened"] is not None  # the window the model read, beside its words
     assert generator.calls and all(c.ecg.shape == (12, 5000) for c in generator.calls)
+    stamps = {int(r["version"]): r["timestamp_ms"] for r in twelve}
+    print(f"reasoned version {stamps[int(next(iter(reasoned)))] - stamps[1]} ms after version 1 (broker time)")
 
     four = episodes[by_leads[4]]
     assert not any(_event(r) == "reasoned" for r in four)
