@@ -349,18 +349,23 @@ async def monitor_reasoned(w: Wiring, stream: Any, event: Any) -> None:
         await _write_monitor(w, stream, event, key, result)
 
 
-async def _score_opening(w: Wiring, out: Any) -> Any:
-    """The opening version with the encoder's head on its window (the strip path's scorer, in its own thread)."""
+async def _score_openings(w: Wiring, reports: list[Any]) -> list[Any]:
+    """The step's versions with the encoder's head on their episode's opening window (the strip path's scorer, in
+    its own thread): the opening version and any later one of the same episode in the same step."""
     if w.scorer is None:
-        return out
-    try:
-        analysis = episode_models.opening_analysis(out.opening)
-        (head,) = await w.scorer.score_async([Analysed(out.opening, {}, analysis, [], {})])
-    except Exception as exc:  # the head is an addition: the episode report still goes out
-        metrics.ENCODER_FAULTS.inc()
-        log.error("encoder fault, episode %s goes out without head scores: %s", out.report_id, one_line(exc))
-        return out
-    return monitor.with_head(w.s, out, head, w.scorer.versions)
+        return reports
+    heads: dict[str, Any] = {}
+    for out in reports:
+        if out.opening is None:
+            continue
+        try:
+            analysis = episode_models.opening_analysis(out.opening)
+            (heads[out.report_id],) = await w.scorer.score_async([Analysed(out.opening, {}, analysis, [], {})])
+        except Exception as exc:  # the head is an addition: the episode report still goes out
+            metrics.ENCODER_FAULTS.inc()
+            log.error("encoder fault, episode %s goes out without head scores: %s", out.report_id, one_line(exc))
+    return [monitor.with_head(w.s, out, heads[out.report_id], w.scorer.versions) if out.report_id in heads else out
+            for out in reports]
 
 
 async def _write_monitor(w: Wiring, stream: Any, event: Any, key: str, result: Any) -> None:
@@ -368,7 +373,7 @@ async def _write_monitor(w: Wiring, stream: Any, event: Any, key: str, result: A
     sent = [await w.trends.send(key=key.encode(), value=value) for value in result.trends]
     for future in sent:
         await future
-    result.reports = [await _score_opening(w, out) if out.opening is not None else out for out in result.reports]
+    result.reports = await _score_openings(w, result.reports)
     for out in result.reports:
         await (await w.reports.send(key=out.report_id.encode(), value=out.value, headers=out.headers))
         # Its analysis message after it, both on the broker before the table and the chunks' acks move on.

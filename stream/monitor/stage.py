@@ -153,7 +153,7 @@ def on_tick(s: WorkerSettings, entry: dict[str, Any], assembler: StreamAssembler
     if quiet_s > s.monitor_silence_s:
         # The event time the stream would have reached: its last chunk's end plus the quiet time since.
         episodes, events = silence(episodes, seen.get("event_end_s", 0.0) + quiet_s, rules_from(s))
-        out.reports += _reports(s, entry, {**entry, "episodes": episodes}, events, review)
+        out.reports += _reports(s, _known(entry, out), {**entry, "episodes": episodes}, events, review)
         if events:
             review = {**review, "episode": None}
     out.state = {**entry, "episodes": episodes, "review": review}
@@ -185,7 +185,8 @@ def _window(s: WorkerSettings, out: Step, before: dict[str, Any], context: dict[
         "episode_open": after.get("episode") is not None,
     }, separators=(",", ":"), sort_keys=True).encode())
     review = review_step(review, after, events, rules)
-    out.reports += _reports(s, before, {**context, "episodes": after}, events, review, window.record, window.start_s)
+    out.reports += _reports(s, _known(before, out), {**context, "episodes": after}, events, review, window.record,
+                            window.start_s)
     if any(ev.kind == "resolved" for ev in events):
         review = {**review, "episode": None}
     return after, review
@@ -315,7 +316,9 @@ def _reports(s: WorkerSettings, before: dict[str, Any], after: dict[str, Any], e
         opened = window if ev.kind == "opened" else None
         record = records.get(rid)
         if record is None:
-            leads, marks = seen.get("leads", list(ev.leads)), seen.get("marks", {})
+            # The opening window decides (a change of lead set starts a new segment, so it is the stream's set).
+            leads, marks = ((list(opened.leads), dict(opened.lead_marks)) if opened is not None
+                            else (seen.get("leads", list(ev.leads)), seen.get("marks", {})))
             record = (models.opening_record(leads, marks, reasoner=bool(s.reasoner_url)) if opened is not None
                       else models.legacy_record(leads))
             record["where"] = _where(seen)
@@ -328,6 +331,14 @@ def _reports(s: WorkerSettings, before: dict[str, Any], after: dict[str, Any], e
             out.opening = opened  # the handler scores it, and sends it to ECG-R1 when requested
         outs.append(out)
     return outs
+
+
+def _known(entry: dict[str, Any], out: Step) -> dict[str, Any]:
+    """The entry with the episode records of the versions this step already rendered (an episode may open and move
+    on within one step: a flush of several windows, a restart catching up), so its later versions continue them."""
+    if not out.reports:
+        return entry
+    return {**entry, "models": {**(entry.get("models") or {}), **{o.report_id: o.models for o in out.reports}}}
 
 
 def _where(seen: dict[str, Any]) -> dict[str, Any]:
