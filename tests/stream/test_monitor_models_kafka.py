@@ -3,8 +3,9 @@
 run here). Two beds replay STITCHED PTB-XL patients (serial ECGs, each repeated 3 min; tests the streaming
 path): one patient's 12 leads (FHIR PoCD), another's as 4-lead monitoring (PCD-01: I, II, III and the V5 signal as a
 chest lead of unknown position). The 12-lead episode carries the encoder's head from version 1 and gets exactly one
-reasoned version, also when the reading and its request are delivered again and the worker restarts; the 4-lead
-episode says that no reasoning was requested and why.
+reasoned version, also when the worker is killed while the reading is being made, when the reading and its request
+are delivered again, and when a restarted worker re-reads one; the 4-lead episode says that no reasoning was
+requested and why.
 """
 from __future__ import annotations
 
@@ -87,7 +88,8 @@ def _done(episodes: dict[str, list[dict]]) -> bool:
 
 
 def test_twelve_lead_episode_gets_head_and_one_reading_four_lead_says_why_not(isolated):
-    with standin_shim("lateral-twi") as (server, generator):
+    # The stand-in takes 4 s per reading, so the worker can be killed while one is in flight.
+    with standin_shim("lateral-twi", delay_s=4.0) as (server, generator):
         s = isolated.model_copy(update={
             "senders": mon.rules_json(), **FAST_RULES, "reasoner_url": server.url, "reasoner_timeout_s": 30,
             "encoder_manifest": str(ROOT / "models" / "triage-s50" / "encoder.json")})
@@ -102,11 +104,19 @@ def test_twelve_lead_episode_gets_head_and_one_reading_four_lead_says_why_not(is
             for m in sent:
                 producer.send(m.topic, value=m.value, key=m.key)
             producer.flush()
+            # Killed once version 1 of the 12-lead episode is out and its reading is being made; restarted.
+            wait_until(lambda: _episodes(s), lambda e: any(
+                "reasoning review pending" in report_resource(r["bundle"])["conclusion"]
+                for rs in e.values() for r in rs), 120)
+            worker.send_signal(signal.SIGKILL)
+            worker.wait(10)
+            worker = start_worker(s, log)
+            wait_healthy(s, worker)
             episodes = wait_until(lambda: _episodes(s), _done, 150)
-            # Redelivery: the reading and its request once more, then a worker killed and restarted.
+            # Redelivery: every reading and request once more, then a worker killed and restarted.
             readings = _raw(s, s.topic_chunks, REASONED)
             requests = _raw(s, s.topic_reasoning, b"")
-            assert len(readings) == 1 and len(requests) == 1
+            assert readings and requests
             for r in readings + requests:
                 producer.send(r.topic, value=r.value, key=r.key)
             producer.flush()
@@ -162,7 +172,8 @@ def test_twelve_lead_episode_gets_head_and_one_reading_four_lead_says_why_not(is
     assert reading["episode"]["windows"]["opened"] is not None  # the window the model read, beside its words
     assert generator.calls and all(c.ecg.shape == (12, 5000) for c in generator.calls)
     stamps = {int(r["version"]): r["timestamp_ms"] for r in twelve}
-    print(f"reasoned version {stamps[int(next(iter(reasoned)))] - stamps[1]} ms after version 1 (broker time)")
+    print(f"reasoned version {stamps[int(next(iter(reasoned)))] - stamps[1]} ms after version 1 (broker time; the "
+          "stand-in takes 4 s, and the worker was killed and restarted meanwhile)")
 
     four = episodes[by_leads[4]]
     assert not any(_event(r) == "reasoned" for r in four)
