@@ -5,7 +5,8 @@ decode: raw topics -> decode + validate (integrations) -> strips re-keyed by has
 analyse: by-patient topic -> per-patient priors table (changelog-backed) -> engine -> FHIR Bundle -> reports topic;
          a patient's newest 12-lead ECG also -> its summary on the compacted prior-summaries topic, which every
          worker reads whole (stream.monitor.prior_summaries) for monitor baselines.
-reason: flagged new TWIs -> ECG-R1 -> version 2 of their reports.
+reason: flagged new TWIs -> ECG-R1 -> version 2 of their reports; 12-lead monitor episodes -> ECG-R1 -> the reading
+        back onto the chunks topic, where the monitor stage writes it into the episode's report.
 beside every report version, its analysis message (signal, fiducials, prior, location) on the analysis topic.
 monitor: chunks of each bed -> epoch windows -> trend points -> episodes -> episode reports (stream.monitor).
 What each agent does lives in `stream.handlers`; when offsets may be committed lives in `stream.delivery`. A patient's

@@ -20,7 +20,7 @@ from stream import envelope, metrics
 from stream.config import WorkerSettings
 from stream.deadletter import deadletter_record
 from stream.delivery import event_context, one_line
-from stream.monitor import prior_summaries
+from stream.monitor import episode_models, prior_summaries
 from stream.monitor import stage as monitor
 from stream.reasoning import observe_reasoning, run_by_priority
 from stream.scoring import Scorer
@@ -248,6 +248,9 @@ async def reason_batch(w: Wiring, stream: Any, events: list[Any]) -> None:
 
 
 async def reason_and_write(w: Wiring, stream: Any, record: Any, request: dict[str, Any], event: Any) -> None:
+    if request.get("kind") == "episode":
+        await reason_episode(w, stream, record, request, event)
+        return
     try:
         analysis, used = reanalyse(record, request["priors_used"])
         result = await areason_and_check(record, analysis, w.reasoner, w.s.reasoner_timeout_s)
@@ -270,11 +273,39 @@ async def reason_and_write(w: Wiring, stream: Any, record: Any, request: dict[st
     metrics.REPORTS.labels(out.status, out.triage).inc()
 
 
+async def reason_episode(w: Wiring, stream: Any, record: Any, request: dict[str, Any], event: Any) -> None:
+    """ECG-R1 on a monitor episode's opening window. The reading goes back to the chunks topic under the stream's
+    key, where the monitor stage (the one writer of episode reports) merges it; a timeout or outage goes back as an
+    'abandoned' reading, as for strips."""
+    key = request["stream"]
+    try:
+        analysis = episode_models.opening_analysis(record)
+        result = await areason_and_check(record, analysis, w.reasoner, w.s.reasoner_timeout_s)
+        observe_reasoning(result)
+        log.info("reasoning %s for episode %s (%s)", result.status, request["report_id"], result.code or "ok")
+        reasoning = to_report_dict(result)
+        answer = {"report_id": request["report_id"], "stream": key, "reasoning": reasoning,
+                  "review": review_reasoning(reasoning, result)}
+        value = episode_models.REASONED + envelope.pack(record, answer)
+    except Exception as exc:  # a window the engine cannot analyse: its dead letter
+        log.error("episode reasoning fault: %s", one_line(exc))
+        await send_deadletter(w, event.value, exc, "reason", event.message)
+        return
+    await (await w.chunks.send(key=key.encode(), value=value))
+    with event_context(stream, event):
+        w.reasoned[key] = [*(w.reasoned.get(key) or ()), request["report_id"]][-REPORTED_KEPT:]
+
+
 async def monitor_one(w: Wiring, stream: Any, event: Any) -> None:
-    """One event of the chunks topic (a chunk segment, or the worker's own tick). Its reports are written and its
-    table entry recorded before any chunk is acknowledged; chunks are acknowledged once no open window needs them."""
+    """One event of the chunks topic (a chunk segment, the worker's own tick, or an ECG-R1 reading of an episode).
+    Its reports are written and its table entry recorded before any chunk is acknowledged; chunks are acknowledged
+    once no open window needs them."""
     if event.value.startswith(monitor.TICK):
         await monitor_tick(w, stream, event)
+        event.ack()
+        return
+    if event.value.startswith(episode_models.REASONED):
+        await monitor_reasoned(w, stream, event)
         event.ack()
         return
     try:
@@ -309,19 +340,61 @@ async def monitor_tick(w: Wiring, stream: Any, event: Any) -> None:
             await _write_monitor(w, stream, event, key, result)
 
 
+async def monitor_reasoned(w: Wiring, stream: Any, event: Any) -> None:
+    """An ECG-R1 reading of an episode's opening window: the episode report's next version, written once."""
+    try:
+        window, answer = envelope.unpack(event.value[len(episode_models.REASONED):])
+        key = answer["stream"]
+        entry = w.latest.get(key) or w.monitor.get(key)
+        result = monitor.on_reasoned(w.s, entry, window, answer)
+    except Exception as exc:
+        log.error("episode reading fault: %s", one_line(exc))
+        await send_deadletter(w, event.value, exc, "monitor", event.message)
+        return
+    if result.reports:
+        await _write_monitor(w, stream, event, key, result)
+
+
+async def _score_openings(w: Wiring, reports: list[Any]) -> list[Any]:
+    """The step's versions with the encoder's head on their episode's opening window (the strip path's scorer, in
+    its own thread): the opening version and any later one of the same episode in the same step."""
+    if w.scorer is None:
+        return reports
+    heads: dict[str, Any] = {}
+    for out in reports:
+        if out.opening is None:
+            continue
+        try:
+            analysis = episode_models.opening_analysis(out.opening)
+            (heads[out.report_id],) = await w.scorer.score_async([Analysed(out.opening, {}, analysis, [], {})])
+        except Exception as exc:  # the head is an addition: the episode report still goes out
+            metrics.ENCODER_FAULTS.inc()
+            log.error("encoder fault, episode %s goes out without head scores: %s", out.report_id, one_line(exc))
+    return [monitor.with_head(w.s, out, heads[out.report_id], w.scorer.versions) if out.report_id in heads else out
+            for out in reports]
+
+
 async def _write_monitor(w: Wiring, stream: Any, event: Any, key: str, result: Any) -> None:
     # Trends are sent together and their acks awaited once, before the table and the chunks' acks move on.
     sent = [await w.trends.send(key=key.encode(), value=value) for value in result.trends]
     for future in sent:
         await future
+    result.reports = await _score_openings(w, result.reports)
     for out in result.reports:
         await (await w.reports.send(key=out.report_id.encode(), value=out.value, headers=out.headers))
         # Its analysis message after it, both on the broker before the table and the chunks' acks move on.
         analysis = await send_analysis(w, out.report_id, out.analysis, out.analysis_headers, event.message)
         await await_analysis(w, analysis, out.analysis, event.message)
+        if out.opening is not None and out.models.get("reasoning") == "requested" and w.reasoner is not None:
+            # After its report, before the table and the acks: a crash in between re-sends it, and the stage
+            # merges one reading only.
+            # Priority 1: after ischaemic-pattern strips, with the indeterminate ones (the reason agent's order).
+            request = {"kind": "episode", "report_id": out.report_id, "stream": key, "priority": 1}
+            await (await w.reasoning_requests.send(key=key.encode(), value=envelope.pack(out.opening, request)))
         metrics.EPISODE_EVENTS.labels(out.kind).inc()
         metrics.REPORTS.labels("preliminary", "monitor-episode").inc()
         log.info("episode report %s v%d %s", out.report_id, out.version, out.kind)
+    result = monitor.with_models(result)
     w.latest[key] = result.state
     if result.persist:
         with event_context(stream, event):

@@ -39,11 +39,13 @@ def topic_specs(s: WorkerSettings) -> list[TopicSpec]:
                   log_append_time=True),
         TopicSpec(s.topic_analysis, "per report version: the signal (int16 uV), fiducials, per-lead measures, the "
                   "prior compared with, the location; per episode version its trend and windows; keyed by report id"),
-        TopicSpec(s.topic_reasoning, "flagged new TWIs waiting for ECG-R1 (record + what version 1 compared against)"),
+        TopicSpec(s.topic_reasoning, "flagged new TWIs and 12-lead monitor episodes waiting for ECG-R1 (record + "
+                                      "what version 1 compared against, or the episode's opening window)"),
         TopicSpec(s.topic_prior_summaries, "per hashed patient, the newest prior 12-lead ECG's T amplitudes, "
                   "acquisition time and report id (no samples, no MRN), read whole by every worker for monitor "
                   "baselines", compacted=True),
-        TopicSpec(s.topic_chunks, "decoded monitor chunks (one bed, all its leads, about a second), keyed by stream"),
+        TopicSpec(s.topic_chunks, "decoded monitor chunks (one bed, all its leads, about a second), keyed by stream; "
+                                   "also the ECG-R1 readings of the stream's episodes, for the monitor stage"),
         # LogAppendTime: chunk-to-trend latency is read off the broker's clock.
         TopicSpec(s.topic_trends, "per monitor window: a trend point per lead (T amplitude, polarity, ST J+60, "
                   "quality), keyed by stream", log_append_time=True),

@@ -6,6 +6,7 @@ from __future__ import annotations
 from engine.monitor.episodes import (
     EpisodeEvent,
     MonitorRules,
+    annotated,
     baseline_from_prior,
     close_for_patient_change,
     new_state,
@@ -15,6 +16,6 @@ from engine.monitor.episodes import (
 from engine.monitor.window import TrendPoint, analyse_window
 
 __all__ = [
-    "EpisodeEvent", "MonitorRules", "TrendPoint", "analyse_window", "baseline_from_prior", "close_for_patient_change",
-    "new_state", "silence", "step",
+    "EpisodeEvent", "MonitorRules", "TrendPoint", "analyse_window", "annotated", "baseline_from_prior",
+    "close_for_patient_change", "new_state", "silence", "step",
 ]

@@ -31,6 +31,8 @@ hysteresis, and raise one event per episode (§11.8); twiwatch does the same for
 * **Versions**: "opened" is version 1; "updated" only on material change (a lead joins, a depth moves by
   `material_depth_mv` since the last report) and at most once per `min_update_interval_s`; "resolved" always.
   Reported depths are medians over the last `depth_window_s` of analysable windows, so one window does not move them.
+  A reasoning model's reading of the opening window is a material change too (`annotated`): one version, whenever
+  it arrives, that neither waits for nor restarts the update interval (it comes once per episode).
 
 The state is a JSON-ready dict (it lives in faust tables / Kafka changelogs) and bounded: at most `trend_points`
 trend points per lead, baseline accumulation up to its window count, a few recent values per lead.
@@ -222,6 +224,21 @@ def close_for_patient_change(state: dict, at_s: float) -> tuple[dict, list[Episo
     fresh = new_state(MonitorRules())
     fresh["last_window_s"] = state.get("last_window_s")
     return fresh, events
+
+
+def annotated(state: dict, episode_start_s: float, at_s: float, reason: str) -> tuple[dict, EpisodeEvent | None]:
+    """The next version of the open episode's report for something added beside the measurements (a reasoning
+    model's reading): current leads and depths, "updated", version + 1. The update interval is not restarted, so a
+    measured change still goes out on its own schedule. (state, None) when the episode named is not the open one."""
+    ep = state.get("episode")
+    if ep is None or abs(float(ep["start_s"]) - float(episode_start_s)) > EPS:
+        return state, None
+    st = _copy(state)
+    ep = st["episode"]
+    ep["version"] += 1
+    ev = _event(st, "updated", float(at_s), reason, ep["version"])
+    ep["reported"] = dict(ev.depth_mv)
+    return st, ev
 
 
 # ---------------------------------------------------------------------------------------------------------------

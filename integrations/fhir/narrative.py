@@ -97,15 +97,32 @@ def conclusion_text(
         parts.append(f"Absent leads, criteria not applied there: {', '.join(analysis.absent_leads)}.")
     if analysis.truncated:
         parts.append("Strip longer than 60 s: only its last 60 s were analysed.")
-    if head and head.get("disagreement"):
-        parts.append(f"Encoder triage head disagrees with the criteria: {head['disagreement']}.")
+    if head_sentence(head):
+        parts.append(head_sentence(head))
     if status == "partial":
         parts.append("Reasoning review pending.")
     elif reasoning:
-        parts.append("Model reasoning attached (unverified)."
-                     if reasoning.get("status") not in ("abandoned", "failed", "timeout")
-                     else "Model reasoning not available.")
+        parts.append(reasoning_sentence(reasoning))
     return " ".join(parts)
+
+
+def head_sentence(head: dict[str, Any] | None) -> str:
+    """The conclusion's sentence about the encoder's head: only when it disagrees with the criteria."""
+    if head and head.get("disagreement"):
+        return f"Encoder triage head disagrees with the criteria: {head['disagreement']}."
+    return ""
+
+
+def reasoning_sentence(reasoning: dict[str, Any]) -> str:
+    """The conclusion's sentence about an attached reasoning result (reasoning_lines gives its content)."""
+    if reasoning.get("status") in ("abandoned", "failed", "timeout"):
+        return "Model reasoning not available."
+    return "Model reasoning attached (unverified)."
+
+
+def model_sections(head: dict[str, Any] | None, reasoning: dict[str, Any] | None) -> str:
+    """The narrative's sections for the encoder's head and the reasoning model (empty when neither ran)."""
+    return _list("Encoder triage head", head_lines(head)) + _list("Reasoning", reasoning_lines(reasoning))
 
 
 def _e(text: Any) -> str:
@@ -147,8 +164,7 @@ def narrative_div(analysis: Analysis, conclusion: str, reasoning: dict[str, Any]
         facts.append("derived leads (from I and II): " + ", ".join(analysis.derived_leads))
     out.append(f"<p>{_e('; '.join(facts))}.</p>")
     out.append(_list("Notes", analysis.notes))
-    out.append(_list("Encoder triage head", head_lines(head)))
-    out.append(_list("Reasoning", reasoning_lines(reasoning)))
+    out.append(model_sections(head, reasoning))
     out.append("</div>")
     return "".join(out)
 

@@ -140,11 +140,14 @@ def episode_message(
     event: Any, *, report_id: str, stream: str, stream_source: str, patient_id: str | None,
     patient_system: str | None, unit: str | None, bed: str | None, device: str | None,
     baseline: Mapping[str, Any], trend: Mapping[str, Any], opened: EcgRecord | None, closed: EcgRecord | None,
+    head: dict[str, Any] | None = None, reasoning: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """The message of one monitor episode report version. `event` is the engine's EpisodeEvent; `baseline` the
     engine's per-lead baseline ({lead: {"t", "st", "source"}}); `trend` columnar (trend_points); `opened` the window
-    that completed the persistence (version 1 only), `closed` the window that closed it (the resolved version, when a
-    window closed it; silence and a patient change close without one)."""
+    that completed the persistence (version 1, and the version that adds the reasoning model's reading of it),
+    `closed` the window that closed it (the resolved version, when a window closed it; silence and a patient change
+    close without one). `head` and `reasoning` as in a strip's message: the encoder's head on the opening window and
+    the reasoning with each claim's verdict (12-lead monitoring only)."""
     resolved = event.kind == "resolved"
     leads = sorted(event.leads, key=lead_order)
     return {
@@ -154,7 +157,7 @@ def episode_message(
         "source_id": stream_source, "acquired_at": iso_epoch(event.episode_start_s),
         "patient": patient_block(patient_id, patient_system),
         "location": location_block(unit, bed, device),
-        "signal": None, "analysis": None, "prior": None, "head": None, "reasoning": None,
+        "signal": None, "analysis": None, "prior": None, "head": head, "reasoning": reasoning,
         "episode": {
             "episode_id": report_id, "stream": stream, "event": event.kind, "reason": event.reason,
             "state": "resolved" if resolved else "open",

@@ -57,6 +57,8 @@ def read_chunks(s: ToolSettings) -> list[dict]:
     try:
         out = []
         for r in _read_all(consumer, s.topic_chunks):
+            if not r.value.startswith(envelope.MAGIC):  # the worker's ticks and ECG-R1 readings of episodes
+                continue
             record, meta = envelope.unpack(r.value)
             out.append({"key": r.key, "record": record, "meta": meta, "partition": r.partition, "offset": r.offset})
         return out

@@ -7,7 +7,11 @@ Per stream (sender + device + bed, keyed by its hash) the worker keeps:
   baseline period's points and the open episode's, at most 720 points together; trend points, never samples).
 Chunk events are acknowledged by hand, only once no open window needs their samples, so a restarted worker re-reads
 exactly the chunks of its open windows and cuts the same windows; windows at or before the last processed one are
-ignored by the engine, so nothing is counted twice. One writer per episode report: this stage.
+ignored by the engine, so nothing is counted twice. One writer per episode report: this stage. That includes the
+models (docs/SPEC.md §11.9): an episode opened on 12 leads gets the encoder's head on its opening window (scored by
+the handler, then `with_head`) and, with a reasoner configured, one ECG-R1 reading, which the reason agent sends back
+onto the chunks topic under the stream's key (`episode_models.REASONED`) so that `on_reasoned` writes the next version
+here, in the stream's order; the per-episode record in the table (`models`) makes a redelivered reading a no-op.
 
 The engine's side (window analysis, episode rules) is `engine.monitor`; this module joins it to Kafka.
 """
@@ -17,19 +21,28 @@ import json
 import logging
 import time
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from engine import __version__ as ENGINE_VERSION
-from engine.monitor.episodes import MonitorRules, close_for_patient_change, new_state, silence, step
+from engine.monitor.episodes import (
+    EpisodeEvent,
+    MonitorRules,
+    annotated,
+    close_for_patient_change,
+    new_state,
+    silence,
+    step,
+)
 from engine.monitor.window import analyse_window
-from engine.record import STANDARD_LEADS, EcgRecord, lead_order
+from engine.record import EcgRecord, lead_order
 from integrations.fhir.episode import build_episode_bundle
 from integrations.fhir.report import bundle_bytes
 from integrations.identity import patient_key, report_id
 from integrations.review import analysis_message
 from stream import metrics
 from stream.config import WorkerSettings
+from stream.monitor import episode_models as models
 from stream.monitor import prior_summaries
 from stream.monitor.assembly import Output, Piece, StreamAssembler
 
@@ -63,6 +76,11 @@ class ReportOut:
     headers: list[tuple[str, bytes]]
     analysis: bytes = b""  # the version's analysis message (docs/SPEC.md §13.1), written after the report
     analysis_headers: list[tuple[str, bytes]] = field(default_factory=list)
+    models: dict[str, Any] = field(default_factory=dict)  # the episode's models record after this version
+    version_of: Any = None  # the EpisodeVersion it was rendered from
+    # An opened 12-lead episode's window: the handler scores it with the encoder and, when reasoning was requested,
+    # sends it to ECG-R1 once this version is on the broker.
+    opening: EcgRecord | None = None
 
 
 @dataclass
@@ -146,7 +164,7 @@ def on_tick(s: WorkerSettings, entry: dict[str, Any], assembler: StreamAssembler
     if quiet_s > s.monitor_silence_s:
         # The event time the stream would have reached: its last chunk's end plus the quiet time since.
         episodes, events = silence(episodes, seen.get("event_end_s", 0.0) + quiet_s, rules_from(s))
-        out.reports += _reports(s, entry, {**entry, "episodes": episodes}, events, review)
+        out.reports += _reports(s, _known(entry, out), {**entry, "episodes": episodes}, events, review)
         if events:
             review = {**review, "episode": None}
     out.state = {**entry, "episodes": episodes, "review": review}
@@ -178,7 +196,8 @@ def _window(s: WorkerSettings, out: Step, before: dict[str, Any], context: dict[
         "episode_open": after.get("episode") is not None,
     }, separators=(",", ":"), sort_keys=True).encode())
     review = review_step(review, after, events, rules)
-    out.reports += _reports(s, before, {**context, "episodes": after}, events, review, window.record, window.start_s)
+    out.reports += _reports(s, _known(before, out), {**context, "episodes": after}, events, review, window.record,
+                            window.start_s)
     if any(ev.kind == "resolved" for ev in events):
         review = {**review, "episode": None}
     return after, review
@@ -277,12 +296,19 @@ def episode_report_id(stream: str, patient: str | None, episode_start_s: float) 
     return report_id(f"episode|{stream}|{patient or ''}|{episode_start_s:.0f}")
 
 
-def reasoning_note(leads: list[str]) -> str:
-    standard = [lead for lead in leads if lead in STANDARD_LEADS]
-    if len(standard) < len(STANDARD_LEADS):
-        return (f"No reasoning was requested: the encoder and ECG-R1 take 12 leads at 500 Hz, and this stream "
-                f"carries {len(leads)} lead(s).")
-    return "No reasoning was requested for this monitor episode."
+@dataclass
+class EpisodeVersion:
+    """What one version of an episode's report is rendered from (kept on its ReportOut, so the handler can render it
+    again once the encoder has scored the opening window)."""
+
+    event: Any  # the engine's EpisodeEvent
+    report_id: str
+    where: dict[str, Any]  # the stream's `seen`: bed, device, patient, leads
+    baseline: dict[str, Any]
+    trend: dict[str, Any]
+    opened: EcgRecord | None = None
+    closed: EcgRecord | None = None
+    label: str = ""  # the twiwatch.episode-event header; the event's kind unless the version says otherwise
 
 
 def _reports(s: WorkerSettings, before: dict[str, Any], after: dict[str, Any], events: list[Any],
@@ -294,28 +320,117 @@ def _reports(s: WorkerSettings, before: dict[str, Any], after: dict[str, Any], e
     # A patient change resets the engine's state: the closing episode's baseline is the one before it.
     baseline = (after.get("episodes") or {}).get("baseline") or (before.get("episodes") or {}).get("baseline") or {}
     trend = review_trend(review)
+    records = before.get("models") or {}
     outs = []
     for ev in events:
         rid = episode_report_id(seen.get("stream", ""), before.get("patient"), ev.episode_start_s)
-        bundle = build_episode_bundle(
-            ev, report_id=rid, patient_id=seen.get("patient_id"), patient_system=seen.get("patient_system"),
-            stream_source=seen.get("source", ""), monitored_leads=seen.get("leads", list(ev.leads)),
-            lead_marks=seen.get("marks", {}), bed=seen.get("bed"), device_id=seen.get("device"),
-            fhir_version=s.fhir_version, identifier_system=s.fhir_identifier_system,
-            software_version=ENGINE_VERSION, organization=s.organization or None,
-            reasoning_note=reasoning_note(seen.get("leads", [])))
-        headers = [("twiwatch.report-id", rid.encode()), ("twiwatch.version", str(ev.version).encode()),
-                   ("twiwatch.status", b"preliminary"), ("twiwatch.fhir-version", s.fhir_version.encode()),
-                   ("twiwatch.kind", b"monitor-episode"), ("twiwatch.episode-event", ev.kind.encode()),
-                   ("twiwatch.research-only", b"true")]
-        message = analysis_message.episode_message(
-            ev, report_id=rid, stream=seen.get("stream", ""), stream_source=seen.get("source", ""),
-            patient_id=seen.get("patient_id"), patient_system=seen.get("patient_system"), unit=seen.get("unit"),
-            bed=seen.get("bed"), device=seen.get("device"),
-            baseline={lead: b for lead, b in baseline.items() if lead in ev.leads},
-            trend=trend, opened=window if ev.kind == "opened" else None,
+        opened = window if ev.kind == "opened" else None
+        record = records.get(rid)
+        if record is None:
+            # The opening window decides (a change of lead set starts a new segment, so it is the stream's set).
+            leads, marks = ((list(opened.leads), dict(opened.lead_marks)) if opened is not None
+                            else (seen.get("leads", list(ev.leads)), seen.get("marks", {})))
+            record = (models.opening_record(leads, marks, reasoner=bool(s.reasoner_url)) if opened is not None
+                      else models.legacy_record(leads))
+            record["where"] = _where(seen)
+        version = EpisodeVersion(
+            ev, rid, record.get("where") or _where(seen), baseline, trend, opened,
             # a window closes an episode at its own start; a silence found at this window closed it earlier
-            closed=window if ev.kind == "resolved" and window_start_s == ev.at_s else None)
-        outs.append(ReportOut(rid, ev.version, ev.kind, bundle_bytes(bundle), headers,
-                              analysis_message.message_bytes(message), analysis_message.headers(message)))
+            window if ev.kind == "resolved" and window_start_s == ev.at_s else None)
+        out = render(s, version, record)
+        if opened is not None and record["reasoning"] in ("requested", "off"):
+            out.opening = opened  # the handler scores it, and sends it to ECG-R1 when requested
+        outs.append(out)
     return outs
+
+
+def _known(entry: dict[str, Any], out: Step) -> dict[str, Any]:
+    """The entry with the episode records of the versions this step already rendered (an episode may open and move
+    on within one step: a flush of several windows, a restart catching up), so its later versions continue them."""
+    if not out.reports:
+        return entry
+    return {**entry, "models": {**(entry.get("models") or {}), **{o.report_id: o.models for o in out.reports}}}
+
+
+def _where(seen: dict[str, Any]) -> dict[str, Any]:
+    """What the episode's later versions need of the stream as it was when it opened (a patient change replaces
+    the stream's `seen` before the resolved version of the earlier patient's episode is written)."""
+    keys = ("stream", "source", "patient_id", "patient_system", "unit", "bed", "device", "leads", "marks")
+    return {k: seen.get(k) for k in keys}
+
+
+def render(s: WorkerSettings, v: EpisodeVersion, record: dict[str, Any]) -> ReportOut:
+    """One version's report and analysis message; `record` is the episode's models record (episode_models)."""
+    ev, rid, where = v.event, v.report_id, v.where
+    head, reasoning = record.get("head"), record.get("result")
+    bundle = build_episode_bundle(
+        ev, report_id=rid, patient_id=where.get("patient_id"), patient_system=where.get("patient_system"),
+        stream_source=where.get("source") or "", monitored_leads=where.get("leads") or list(ev.leads),
+        lead_marks=where.get("marks") or {}, bed=where.get("bed"), device_id=where.get("device"),
+        fhir_version=s.fhir_version, identifier_system=s.fhir_identifier_system,
+        software_version=ENGINE_VERSION, organization=s.organization or None,
+        reasoning_note=models.reasoning_note(record), head=head, reasoning=reasoning,
+        model_versions=record.get("model_versions"))
+    label = v.label or ev.kind
+    headers = [("twiwatch.report-id", rid.encode()), ("twiwatch.version", str(ev.version).encode()),
+               ("twiwatch.status", b"preliminary"), ("twiwatch.fhir-version", s.fhir_version.encode()),
+               ("twiwatch.kind", b"monitor-episode"), ("twiwatch.episode-event", label.encode()),
+               ("twiwatch.research-only", b"true")]
+    message = analysis_message.episode_message(
+        ev, report_id=rid, stream=where.get("stream") or "", stream_source=where.get("source") or "",
+        patient_id=where.get("patient_id"), patient_system=where.get("patient_system"), unit=where.get("unit"),
+        bed=where.get("bed"), device=where.get("device"),
+        baseline={lead: b for lead, b in v.baseline.items() if lead in ev.leads},
+        trend=v.trend, opened=v.opened, closed=v.closed, head=head, reasoning=record.get("review"))
+    return ReportOut(rid, ev.version, label, bundle_bytes(bundle), headers,
+                     analysis_message.message_bytes(message), analysis_message.headers(message),
+                     models={**record, "event": ev.to_dict()}, version_of=v)
+
+
+def with_head(s: WorkerSettings, out: ReportOut, head: dict[str, Any] | None,
+              model_versions: dict[str, str]) -> ReportOut:
+    """The opening version rendered again with the encoder's head on its window (None: the model could not score
+    it, said in the log); the head stays in the episode's record, so every later version carries it."""
+    record = {**out.models, "head": head, "model_versions": dict(model_versions)}
+    again = render(s, out.version_of, record)
+    again.opening = out.opening
+    return again
+
+
+def with_models(step: Step) -> Step:
+    """The episode records of the step's report versions into the stream's entry (the table keeps them)."""
+    if not step.reports or step.state is None:
+        return step
+    records = dict(step.state.get("models") or {})
+    for out in step.reports:
+        records.pop(out.report_id, None)  # re-inserted: the newest last
+        records[out.report_id] = out.models
+    step.state = {**step.state, "models": models.kept(records)}
+    return step
+
+
+def on_reasoned(s: WorkerSettings, entry: dict[str, Any] | None, window: EcgRecord,
+                answer: dict[str, Any]) -> Step:
+    """An ECG-R1 reading of an episode's opening window (`answer` from the reason agent, `window` the window it
+    read): the next version of that episode's report, once. A reading of an episode this stream has no record of
+    waiting for one (a redelivery, or one already merged) changes nothing."""
+    rid = answer["report_id"]
+    record = ((entry or {}).get("models") or {}).get(rid)
+    if entry is None or record is None or record.get("reasoning") != "requested":
+        metrics.REDELIVERIES_SKIPPED.inc()
+        return Step(state=entry)
+    last = EpisodeEvent.from_dict(record["event"])
+    episodes = entry["episodes"]
+    # Dated by the stream's own time (its last window), never the wall clock: a re-read reading rewrites the same
+    # bytes; never before the version it follows.
+    at_s = max(last.at_s, float(episodes.get("last_window_s") or last.at_s))
+    after, ev = annotated(episodes, last.episode_start_s, at_s, models.REASON)
+    if ev is None:  # resolved before the reading came: the resolved version again, with the reading, one version on
+        ev = replace(last, version=last.version + 1, reason=f"{last.reason}; {models.REASON}")
+    record = {**record, "reasoning": "answered", "result": answer["reasoning"], "review": answer.get("review")}
+    open_now = after.get("episode") is not None and ev.kind != "resolved"
+    # The baseline beside the reading: the engine's while the episode is open (a patient change replaces it).
+    version = EpisodeVersion(ev, rid, record.get("where") or {}, (after.get("baseline") or {}) if open_now else {},
+                             review_trend(_review_of(entry)), opened=window, label="reasoned")
+    out = render(s, version, record)
+    return Step(state={**entry, "episodes": after}, reports=[out], persist=True)

@@ -16,6 +16,7 @@ from engine.monitor import (
     MonitorRules,
     TrendPoint,
     analyse_window,
+    annotated,
     baseline_from_prior,
     close_for_patient_change,
     new_state,
@@ -213,6 +214,24 @@ def test_versions_only_on_material_change_and_at_most_one_update_per_5_minutes(t
     res = bed.feed(twelve["before"], 6)
     assert [(e.kind, e.version) for e in res] == [("resolved", 4)]
     assert res[0].at_s - updates[0].at_s < R.min_update_interval_s
+
+
+def test_a_reading_added_is_one_version_outside_the_update_interval(twelve):
+    """A reasoning model's reading (stream/monitor/stage.py on_reasoned): the next version at once, with the current
+    leads and depths; it neither waits for nor restarts the 5-minute interval of measured updates."""
+    bed = Bed()
+    opened = _open(bed, twelve)
+    bed.feed(twelve["after"], 2)
+    assert annotated(bed.state, opened.episode_start_s + 10, bed.t, "reading") == (bed.state, None)  # not this one
+    state, ev = annotated(bed.state, opened.episode_start_s, bed.t - R.window_s, "reading added")
+    assert (ev.kind, ev.version, ev.leads, ev.reason) == ("updated", 2, opened.leads, "reading added")
+    assert state["episode"]["last_event_s"] == opened.at_s and bed.state["episode"]["version"] == 1  # a copy
+    bed.state = state
+    ev = bed.feed(_deeper(twelve["after"], "V4", 0.1), 30)
+    assert [(e.kind, e.version) for e in ev] == [("updated", 3)]
+    assert ev[0].at_s - opened.at_s == R.min_update_interval_s  # on the measured updates' own schedule
+    res = bed.feed(twelve["before"], 6)
+    assert [e.kind for e in res] == ["resolved"] and annotated(bed.state, opened.episode_start_s, bed.t, "x")[1] is None
 
 
 def test_a_new_lead_joining_is_a_material_change(twelve):

@@ -173,6 +173,8 @@ def test_a_stitched_serial_stream_yields_one_episode_report_and_survives_sigkill
     report = next(e["resource"] for e in json.loads(first["value"])["entry"]
                   if e["resource"]["resourceType"] == "DiagnosticReport")
     assert report["status"] == "preliminary" and report["conclusion"].startswith("RESEARCH USE ONLY")
+    # 12 leads, but no reasoner configured here (docs/SPEC.md §11.9 "Models")
+    assert "No reasoning was requested: reasoning is off" in report["conclusion"]
     start = report["effectivePeriod"]["start"]
     opened_s = time.mktime(time.strptime(start[:19], "%Y-%m-%dT%H:%M:%S")) - time.timezone
     # Opens after the later strip began (180 s) plus the 30-s persistence, within 20 s more (the goal).
