@@ -2,6 +2,7 @@
 it, so both accept the same options. Heavy imports (NeuroKit2, matplotlib, the engine) happen inside each command."""
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import typer
@@ -129,3 +130,33 @@ def monitor(
     from evaluation.monitor import run_monitor
 
     run_monitor(data, json_path, plots_dir=plots, stitched=not no_stitched, progress=not no_progress)
+
+
+@app.command("blind-set")
+def blind_set(
+    cinc: Path = typer.Option(Path("../shared/data/ood"), "--cinc", help="CinC-format records (SNOMED labels)"),
+    twi_json: Path = typer.Option(Path("docs/results/twi_ours_ood.json"), "--twi-json",
+                                  help="`evaluate twi --cinc` results (the engine's calls)"),
+    secondary_json: Path = typer.Option(Path("docs/results/secondary.json"), "--secondary-json",
+                                        help="`evaluate secondary --cinc` results"),
+    cases: Path = typer.Option(..., "--cases", help="folder for the anonymous drawings and the judgment template"),
+    key: Path = typer.Option(..., "--key", help="where the key goes (keep it away from the reviewer)"),
+) -> None:
+    """Draw the label-check set blind: disagreements and as many agreements, shuffled, no names, no engine output."""
+    from evaluation.blind_review import make_set
+
+    typer.echo(json.dumps(make_set(cinc, twi_json, secondary_json, cases, key)))
+
+
+@app.command("blind-score")
+def blind_score(
+    key: Path = typer.Option(..., "--key", help="the key written by blind-set"),
+    judgments: Path = typer.Option(..., "--judgments", help="the reviewer's filled-in template"),
+    json_path: Path = JSON_OPT,
+) -> None:
+    """Compare a blind reviewer's judgments with the labels and with the engine."""
+    from evaluation.blind_review import score
+
+    out = score(key, judgments)
+    json_path.write_text(json.dumps(out, indent=1) + "\n")
+    typer.echo(json.dumps({k: out[k] for k in ("twi", "rbbb")}))
