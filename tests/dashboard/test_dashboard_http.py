@@ -223,6 +223,31 @@ def test_an_episode_alert_shows_its_trend_and_windows(dashboard, ptbxl):
     grouped = client.get("/", params={"group": "episode"}).text
     assert "Episode ep-1 (1)" in grouped
 
+    # Version 2 of a 12-lead episode: the encoder head on the opening window and ECG-R1's reading of it, checked
+    # against that window's measurements (stream/monitor/stage.py writes them as a strip's version 2 carries them).
+    from engine.analyze import analyze
+    from engine.reasoner import cross_check, parse_reasoning
+    from engine.reasoner.crosscheck import describe
+    from integrations.reasoner.standin import OUTPUTS_PATH
+
+    text = next(o["text"] for o in json.loads(OUTPUTS_PATH.read_text())["outputs"] if o["id"] == "lateral-twi")
+    parsed = parse_reasoning(text, "stop")
+    cc = cross_check(parsed, analyze(ptbxl["143"].load(), []))
+    value2, headers2 = _episode(EpisodeEvent("updated", 2, START + 330), rid)
+    msg2 = {**msg, "version": 2, "issued": "2024-05-01T10:06:00Z",
+            "head": {"model": "triage-s50", "twi_present": 0.88, "ischemic_vs_secondary": 0.7},
+            "reasoning": {"model": "ECG-R1 STAND-IN (canned output, not the model)", "version": "standin",
+                          "status": "completed", "answer": list(parsed.labels), "cross_check": cc.lines(),
+                          "claims": [{"text": c.text, "summary": describe(c), "kind": c.kind, "leads": c.leads,
+                                      "hedged": c.hedged, "verdict": c.verdict, "evidence": c.evidence}
+                                     for c in cc.claims]}}
+    dashboard.publish(Pair(rid, 2, "episode", value2, headers2, json.dumps(msg2).encode(), int(START * 1000) + 1))
+    deadline = time.monotonic() + 30
+    while 'id="head"' not in (html := client.get(f"/alerts/{rid}").text) and time.monotonic() < deadline:
+        time.sleep(0.3)
+    assert 'id="head"' in html and 'class="claims"' in html and 'id="figure-trend"' in html
+    assert any(f"verdict-{c.verdict}" in html for c in cc.claims)
+
 
 @pytest.mark.postgres
 def test_two_replicas_on_postgresql_share_alerts_locks_and_live_changes(replicas, serial_pairs):
