@@ -191,6 +191,15 @@ class _Memo:
             _bounded(self.units)[value] = hit = (hit[0], hit[1])
         return hit
 
+    def device(self, value: bytes) -> str:
+        """OBX-18 equipment: its entity id, else its universal id (EUI-64 on many monitors), stripped."""
+        hit = self.texts.get(b"\x00device" + value)
+        if hit is None:
+            equipment = er7.components(value, self.d, self.charset)
+            hit = (equipment[0] or (equipment[2] if len(equipment) > 2 else "")).strip()
+            _bounded(self.texts)[b"\x00device" + value] = hit
+        return hit
+
     def stripped(self, value: bytes) -> str:
         """A primitive value as text, stripped (OBX-4)."""
         hit = self.texts.get(value)
@@ -402,9 +411,8 @@ def _wave(sig: _Signal, lead: str, scanned: ScannedOru, sender: SenderRule | Non
             check_range(lead, good, low * range_unit, high * range_unit, tolerance, "data range")
     if inop:
         flagged = np.ones(values.size, bool)
-    equipment = er7.components(er7.field(sig.fields, 18), d, charset)
-    device = equipment[0] or (equipment[2] if len(equipment) > 2 else "")
-    return _Wave(lead, sig.lead or lead, values, flagged, rate, device.strip(),
+    device = scanned.memo.device(er7.field(sig.fields, 18))
+    return _Wave(lead, sig.lead or lead, values, flagged, rate, device,
                  er7.text(er7.field(sig.fields, 14), d, charset), sig.segment, sig.obr)
 
 
