@@ -130,11 +130,8 @@ def scan_oru(data: bytes, header: dict[str, Any], charset: str, rate_codes: froz
             if not n_obr:
                 raise DecodeError(f"OBX (segment {i + 1}) comes before any OBR", "structure", "AE")
             f = er7.fields(seg, fs)
-            # The hot loop of a chunk decode (16+ OBXs a second per bed): OBX-2 is compared as bytes, and only
-            # the first two components of OBX-3 are decoded.
-            vtype = er7.field(f, 2).strip().upper()
-            ident, label = memo.identifier(er7.field(f, 3))
-            sub_id = memo.stripped(er7.field(f, 4))
+            # The hot loop of a chunk decode (16+ OBXs a second per bed): what OBX-2, -3 and -4 say is looked up.
+            vtype, ident, label, sub_id, kind, parent = memo.obx(f, rate_codes)
             if vtype == b"NA":
                 sig = _Signal(_lead_name(ident, label, i), (ident, label), f, sub_id, n_obr, i)
                 signals.append(sig)
@@ -144,10 +141,9 @@ def scan_oru(data: bytes, header: dict[str, Any], charset: str, rate_codes: froz
                 raise DecodeError("OBX value type MA (multiplexed array) is not supported in ORU^R01; send one NA "
                                   "OBX per lead", "unsupported-value-type", "AE")
             else:
-                attr = _Attr(_attribute_kind(ident, label, rate_codes), (ident, label), sub_id, i, f)
+                attr = _Attr(kind, (ident, label), sub_id, i, f)
                 # A child belongs to the signal whose OBX-4 is its parent path (1.1.1.1001.1 -> 1.1.1.1001),
                 # else to the signal just before it.
-                parent = sub_id.rsplit(".", 1)[0] if "." in sub_id else None
                 owner = (by_sub.get(parent) if parent else None) or by_sub.get(sub_id) or (
                     signals[-1] if signals else None)
                 (owner.attrs if owner is not None else loose).append(attr)
@@ -172,6 +168,23 @@ class _Memo:
     ids: dict[bytes, tuple[str, str]] = field(default_factory=dict)
     units: dict[bytes, tuple[str, str]] = field(default_factory=dict)
     texts: dict[bytes, str] = field(default_factory=dict)
+    obxs: dict[tuple, tuple] = field(default_factory=dict)
+
+    def obx(self, f: list[bytes], rate_codes: frozenset[int]) -> tuple[bytes, str, str, str, str, str | None]:
+        """OBX-2 (upper-cased bytes), OBX-3's identifier and text, OBX-4 stripped, and for an attribute (not NA or
+        MA) its kind (codes.attribute_kind) and its parent's OBX-4 path."""
+        key = (er7.field(f, 2), er7.field(f, 3), er7.field(f, 4), rate_codes)
+        hit = self.obxs.get(key)
+        if hit is None:
+            vtype = key[0].strip().upper()
+            ident, label = self.identifier(key[1])
+            sub_id = self.stripped(key[2])
+            kind, parent = "", None
+            if vtype not in (b"NA", b"MA"):
+                kind = _attribute_kind(ident, label, rate_codes)
+                parent = sub_id.rsplit(".", 1)[0] if "." in sub_id else None
+            hit = _bounded(self.obxs)[key] = (vtype, ident, label, sub_id, kind, parent)
+        return hit
 
     def identifier(self, value: bytes) -> tuple[str, str]:
         """OBX-3's identifier and text (the first two components of its first repetition), unescaped."""
