@@ -47,9 +47,11 @@ chunks.
 
 `--profile` (no broker): the worker's per-chunk path in one process, on the same messages (`--beds` beds x
 `--seconds` s, default 40 x 360, so baselines form): decode (HL7 -> Chunk), pack + unpack of the internal envelope,
-assembly, analyse_window, the episode step, the trend JSON and the table value's JSON (faust's json codec), each
-timed by wrapping the function the stage calls; plus a cProfile of the same path. What the worker spends beyond
-that per chunk (faust, aiokafka, the changelog, the broker round trips) is the worker's CPU per chunk minus this sum.
+assembly, analyse_window, the episode step, the trend JSON and the table value's JSON (faust's json codec; only
+where the worker writes the entry, i.e. when the stage marks it to persist: a window, a patient change, a first
+chunk), each timed (CPU time of this process) by wrapping the function the stage calls; plus a cProfile of the same
+path. What the worker spends beyond that per chunk (faust, aiokafka, the changelog, the broker round trips) is the
+worker's CPU per chunk minus this sum.
 `--py-spy PATH-TO-PY-SPY` records the real worker's stacks (collapsed, 50 Hz) over the capacity drain and 60 s of
 the sustain phase; py-spy is not a project dependency (install it in a venv of its own).
 
@@ -595,11 +597,11 @@ def profile(n_beds: int, seconds: int, log: Callable[[str], None]) -> dict:
         t = timers.setdefault(name, _Timer())
 
         def wrapper(*a, **kw):
-            started = time.perf_counter()
+            started = time.process_time()  # CPU time: on a shared machine wall time counts the others' work
             try:
                 return fn(*a, **kw)
             finally:
-                t.seconds += time.perf_counter() - started
+                t.seconds += time.process_time() - started
                 t.calls += 1
         return wrapper
 
@@ -632,7 +634,8 @@ def profile(n_beds: int, seconds: int, log: Callable[[str], None]) -> dict:
                 asm = assemblers.get(key) or assemblers.setdefault(key, monitor.assembler_for(s))
                 out = t_chunk(s, table.get(key), asm, record, meta, None, now=time.time())
                 table[key] = out.state
-                t_table(out.state)
+                if out.persist:  # as the worker: the table entry is written when the episode state changed
+                    t_table(out.state)
 
     try:
         log(f"profile: {n_beds} beds x {seconds} s = {len(raw)} chunks through decode + on_chunk")

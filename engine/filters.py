@@ -50,8 +50,11 @@ def lowpass(x: np.ndarray, fs: float, cutoff: float, order: int = 2) -> np.ndarr
 
 
 def _window_mean(x: np.ndarray, width: int, before: int) -> np.ndarray:
-    # mean of x[i - before : i - before + width] for every i; edges repeat the end samples
-    xp = np.pad(np.asarray(x, dtype=np.float64), [(0, 0)] * (x.ndim - 1) + [(before, width - 1 - before)], mode="edge")
+    # mean of x[i - before : i - before + width] for every i; edges repeat the end samples (np.pad's "edge" mode,
+    # written out: np.pad's generality costs more than the sums here)
+    x = np.asarray(x, dtype=np.float64)
+    after = width - 1 - before
+    xp = np.concatenate([np.repeat(x[..., :1], before, axis=-1), x, np.repeat(x[..., -1:], after, axis=-1)], axis=-1)
     c = np.cumsum(xp, axis=-1)
     c = np.concatenate([np.zeros(c.shape[:-1] + (1,)), c], axis=-1)
     return (c[..., width:] - c[..., :-width]) / width

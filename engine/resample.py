@@ -13,6 +13,7 @@ the first and last beats do not ring.
 from __future__ import annotations
 
 from fractions import Fraction
+from functools import lru_cache
 
 import numpy as np
 
@@ -37,10 +38,21 @@ def to_analysis_rate(signal: np.ndarray, fs: float, target: float = ANALYSIS_FS)
     # Pad with edge values so the filter's start-up transient does not ring into the first and last beats.
     pad = int(round(0.2 * fs))
     x = np.pad(np.asarray(signal, dtype=np.float64), ((0, 0), (pad, pad)), mode="edge")
-    y = resample_poly(x, up, down, axis=1)
+    y = resample_poly(x, up, down, axis=1, window=_poly_filter(up, down))
     start = int(round(pad * up / down))
     n_out = int(np.ceil(signal.shape[1] * up / down))
     return y[:, start:start + n_out], float(fs) * up / down
+
+
+@lru_cache(maxsize=32)
+def _poly_filter(up: int, down: int) -> np.ndarray:
+    """resample_poly's own default low-pass (firwin, Kaiser beta 5, 10 x the larger rate each side), designed once
+    per ratio: the design costs as much as resampling one median beat (the monitor path does that every window).
+    resample_poly copies the array it is given, so the cached one is never changed."""
+    from scipy.signal import firwin
+
+    max_rate = max(up, down)
+    return firwin(2 * 10 * max_rate + 1, 1.0 / max_rate, window=("kaiser", 5.0))
 
 
 def to_own_rate(index: np.ndarray | int | None, analysis_fs: float, own_fs: float, n_own: int | None = None):

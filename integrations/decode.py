@@ -92,8 +92,7 @@ def _hl7(data: bytes, rules: SenderRules, assume_tz: tzinfo | None, samp_rate_co
 def _device(fields: list[bytes], scanned) -> str:
     from integrations.hl7 import er7
 
-    equipment = er7.components(er7.field(fields, 18), scanned.delimiters, scanned.charset)
-    return (equipment[0] or (equipment[2] if len(equipment) > 2 else "")).strip()
+    return scanned.memo.device(er7.field(fields, 18))
 
 
 def _fhir(data: bytes, rules: SenderRules, kind: KindChoice) -> tuple[EcgRecord | Chunk, tuple[str, ...]]:

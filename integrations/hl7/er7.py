@@ -9,6 +9,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta, timezone, tzinfo
+from functools import lru_cache
 
 from integrations.errors import DecodeError
 
@@ -120,9 +121,23 @@ def parse_dtm(value: str, what: str, assume_tz: tzinfo | None = None) -> datetim
     value = value.split("^", 1)[0].strip()  # v2.3 TS may carry a degree-of-precision component
     if not value:
         return None
+    try:
+        return _dtm(value, assume_tz)
+    except _BadTime as e:
+        raise DecodeError(f"{what} {e}", "timestamp", "AE") from None
+
+
+class _BadTime(ValueError):
+    pass
+
+
+@lru_cache(maxsize=64)
+def _dtm(value: str, assume_tz: tzinfo | None) -> datetime:
+    """parse_dtm of a non-empty value; a message usually repeats one time in MSH-7, OBR-7 and OBX-14, so it is read
+    once (datetimes are immutable). Errors are _BadTime with the end of the reason (never cached)."""
     m = _DTM.fullmatch(value)
     if not m:
-        raise DecodeError(f"{what} is not an HL7 timestamp (YYYYMMDDHHMMSS[.S][+/-ZZZZ])", "timestamp", "AE")
+        raise _BadTime("is not an HL7 timestamp (YYYYMMDDHHMMSS[.S][+/-ZZZZ])")
     g = m.groupdict()
     try:
         frac = g["f"] or ""
@@ -137,7 +152,7 @@ def parse_dtm(value: str, what: str, assume_tz: tzinfo | None = None) -> datetim
         elif assume_tz is not None:
             dt = dt.replace(tzinfo=assume_tz)
     except ValueError:
-        raise DecodeError(f"{what} is not a valid date/time", "timestamp", "AE") from None
+        raise _BadTime("is not a valid date/time") from None
     return dt
 
 

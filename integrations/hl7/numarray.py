@@ -36,12 +36,33 @@ def parse_na(payload: bytes, sep: bytes = b"^") -> np.ndarray:
     # left (bytes.translate runs in C); then numpy's int parse is ~4x faster than the general decimal path. Any
     # token int() refuses (empty, a lone sign, 19+ digits) falls through to the paths that name the bad sample.
     if not payload.translate(None, _INT_BYTES + sep):
+        ints = _parse_ints(payload, sep)
+        if ints is not None:
+            return ints
         try:
             return np.array(payload.split(sep), dtype=np.int64).astype(np.float64)
         except (ValueError, OverflowError):
             pass
     fast = _parse_plain_decimals(payload, sep[0])
     return fast if fast is not None else _parse_slow(payload, sep)
+
+
+_EXACT = 2**53  # beyond this an int64 no longer converts to float64 exactly (and numpy saturates at 2**63)
+
+
+def _parse_ints(payload: bytes, sep: bytes) -> np.ndarray | None:
+    """Integer counts parsed in C by numpy's text reader (~6x faster than splitting into 250 bytes objects), or None
+    for whatever it would read differently from int(): it takes a lone sign as 0, stops early at an empty last
+    token and saturates instead of overflowing, so those fall through to the paths that name the bad sample."""
+    if payload.endswith(b"-") or b"-" + sep in payload:
+        return None
+    try:
+        ints = np.fromstring(payload, dtype=np.int64, sep=sep.decode("latin-1"))
+    except ValueError:
+        return None
+    if ints.size != payload.count(sep) + 1 or ints.max() >= _EXACT or ints.min() <= -_EXACT:
+        return None
+    return ints.astype(np.float64)
 
 
 # One table lookup classifies every byte: 0 digit, 1 separator (set per call), 2 minus, 3 plus, 4 point, 5 other.

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import datetime, tzinfo
+from functools import lru_cache
 from typing import Any
 
 import numpy as np
@@ -74,6 +75,7 @@ class ScannedOru:
     loose: list[_Attr]  # attributes before any waveform and with no owner by sub-id
     cut_at: int  # index of a segment cut in transit (no terminator), else -1
     samp_rate_codes: frozenset[int]
+    memo: _Memo
 
     @property
     def bed_components(self) -> tuple[str, ...]:
@@ -97,8 +99,9 @@ class Parts:
 def scan_oru(data: bytes, header: dict[str, Any], charset: str, rate_codes: frozenset[int],
              assume_tz: tzinfo | None) -> ScannedOru:
     d = er7.Delimiters(header["field_sep"], *header["encoding_chars"][:4])
+    memo = _memo(d, charset)
     fs = d.field.encode("latin-1")
-    rep, comp = d.repetition.encode("latin-1"), d.component.encode("latin-1")
+    known = {n.encode("ascii") + fs: n for n in _NAMES}
     msh_time = er7.parse_dtm(header["time"], "MSH-7 message time", assume_tz)
     pid = pv1 = obr = None
     n_obr = 0
@@ -109,7 +112,7 @@ def scan_oru(data: bytes, header: dict[str, Any], charset: str, rate_codes: froz
     cut_at = len(segs) - 1 if not data.endswith((b"\r", b"\n")) else -1
     by_sub: dict[str, _Signal] = {}
     for i, seg in enumerate(segs):
-        name = er7.segment_name(seg, fs)
+        name = known.get(seg[:4]) or er7.segment_name(seg, fs)
         if name is None:
             raise DecodeError(f"segment {i + 1} does not start with a segment name", "structure", "AE")
         if name == "MSH":
@@ -127,13 +130,8 @@ def scan_oru(data: bytes, header: dict[str, Any], charset: str, rate_codes: froz
             if not n_obr:
                 raise DecodeError(f"OBX (segment {i + 1}) comes before any OBR", "structure", "AE")
             f = er7.fields(seg, fs)
-            # The hot loop of a chunk decode (16+ OBXs a second per bed): OBX-2 is compared as bytes, and only
-            # the first two components of OBX-3 are decoded.
-            vtype = er7.field(f, 2).strip().upper()
-            obs3 = er7.field(f, 3).split(rep, 1)[0].split(comp, 2)
-            ident = er7.text(obs3[0], d, charset)
-            label = er7.text(obs3[1], d, charset) if len(obs3) > 1 else ""
-            sub_id = er7.text(er7.field(f, 4), d, charset).strip()
+            # The hot loop of a chunk decode (16+ OBXs a second per bed): what OBX-2, -3 and -4 say is looked up.
+            vtype, ident, label, sub_id, kind, parent = memo.obx(f, rate_codes)
             if vtype == b"NA":
                 sig = _Signal(_lead_name(ident, label, i), (ident, label), f, sub_id, n_obr, i)
                 signals.append(sig)
@@ -143,29 +141,132 @@ def scan_oru(data: bytes, header: dict[str, Any], charset: str, rate_codes: froz
                 raise DecodeError("OBX value type MA (multiplexed array) is not supported in ORU^R01; send one NA "
                                   "OBX per lead", "unsupported-value-type", "AE")
             else:
-                attr = _Attr(codes.attribute_kind(ident, label, rate_codes), (ident, label), sub_id, i, f)
+                attr = _Attr(kind, (ident, label), sub_id, i, f)
                 # A child belongs to the signal whose OBX-4 is its parent path (1.1.1.1001.1 -> 1.1.1.1001),
                 # else to the signal just before it.
-                parent = sub_id.rsplit(".", 1)[0] if "." in sub_id else None
                 owner = (by_sub.get(parent) if parent else None) or by_sub.get(sub_id) or (
                     signals[-1] if signals else None)
                 (owner.attrs if owner is not None else loose).append(attr)
     if not n_obr:
         raise DecodeError("no OBR segment: the message holds no observation request", "structure", "AE")
-    return ScannedOru(header, d, charset, assume_tz, msh_time, pid, pv1, obr, signals, loose, cut_at, rate_codes)
+    return ScannedOru(header, d, charset, assume_tz, msh_time, pid, pv1, obr, signals, loose, cut_at, rate_codes,
+                      memo)
+
+
+_NAMES = ("MSH", "PID", "PV1", "OBR", "OBX")  # looked up by their first four bytes before the general check
+# A gateway repeats the same few OBX-3, OBX-4 and OBX-6 values in every chunk of every bed: what they say is worked
+# out once (pure functions of the field's bytes, or text) and looked up afterwards. Bounded, so odd input only evicts.
+_CACHED = 4096
+
+
+@dataclass
+class _Memo:
+    """Field values already read, for one set of delimiters and one charset (a plain dict lookup by the bytes)."""
+
+    d: er7.Delimiters
+    charset: str
+    ids: dict[bytes, tuple[str, str]] = field(default_factory=dict)
+    units: dict[bytes, tuple[str, str]] = field(default_factory=dict)
+    texts: dict[bytes, str] = field(default_factory=dict)
+    obxs: dict[tuple, tuple] = field(default_factory=dict)
+
+    def obx(self, f: list[bytes], rate_codes: frozenset[int]) -> tuple[bytes, str, str, str, str, str | None]:
+        """OBX-2 (upper-cased bytes), OBX-3's identifier and text, OBX-4 stripped, and for an attribute (not NA or
+        MA) its kind (codes.attribute_kind) and its parent's OBX-4 path."""
+        key = (er7.field(f, 2), er7.field(f, 3), er7.field(f, 4), rate_codes)
+        hit = self.obxs.get(key)
+        if hit is None:
+            vtype = key[0].strip().upper()
+            ident, label = self.identifier(key[1])
+            sub_id = self.stripped(key[2])
+            kind, parent = "", None
+            if vtype not in (b"NA", b"MA"):
+                kind = _attribute_kind(ident, label, rate_codes)
+                parent = sub_id.rsplit(".", 1)[0] if "." in sub_id else None
+            hit = _bounded(self.obxs)[key] = (vtype, ident, label, sub_id, kind, parent)
+        return hit
+
+    def identifier(self, value: bytes) -> tuple[str, str]:
+        """OBX-3's identifier and text (the first two components of its first repetition), unescaped."""
+        hit = self.ids.get(value)
+        if hit is None:
+            obs3 = value.split(self.d.repetition.encode("latin-1"), 1)[0].split(self.d.component.encode("latin-1"), 2)
+            hit = (er7.text(obs3[0], self.d, self.charset),
+                   er7.text(obs3[1], self.d, self.charset) if len(obs3) > 1 else "")
+            _bounded(self.ids)[value] = hit
+        return hit
+
+    def unit(self, value: bytes) -> tuple[str, str]:
+        """A CE field's code and text (OBX-6)."""
+        hit = self.units.get(value)
+        if hit is None:
+            hit = (er7.components(value, self.d, self.charset) + ["", ""])[:2]
+            _bounded(self.units)[value] = hit = (hit[0], hit[1])
+        return hit
+
+    def device(self, value: bytes) -> str:
+        """OBX-18 equipment: its entity id, else its universal id (EUI-64 on many monitors), stripped."""
+        hit = self.texts.get(b"\x00device" + value)
+        if hit is None:
+            equipment = er7.components(value, self.d, self.charset)
+            hit = (equipment[0] or (equipment[2] if len(equipment) > 2 else "")).strip()
+            _bounded(self.texts)[b"\x00device" + value] = hit
+        return hit
+
+    def stripped(self, value: bytes) -> str:
+        """A primitive value as text, stripped (OBX-4)."""
+        hit = self.texts.get(value)
+        if hit is None:
+            hit = _bounded(self.texts)[value] = er7.text(value, self.d, self.charset).strip()
+        return hit
+
+
+def _bounded(memo: dict) -> dict:
+    if len(memo) >= _CACHED:
+        memo.clear()
+    return memo
+
+
+@lru_cache(maxsize=64)
+def _memo(d: er7.Delimiters, charset: str) -> _Memo:
+    return _Memo(d, charset)
+
+
+_is_per_second = lru_cache(maxsize=_CACHED)(codes.is_per_second)
+_attribute_kind = lru_cache(maxsize=_CACHED)(codes.attribute_kind)
+_voltage_or_counts = lru_cache(maxsize=_CACHED)(codes.voltage_or_counts)  # UnknownUnit is raised, never cached
 
 
 def _lead_name(ident: str, label: str, i: int) -> str | None:
-    try:
-        lead = codes.lead_from_code(ident, label)
-    except codes.LeadConflict as e:
-        raise DecodeError(str(e), "unknown-lead", "AE") from None
-    lead = lead or codes.monitoring_lead(ident, label)
-    # A malformed code (non-ASCII digits, control characters) is no evidence of a non-ECG signal: refused.
-    if lead is None and (codes.is_ecg_code(ident, label) or not (ident + label).isascii()):
+    lead, error = _lead_of(ident, label)
+    if error == "conflict":
+        raise DecodeError(_conflict(ident, label), "unknown-lead", "AE")
+    if error == "unknown":
         raise DecodeError(f"unknown lead code {clip(ident)}^{clip(label)} in OBX (segment {i + 1})",
                           "unknown-lead", "AE")
     return lead
+
+
+@lru_cache(maxsize=_CACHED)
+def _lead_of(ident: str, label: str) -> tuple[str | None, str | None]:
+    """(lead, None), (None, None) for a non-ECG signal, or (None, "conflict" | "unknown") for a refused code."""
+    try:
+        lead = codes.lead_from_code(ident, label)
+    except codes.LeadConflict:
+        return None, "conflict"
+    lead = lead or codes.monitoring_lead(ident, label)
+    # A malformed code (non-ASCII digits, control characters) is no evidence of a non-ECG signal: refused.
+    if lead is None and (codes.is_ecg_code(ident, label) or not (ident + label).isascii()):
+        return None, "unknown"
+    return lead, None
+
+
+def _conflict(ident: str, label: str) -> str:
+    try:
+        codes.lead_from_code(ident, label)
+    except codes.LeadConflict as e:
+        return str(e)
+    raise AssertionError("no lead conflict")  # _lead_of found one for the same values
 
 
 def _truncated(detail: str) -> DecodeError:
@@ -237,9 +338,9 @@ def assemble(scanned: ScannedOru, sender: SenderRule | None, *, allow_no_ecg: bo
 
 def _wave(sig: _Signal, lead: str, scanned: ScannedOru, sender: SenderRule | None) -> _Wave:
     d, charset, f = scanned.delimiters, scanned.charset, sig.fields
-    ucode, utext = (er7.components(er7.field(f, 6), d, charset) + ["", ""])[:2]
+    ucode, utext = scanned.memo.unit(er7.field(f, 6))
     try:
-        unit_mv = codes.voltage_or_counts(ucode, utext)
+        unit_mv = _voltage_or_counts(ucode, utext)
     except codes.UnknownUnit:
         raise DecodeError(f"lead {lead}: unit {clip(ucode or utext)} is not a voltage unit", "unit", "AE") from None
     try:
@@ -266,13 +367,13 @@ def _wave(sig: _Signal, lead: str, scanned: ScannedOru, sender: SenderRule | Non
                               "knows (no mnemonic, unknown code); it could change the scale", "unknown-attribute",
                               "AE")
         value = er7.text(er7.field(attr.fields, 5), d, charset).strip()
-        acode, atext = (er7.components(er7.field(attr.fields, 6), d, charset) + ["", ""])[:2]
+        acode, atext = scanned.memo.unit(er7.field(attr.fields, 6))
         if attr.kind == "rate":
             rate = _rate_value(value, acode, atext, attr.segment)
         elif attr.kind == "resolution":
             number = scale_number(value, f"lead {lead}: resolution")
             try:
-                res_unit = codes.voltage_or_counts(acode, atext)
+                res_unit = _voltage_or_counts(acode, atext)
             except codes.UnknownUnit:
                 res_unit = None
             if res_unit is None:
@@ -288,7 +389,7 @@ def _wave(sig: _Signal, lead: str, scanned: ScannedOru, sender: SenderRule | Non
             if len(low_high) != 2:
                 raise DecodeError(f"lead {lead}: data range is not low^high", "scale-attribute", "AE")
             try:
-                range_unit = codes.voltage_or_counts(acode, atext)
+                range_unit = _voltage_or_counts(acode, atext)
             except codes.UnknownUnit:
                 raise DecodeError(f"lead {lead}: data range unit {clip(acode or atext)} is neither a voltage nor "
                                   "counts", "scale-conflict", "AE") from None
@@ -323,9 +424,8 @@ def _wave(sig: _Signal, lead: str, scanned: ScannedOru, sender: SenderRule | Non
             check_range(lead, good, low * range_unit, high * range_unit, tolerance, "data range")
     if inop:
         flagged = np.ones(values.size, bool)
-    equipment = er7.components(er7.field(sig.fields, 18), d, charset)
-    device = equipment[0] or (equipment[2] if len(equipment) > 2 else "")
-    return _Wave(lead, sig.lead or lead, values, flagged, rate, device.strip(),
+    device = scanned.memo.device(er7.field(sig.fields, 18))
+    return _Wave(lead, sig.lead or lead, values, flagged, rate, device,
                  er7.text(er7.field(sig.fields, 14), d, charset), sig.segment, sig.obr)
 
 
@@ -335,7 +435,7 @@ def _rate_value(value: str, ucode: str, utext: str, segment: int) -> float:
     except ValueError:
         raise DecodeError(f"sampling rate in segment {segment + 1} is missing or not a number", "sampling-rate",
                           "AE") from None
-    if not codes.is_per_second(ucode, utext):
+    if not _is_per_second(ucode, utext):
         raise DecodeError(f"sampling rate unit {clip(ucode or utext)} is not per second", "sampling-rate", "AE")
     return rate
 
@@ -348,7 +448,7 @@ def _sampling_rate(waves: list[_Wave], scanned: ScannedOru, sender: SenderRule |
         if attr.kind == "rate":
             d = scanned.delimiters
             value = er7.text(er7.field(attr.fields, 5), d, scanned.charset).strip()
-            ucode, utext = (er7.components(er7.field(attr.fields, 6), d, scanned.charset) + ["", ""])[:2]
+            ucode, utext = scanned.memo.unit(er7.field(attr.fields, 6))
             loose.append(_rate_value(value, ucode, utext, attr.segment))
     per_lead = {w.lead: w.rate for w in waves if w.rate is not None}
     if len(per_lead) > 1 and len(per_lead) < len(waves):

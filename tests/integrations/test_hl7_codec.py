@@ -523,6 +523,25 @@ def test_na_parser_equals_float_on_random_decimals():
     assert np.array_equal(parse_na("^".join(slow).encode()), np.array([float(t) for t in slow]))
 
 
+def test_na_parser_integer_counts_equal_int():
+    """Integer counts take numpy's text reader; what it reads differently from int() (a lone sign, an empty last
+    sample, values past 2**53 or int64) must give int()'s values or the error naming the sample."""
+    rng = np.random.default_rng(5)
+    tokens = [b"", b"-", b"0", b"-0", b"007", b"-345", b"1-2", b"9" * 16, b"-" + b"9" * 17, b"9" * 20,
+              b"9007199254740993", b"9223372036854775808"]
+    for _ in range(2000):
+        payload = b"^".join(tokens[i] for i in rng.integers(0, len(tokens), rng.integers(1, 7)))
+        try:
+            ref = np.array([float(int(t)) for t in payload.split(b"^")])
+        except ValueError:
+            with pytest.raises(SampleError):
+                parse_na(payload)
+            continue
+        assert np.array_equal(parse_na(payload), ref), payload
+    counts = rng.integers(-5000, 5000, 250)
+    assert np.array_equal(parse_na(b"^".join(b"%d" % c for c in counts)), counts.astype(np.float64))
+
+
 @pytest.mark.parametrize("payload, index", [(b"1^^2", 1), (b"1^2^", 2), (b"1^x^3", 1), (b"1^-^3", 1),
                                             (b"1.2.3", 0), (b"", 0), (b"1-2", 0)])
 def test_na_parser_errors(payload, index):

@@ -156,3 +156,22 @@ def test_no_chunk_is_released_while_an_open_window_needs_it(source):
         for token in o.release:
             assert next_window is None or held[token].end_s <= next_window + 0.01
     assert a.buffered_s <= 12.0
+
+
+def test_the_kept_placement_is_the_median_of_the_held_stamps(source):
+    """The placement is kept incrementally as pieces are held and let go; at every step it must be what numpy's
+    median of the held pieces' implied start times gives (the rule of docs/SPEC.md §11.9)."""
+    rng = np.random.default_rng(7)
+    asm = StreamAssembler()
+    stamps = T0 + np.arange(120) + rng.normal(0, 0.05, 120)  # jittered 1-s stamps
+    pieces = chunks(source, t0=T0)
+    checked = 0
+    for k, stamp in enumerate(stamps):
+        p = pieces[k % len(pieces)]
+        asm.add(Piece(float(stamp), p.record, f"c{k}", token=k))
+        seg = asm._segment
+        if seg is not None and seg.held:
+            implied = [st - first / seg.fs for first, _, st, _ in seg.held]
+            assert seg.place() == float(np.median(implied))
+            checked += 1
+    assert checked > 100
