@@ -67,8 +67,8 @@ def conducted_beats(ep: dl.Epochs, fs: float, usable: np.ndarray, fiducials: np.
     found = groups(alike(ep, fs, usable))
     repeating = sum(int((g & whole).sum()) for g in found if (g & whole).sum() >= 2) / max(1, int(whole.sum()))
     if repeating < MIN_REPEATING:
-        return np.zeros(fiducials.size, dtype=bool), (f"noisy: {100 * repeating:.0f}% of the beats share a QRS shape "
-                                                      "with another beat")
+        return np.zeros(fiducials.size, dtype=bool), (f"beat shapes vary: {100 * repeating:.0f}% of the beats share "
+                                                      "a QRS shape with another beat (noise or multiform ectopy)")
     candidates = [g for g in found if (g & whole).sum() >= MIN_BEATS]
     if not candidates:
         return np.zeros(fiducials.size, dtype=bool), "no beat morphology repeats in 3 whole beats (ectopy)"
