@@ -2,7 +2,8 @@
 (Tomcat's access log), and how many versions/s the server takes with 1..N writers at once.
 
     .venv/bin/python bench/fhir_server_time.py [--json PATH] [--reports 60] [--writers 1,2,4,8] [--warmup 100]
-                                               [--per-transaction 1,4]
+                                               [--per-transaction 1,4] [--server-arg=--PROPERTY=VALUE ...]
+                                               [--jvm-arg=OPTION ...]
 
 Starts a fresh in-memory HAPI FHIR 8.8 (R4B, full JIT, as bench/fhir_delivery.py does) with Tomcat's access log on
 (`%D`: the server's time from reading the request to writing the response), then writes report versions with the
@@ -16,6 +17,12 @@ written):
    and each number of reports per transaction (--per-transaction; ReportWriter.deliver_many, as the sink groups
    them): versions/s and the server's median time per transaction. The combinations run back to back on the same
    server, so they compare under the same load of the moment.
+Each phase also reports the server's CPU time per version (the JVM's user + system time over the phase, in all
+threads but the JIT compilers', from /proc): its own work, which moves far less with the shared machine's load than
+wall-clock times do, so settings are compared by it. --server-arg passes a server property
+(stream/devtools/FhirDevServer.java's twiwatch.* settings, e.g. --server-arg=--twiwatch.jpa.tag-storage=VERSIONED
+to measure the old tag storage); --jvm-arg a JVM option (e.g. a JFR recording:
+--jvm-arg=-XX:StartFlightRecording=filename=/tmp/hapi.jfr,settings=profile).
 No Kafka here: this measures the server and the write path only. The machine is shared; results move with its load.
 """
 from __future__ import annotations
@@ -84,6 +91,23 @@ def server_times(log: Path, skip: int) -> list[tuple[str, float]]:
     return out
 
 
+def cpu_s(pid: int) -> float:
+    """The server's CPU time so far (user + system) in all its threads but the JIT compilers': its own work, whatever
+    else the shared machine runs, so settings compare by it when wall-clock times move with other load. (The JIT is
+    left out because under load it is still compiling after the warm-up, which is not the cost of a request.)"""
+    total = 0
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        try:
+            comm, fields = task.joinpath("stat").read_text().rsplit(")", 1)
+        except OSError:  # the thread ended meanwhile
+            continue
+        if "Compiler" in comm.split("(", 1)[1]:
+            continue
+        parts = fields.split()
+        total += int(parts[11]) + int(parts[12])
+    return total / os.sysconf("SC_CLK_TCK")
+
+
 def stats(values: list[float]) -> dict:
     if not values:
         return {"n": 0}
@@ -132,6 +156,10 @@ def main() -> None:
     ap.add_argument("--warmup", type=int, default=100)
     ap.add_argument("--writers", default="1,2,4,8")
     ap.add_argument("--per-transaction", default="1,4")
+    ap.add_argument("--jvm-arg", action="append", default=[],
+                    help="an extra JVM option for the server (e.g. a JFR recording, a JIT flag); repeatable")
+    ap.add_argument("--server-arg", action="append", default=[],
+                    help="an extra server property (e.g. --twiwatch.jpa.inline-text-below=0), to measure one setting")
     args = ap.parse_args()
 
     run = uuid.uuid4().hex[:8]
@@ -139,7 +167,8 @@ def main() -> None:
     local = fhir_local.from_settings(base, port=free_port(), database="memory", name=f"prof-{run}", fast_start=False)
     fhir_local.resolve(local)
     local.home.mkdir(parents=True, exist_ok=True)
-    cmd = fhir_local.java_cmd(local) + [
+    cmd = fhir_local.java_cmd(local)
+    cmd = cmd[:1] + args.jvm_arg + cmd[1:] + args.server_arg + [
         "--server.tomcat.accesslog.enabled=true", f"--server.tomcat.accesslog.directory={local.home}",
         "--server.tomcat.accesslog.prefix=access", "--server.tomcat.accesslog.suffix=.log",
         "--server.tomcat.accesslog.rotate=false", "--server.tomcat.accesslog.buffered=false",
@@ -148,7 +177,8 @@ def main() -> None:
                             stdin=subprocess.DEVNULL, start_new_session=True)
     access = local.home / "access.log"
     result: dict = {"machine": platform.node(), "cpus": os.cpu_count(),
-                    "server": f"local HAPI {base.fhir_server_hapi_version} (R4B, memory, full JIT)"}
+                    "server": f"local HAPI {base.fhir_server_hapi_version} (R4B, memory, full JIT)",
+                    "jvm_args": args.jvm_arg, "server_args": args.server_arg}
     try:
         deadline = time.monotonic() + 300
         while not fhir_local.answers(local):
@@ -164,11 +194,14 @@ def main() -> None:
         timed = Timed(client)
         skip = len(access.read_text().splitlines())
         reports = versions("s" + run, args.reports)
+        cpu0 = cpu_s(proc.pid)
         written, took = write_all(writer, reports, 1)
+        cpu = cpu_s(proc.pid) - cpu0
         time.sleep(1)
         ours, theirs = by_kind(timed.seen), by_kind(server_times(access, skip))
         result["one_writer"] = {"versions": written, "seconds": round(took, 1),
                                 "versions_per_s": round(written / took, 2),
+                                "server_cpu_ms_per_version": round(1000 * cpu / written, 1),
                                 "client": ours, "server": theirs, "load_1min": round(load_before, 2)}
         print(json.dumps(result["one_writer"]), flush=True)
 
@@ -177,12 +210,15 @@ def main() -> None:
             for per_tx in (int(x) for x in args.per_transaction.split(",")):
                 skip = len(access.read_text().splitlines())
                 load = os.getloadavg()[0]
+                cpu0 = cpu_s(proc.pid)
                 written, took = write_all(writer, versions(f"c{n}x{per_tx}" + run, args.reports), n, per_tx)
+                cpu = cpu_s(proc.pid) - cpu0
                 time.sleep(1)
                 tx = [ms for k, ms in server_times(access, skip) if k == "transaction"]
                 row = {"writers": n, "reports_per_transaction": per_tx, "versions": written,
                        "seconds": round(took, 1), "versions_per_s": round(written / took, 2),
-                       "server_transaction": stats(tx), "load_1min": round(load, 2)}
+                       "server_cpu_ms_per_version": round(1000 * cpu / written, 1), "server_transaction": stats(tx),
+                       "load_1min": round(load, 2)}
                 result["writers"].append(row)
                 print(json.dumps(row), flush=True)
         client.close()
