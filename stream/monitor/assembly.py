@@ -66,34 +66,15 @@ class _Segment:
     total: int = 0  # samples appended since the segment started
     # Buffered pieces: (first sample index, end sample index, stamp, token); indices count from the segment start.
     held: list[tuple[int, int, float, Any]] = field(default_factory=list)
-    # The time of sample 0 each held piece's stamp implies, kept sorted as pieces come and go: the median is then
-    # read, not recomputed, on every chunk.
-    implied: list[float] = field(default_factory=list)
 
     def expected_end_s(self) -> float:
         return self.place() + self.total / self.fs
 
-    def hold(self, first: int, end: int, stamp: float, token: Any) -> None:
-        self.held.append((first, end, stamp, token))
-        bisect.insort(self.implied, stamp - first / self.fs)
-
-    def let_go(self, until: int) -> list[Any]:
-        """Stop holding the pieces whose samples all lie before sample `until`; their tokens."""
-        done = [h for h in self.held if h[1] <= until]
-        for first, _, stamp, _ in done:
-            del self.implied[bisect.bisect_left(self.implied, stamp - first / self.fs)]
-        if done:
-            self.held = [h for h in self.held if h[1] > until]
-        return [token for *_, token in done]
-
     def place(self) -> float:
         """Time of sample 0 of the segment, from the stamps of the chunks still buffered: their median, so one
         jittery stamp moves nothing, and a restart that re-reads the same chunks places them the same way."""
-        implied, n = self.implied, len(self.implied)
-        if not n:
-            return self.origin_s
-        # the same value as numpy.median: the middle one, or the mean of the two middle ones
-        return implied[n // 2] if n % 2 else (implied[n // 2 - 1] + implied[n // 2]) / 2
+        implied = [stamp - first / self.fs for first, _, stamp, _ in self.held] or [self.origin_s]
+        return float(np.median(implied))
 
 
 class StreamAssembler:
@@ -179,9 +160,9 @@ class StreamAssembler:
             why = "rate-change"
         elif rec.leads != seg.leads:
             why = "lead-set-change"
-        elif piece.start_s > (expected_end := seg.expected_end_s()) + self.gap_tolerance_s:
+        elif piece.start_s > seg.expected_end_s() + self.gap_tolerance_s:
             why = "gap"
-        elif piece.start_s < expected_end - self.gap_tolerance_s:
+        elif piece.start_s < seg.expected_end_s() - self.gap_tolerance_s:
             why = "time-jump-back"
         if why is not None:
             if seg is not None:
@@ -192,7 +173,7 @@ class StreamAssembler:
                                            next_window_s=first_window)
         flags = rec.flagged if rec.flagged is not None else np.zeros(rec.signal.shape, dtype=bool)
         # Where its samples lie is counted, not read from its (jittery) stamp; the stamps only place the segment.
-        seg.hold(seg.total, seg.total + rec.n_samples, piece.start_s, piece.token)
+        seg.held.append((seg.total, seg.total + rec.n_samples, piece.start_s, piece.token))
         seg.parts.append(rec.signal)
         seg.flags.append(flags)
         seg.total += rec.n_samples
@@ -206,7 +187,7 @@ class StreamAssembler:
             first = max(seg.dropped, int(round((seg.next_window_s - seg.place()) * seg.fs)))
             if first + n_win > seg.total:
                 break
-            self._keep_from(seg, first, join=True)
+            self._keep_from(seg, first)
             start = first - seg.dropped
             signal, flags = seg.parts[0][:, start:start + n_win], seg.flags[0][:, start:start + n_win]
             t = seg.template
@@ -219,22 +200,16 @@ class StreamAssembler:
         # tolerance), and the chunks before that are no longer needed.
         margin = int(math.ceil(self.gap_tolerance_s * seg.fs))
         self._keep_from(seg, int(round((seg.next_window_s - seg.place()) * seg.fs)) - margin)
-        out.release.extend(seg.let_go(seg.dropped))
+        done = [h for h in seg.held if h[1] <= seg.dropped]
+        if done:
+            out.release.extend(token for *_, token in done)
+            seg.held = [h for h in seg.held if h[1] > seg.dropped]
 
     @staticmethod
-    def _keep_from(seg: _Segment, index: int, *, join: bool = False) -> None:
-        """Drop the buffered samples before absolute sample `index`; with `join`, make the rest one array (only when
-        a window is cut from it: joining on every chunk would copy the whole buffer each second)."""
+    def _keep_from(seg: _Segment, index: int) -> None:
+        """Drop the buffered samples before absolute sample `index` and join the parts into one array."""
         drop = max(0, min(seg.total, index) - seg.dropped)
+        signal = np.concatenate(seg.parts, axis=1) if len(seg.parts) > 1 else seg.parts[0]
+        flags = np.concatenate(seg.flags, axis=1) if len(seg.flags) > 1 else seg.flags[0]
+        seg.parts, seg.flags = [signal[:, drop:]], [flags[:, drop:]]
         seg.dropped += drop
-        parts, flags = seg.parts, seg.flags
-        while drop:
-            n = parts[0].shape[1]
-            if n <= drop and len(parts) > 1:
-                del parts[0], flags[0]
-                drop -= n
-            else:
-                parts[0], flags[0] = parts[0][:, drop:], flags[0][:, drop:]
-                drop = 0
-        if join and len(parts) > 1:
-            seg.parts, seg.flags = [np.concatenate(parts, axis=1)], [np.concatenate(flags, axis=1)]
