@@ -23,7 +23,7 @@ from typing import Any
 
 import numpy as np
 
-from engine.criteria import LIMB_SEQUENCE, PRECORDIAL_SEQUENCE
+from engine.monitor.episodes import CONTIGUOUS
 from evaluation.cinc import find_cinc, load_rows, read_record
 
 LEADS = ("I", "II", "III", "aVR", "aVL", "aVF", "V1", "V2", "V3", "V4", "V5", "V6")
@@ -122,9 +122,8 @@ def make_set(cinc: Path, twi_json: Path, secondary_json: Path, cases_dir: Path, 
 
 def reviewer_twi(leads: list[str]) -> bool:
     """TWI by the reviewer: two contiguous leads inverted by >= 0.1 mV (docs/SPEC.md §4.2; aVR never counts)."""
-    s = set(leads) - {"aVR"}
-    pairs = [p for seq in (LIMB_SEQUENCE, PRECORDIAL_SEQUENCE) for p in zip(seq, seq[1:], strict=False)]
-    return any(a in s and b in s for a, b in pairs)
+    s = set(leads)
+    return any(CONTIGUOUS.get(n, frozenset()) & s for n in s)
 
 
 def score(key_path: Path, judgments_path: Path) -> dict[str, Any]:
