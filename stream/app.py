@@ -26,6 +26,7 @@ from stream.monitor.prior_summaries import PriorReader
 from stream.monitor.stage import TICK
 from stream.reasoning import make_reasoner
 from stream.scoring import make_scorer
+from stream.tables import DurableTable
 from stream.topics import HEADROOM, by_patient_topic
 
 
@@ -36,6 +37,7 @@ def build_app(s: WorkerSettings) -> faust.App:
         s.app_id,
         broker=f"kafka://{s.bootstrap}",
         store="memory://",  # state is rebuilt from the compacted changelog topic on start
+        Table=DurableTable,  # agents await their changelog writes before acknowledging (stream.tables)
         datadir=str(s.data_dir),
         processing_guarantee="exactly_once" if s.exactly_once else "at_least_once",
         topic_partitions=s.partitions,

@@ -190,6 +190,7 @@ async def analyse_batch(w: Wiring, stream: Any, events: list[Any]) -> None:
     failed: set[str] = set()
     for (event, patient, analysed), head in zip(batch, heads, strict=True):
         await emit_first_report(w, stream, event, patient, analysed, head, failed)
+    await w.priors.confirmed()  # faust acks the batch after this returns
 
 
 async def emit_first_report(w: Wiring, stream: Any, event: Any, patient: str, analysed: Analysed,
@@ -245,6 +246,7 @@ async def reason_batch(w: Wiring, stream: Any, events: list[Any]) -> None:
         seen.add(rid)
         jobs.append((request["priority"], (record, request, event)))
     await run_by_priority(jobs, w.s.reasoner_concurrency, lambda job: reason_and_write(w, stream, *job))
+    await w.reasoned.confirmed()
 
 
 async def reason_and_write(w: Wiring, stream: Any, record: Any, request: dict[str, Any], event: Any) -> None:
@@ -399,5 +401,6 @@ async def _write_monitor(w: Wiring, stream: Any, event: Any, key: str, result: A
     if result.persist:
         with event_context(stream, event):
             w.monitor[key] = result.state
+        await w.monitor.confirmed()
     for token in result.release:
         token.ack()
