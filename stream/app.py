@@ -29,6 +29,8 @@ from stream.scoring import make_scorer
 from stream.tables import DurableTable
 from stream.topics import HEADROOM, by_patient_topic
 
+MONITOR_BATCH = 200  # events of the chunks topic handled before their trend messages are awaited, at most
+
 
 def build_app(s: WorkerSettings) -> faust.App:
     limit = s.max_message_bytes + HEADROOM
@@ -104,10 +106,16 @@ def build_app(s: WorkerSettings) -> faust.App:
     async def monitor(stream):
         # Acknowledged by hand (stream.monitor.stage): the committed offset never passes a chunk an open window needs.
         await w.prior_reader.ready.wait()  # a patient's baseline starts with their prior, once the priors are read
-        # In batches (what is buffered, up to 200 events or 20 ms), so trend messages are awaited once per batch.
-        # noack_take, not take_events: take_events acks the whole batch after its body, whatever noack() says.
-        async for events in stream.noack_take(200, within=0.02):
-            await guarded(app, "monitor", handlers.monitor_batch(w, stream, events))
+        # In batches of what is buffered (up to 200 events): their trend messages are awaited once, when the channel
+        # runs dry. Not faust's noack_take: a worker restarted on it lost the first event it was given (a test
+        # showed it), and take_events acks the whole batch after its body, whatever noack() says.
+        batch = handlers.MonitorBatch()
+        events = stream.noack()
+        async for event in events.events():
+            await guarded(app, "monitor", handlers.monitor_one(w, stream, event, batch))
+            if batch.events >= MONITOR_BATCH or events.channel.empty():
+                await guarded(app, "monitor", handlers.flush_monitor(w, stream, batch))
+                batch = handlers.MonitorBatch()
 
     @app.task
     async def read_prior_summaries():

@@ -300,23 +300,21 @@ async def reason_episode(w: Wiring, stream: Any, record: Any, request: dict[str,
 
 @dataclass
 class MonitorBatch:
-    """What a batch of the chunks topic's events left to do once their trend messages are on the broker: table
+    """What the events handled since the last flush left to do once their trend messages are on the broker: table
     entries to write, then events to acknowledge. Awaiting each window's trend message alone costs a producer
     linger plus a broker round trip per window, which at a few hundred beds kept the monitor agent waiting about a
     third of the time (bench/monitor.py)."""
 
+    events: int = 0
     sent: list[Any] = field(default_factory=list)  # trend-message delivery futures
     writes: list[tuple[Any, str, dict]] = field(default_factory=list)  # (event, stream key, table entry)
     acks: list[Any] = field(default_factory=list)
 
 
-async def monitor_batch(w: Wiring, stream: Any, events: list[Any]) -> None:
-    """A batch of the chunks topic, in order. Nothing is acknowledged, and no table entry written, before every
-    trend message and report of the batch is on the broker; chunks are acknowledged once no open window needs
-    them."""
-    batch = MonitorBatch()
-    for event in events:
-        await monitor_one(w, stream, event, batch)
+async def flush_monitor(w: Wiring, stream: Any, batch: MonitorBatch) -> None:
+    """Nothing is acknowledged, and no table entry written, before every trend message and report of the batch is
+    on the broker; the table entries are on the broker before the chunks they stand for are acknowledged (chunks
+    are acknowledged once no open window needs them)."""
     for future in batch.sent:
         await future
     for event, key, entry in batch.writes:
@@ -328,7 +326,9 @@ async def monitor_batch(w: Wiring, stream: Any, events: list[Any]) -> None:
 
 
 async def monitor_one(w: Wiring, stream: Any, event: Any, batch: MonitorBatch) -> None:
-    """One event of the chunks topic (a chunk segment, the worker's own tick, or an ECG-R1 reading of an episode)."""
+    """One event of the chunks topic (a chunk segment, the worker's own tick, or an ECG-R1 reading of an episode);
+    what it leaves to write and acknowledge goes into `batch` (`flush_monitor`)."""
+    batch.events += 1
     if event.value.startswith(monitor.TICK):
         await monitor_tick(w, stream, event, batch)
         batch.acks.append(event)
