@@ -736,7 +736,6 @@ def main(argv: list[str] | None = None) -> int:
             "goals": {"beds_per_worker_min": GOAL_BEDS, "chunk_to_trend_p99_ms_max": GOAL_P99_MS,
                       "beds_met": bool(beds_per_worker >= GOAL_BEDS)},
             "capacity": cap, "machine": machine, "command": command, "quick": args.quick,
-            "settings": {"monitor_stagger_windows": bench_settings("settings").monitor_stagger_windows},
         }
         if not args.skip_sustain:
             n = args.beds or max(10, int(beds_per_worker * SUSTAIN_FRACTION) // 10 * 10)

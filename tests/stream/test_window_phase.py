@@ -17,8 +17,8 @@ def test_phases_are_whole_seconds_fixed_by_the_key_and_spread_over_the_window():
     assert window_phase_s("stream-1", 0.5) == 0.0  # windows under a second have no whole-second phase
 
 
-def test_the_setting_turns_the_phase_on_and_off_by_default():
-    on, off = WorkerSettings(monitor_stagger_windows=True), WorkerSettings()
+def test_the_setting_turns_the_phase_off():
+    on, off = WorkerSettings(), WorkerSettings(monitor_stagger_windows=False)
     key = next(k for k in (f"k{i}" for i in range(100)) if window_phase_s(k, 10.0) != 0.0)
     assert assembler_for(on, key).phase_s == window_phase_s(key, 10.0)
     assert assembler_for(off, key).phase_s == 0.0
