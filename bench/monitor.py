@@ -6,10 +6,8 @@ in 1-s PCD-01 gateway chunks (the Mindray eGateway layout of `twiwatch replay --
 TWIWATCH_SENDERS). The signals are real: the eight 12-lead 500 Hz PTB-XL records shipped in
 samples/ptbxl/records500, resampled to 250 Hz (scipy `resample_poly`, 1:2, anti-aliased), leads I, II, III as
 recorded and V5 sent as `V`; bed b plays record b mod 8. A record is 10 s, so each bed's record is repeated, and the
-event time is aligned to the bed's 10-s window epochs (the Unix epoch plus the stream's phase, docs/SPEC.md §11.9:
-bed b's record starts at its phase) so that every analysis window holds exactly one whole recording (no splice inside
-a window), and beds' windows fall due spread over the 10 s as they do in the worker. Caveat: a bed's windows
-are therefore all the same real ECG, so its trend is flat and no
+event time is aligned to the 10-s window epochs so that every analysis window holds exactly one whole recording (no
+splice inside a window). Caveat: a bed's windows are therefore all the same real ECG, so its trend is flat and no
 episode opens: the figures include the per-window analysis, the episode machine's step and the table write of every
 window, but not the (rare) building of episode FHIR reports. The 5-minute long recordings (samples/long) are not
 used: neither has a bed's four leads (MIT-BIH 100 is MLII + V5, CPSC 2021 21_8 is I + II).
@@ -132,8 +130,6 @@ class Messages:
         self._dtm = format_dtm
         secret = s.patient_hash_secret.get_secret_value()
         self.keys = [stream_key(b.stream(), secret).encode() for b in beds]
-        # Each bed's record is shifted to its stream's window phase, so every window still holds one whole recording.
-        self.phases = [bed_phase(key.decode(), s) for key in self.keys]
         self._templates: dict[tuple[int, int], bytes] = {}
         self._sentinel = format_dtm(_SENTINEL).encode()
 
@@ -142,8 +138,8 @@ class Messages:
 
         rec = bed.record
         n = int(round(rec.fs))
-        second = (k - self.phases[bed.index]) % (rec.n_samples // n)
-        return make_record(rec.signal[:, second * n:(second + 1) * n], list(rec.leads), rec.fs, f"{bed.label}#{k}",
+        phase = k % (rec.n_samples // n)
+        return make_record(rec.signal[:, phase * n:(phase + 1) * n], list(rec.leads), rec.fs, f"{bed.label}#{k}",
                            kind="chunk", patient_id=_PATIENT if placeholders else bed.patient_id,
                            patient_system="urn:twiwatch:replay-monitors",
                            acquired_at=_SENTINEL if placeholders else datetime.fromtimestamp(at, UTC),
@@ -152,8 +148,8 @@ class Messages:
     def _template(self, bed: Any, k: int) -> bytes:
         from integrations.hl7.encode_chunks import encode_pcd01_chunk
 
-        second = (k - self.phases[bed.index]) % (bed.record.n_samples // int(round(bed.record.fs)))
-        key = (id(bed.record), second)
+        phase = k % (bed.record.n_samples // int(round(bed.record.fs)))
+        key = (id(bed.record), phase)
         if key not in self._templates:
             app, facility = bed.sender()
             piece = self._piece(bed, k, 0.0, placeholders=True)
@@ -193,25 +189,11 @@ class Messages:
 # ------------------------------------------------------------------------------------------- measuring helpers
 
 
-def bed_phase(stream: str, s: Any) -> int:
-    """The bed's window phase in whole seconds, as the worker computes it (docs/SPEC.md §11.9)."""
-    from stream.monitor.stage import window_phase_s
-
-    return int(window_phase_s(stream, s.monitor_window_s)) if s.monitor_stagger_windows else 0
-
-
-def windows_completed_by_chunks(seconds: int, window_s: float, lateness_s: float,
-                                phase: float = 0.0) -> tuple[int, float]:
-    """Windows of one bed that a chunk completes (window w, at phase + k * window_s from the start, needs the chunk
-    ending at w + window + lateness), and the seconds of the bed's stream read by the time the last of them is out."""
-    n = int(math.floor((seconds - phase - window_s - lateness_s) / window_s)) + 1
-    return max(0, n), phase + (n - 1) * window_s + window_s + lateness_s if n > 0 else 0.0
-
-
-def windows_for_beds(phases: list[int], seconds: int, s: Any) -> tuple[int, float]:
-    """All beds' windows that a chunk completes, and the mean seconds of a bed's stream read for them."""
-    done = [windows_completed_by_chunks(seconds, s.monitor_window_s, s.monitor_lateness_s, p) for p in phases]
-    return sum(n for n, _ in done), sum(sec for _, sec in done) / max(1, len(done))
+def windows_completed_by_chunks(seconds: int, window_s: float, lateness_s: float) -> tuple[int, float]:
+    """Windows per bed that a chunk completes (window w needs the chunk ending at w + window + lateness), and the
+    seconds of each bed's stream read by the time the last of them is out."""
+    n = int(math.floor((seconds - window_s - lateness_s) / window_s)) + 1
+    return max(0, n), (n - 1) * window_s + window_s + lateness_s if n > 0 else 0.0
 
 
 def proc_cpu_s(pid: int) -> float | None:
@@ -323,7 +305,8 @@ def capacity(n_beds: int, seconds: int, records: list, log: Callable[[str], None
     finally:
         producer.close()
     preload_s = time.monotonic() - started
-    want_windows, bed_s_done = windows_for_beds(msgs.phases, seconds, s)
+    per_bed, bed_s_done = windows_completed_by_chunks(seconds, s.monitor_window_s, s.monitor_lateness_s)
+    want_windows = per_bed * n_beds
     chunks_total = n_beds * seconds
     log(f"capacity: preloaded in {preload_s:.0f} s; starting one worker, waiting for {want_windows} windows")
     load_before = loadavg()
@@ -472,7 +455,6 @@ def lag_summary(series: list[dict], key: str, beds: int, floor_s: float) -> dict
 def sustain(n_beds: int, seconds: int, log: Callable[[str], None], py_spy: Path | None = None) -> dict:
     from kafka import KafkaAdminClient, KafkaConsumer
 
-    from integrations.identity import stream_key
     from stream.devtools.e2e import start_worker, wait_healthy
     from stream.devtools.outputs import _consumer, _read_all
     from stream.topics import ensure_topics, topic_specs
@@ -542,14 +524,12 @@ def sustain(n_beds: int, seconds: int, log: Callable[[str], None], py_spy: Path 
         admin.close()
         consumer.close()
     sent_window_limit = t0 + seconds - s.monitor_window_s - s.monitor_lateness_s  # windows completed by a chunk
-    secret = s.patient_hash_secret.get_secret_value()
-    phases = [bed_phase(stream_key(b.stream(), secret), s) for b in make_beds(n_beds, bed_records())]
     lat, end_lat = [], []
     for t, ts in trends:
         if t["window_start_s"] <= sent_window_limit and t.get("chunk_ts_ms"):
             lat.append(ts - t["chunk_ts_ms"])
             end_lat.append(ts - (t["window_start_s"] + t["window_s"]) * 1000)
-    want_windows, _ = windows_for_beds(phases, seconds, s)
+    per_bed, _ = windows_completed_by_chunks(seconds, s.monitor_window_s, s.monitor_lateness_s)
     floor_s = s.monitor_window_s + s.monitor_lateness_s + 1
     in_run = [p for p in series if p["t_s"] <= seconds + 1]  # while chunks were being sent (the tail drains)
     raw = lag_summary(in_run, "raw_lag", n_beds, 0.0)
@@ -559,7 +539,7 @@ def sustain(n_beds: int, seconds: int, log: Callable[[str], None], py_spy: Path 
     cpu = (cpu_w1 - cpu_w0) if cpu_w1 is not None and cpu_w0 is not None else None
     result = {
         "run_id": run_id, "beds": n_beds, "seconds": seconds, "t0": t0, "producer": {**ready, **done},
-        "windows_expected": want_windows, "trend_messages": len(trends), "windows_completed_by_chunks": len(lat),
+        "windows_expected": per_bed * n_beds, "trend_messages": len(trends), "windows_completed_by_chunks": len(lat),
         "lag_bounded": bounded,
         "lag": {"raw_topic": raw, "chunks_topic": chunks, "criterion": (
             "over the samples taken while chunks were sent: last-half least-squares growth < 5 s of input on both "
@@ -651,7 +631,7 @@ def profile(n_beds: int, seconds: int, log: Callable[[str], None]) -> dict:
             for packed in t_pack(chunk, src):
                 record, meta = t_unpack(packed)
                 key = meta["stream"]
-                asm = assemblers.get(key) or assemblers.setdefault(key, monitor.assembler_for(s, key))
+                asm = assemblers.get(key) or assemblers.setdefault(key, monitor.assembler_for(s))
                 out = t_chunk(s, table.get(key), asm, record, meta, None, now=time.time())
                 table[key] = out.state
                 if out.persist:  # as the worker: the table entry is written when the episode state changed

@@ -205,9 +205,6 @@ class MonitorSettings(_Group):
     """Monitor streams: chunk assembly, windows, and the episode rules (docs/SPEC.md §11; README 'Monitor feeds')."""
 
     monitor_window_s: float = Field(10.0, gt=0, description="analysis window, on fixed epochs")
-    monitor_stagger_windows: bool = Field(True, description="each stream's epochs start at a whole-second phase "
-                                                            "drawn from its key, so beds' windows do not all fall "
-                                                            "due in the same second; off: Unix-epoch aligned")
     monitor_lateness_s: float = Field(2.0, ge=0, description="event-time lateness up to which chunks are reordered")
     monitor_gap_tolerance_s: float = Field(0.25, gt=0, description="a chunk this far from where the last one ended "
                                                                     "still continues it; beyond: a gap")

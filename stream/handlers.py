@@ -342,7 +342,7 @@ async def monitor_one(w: Wiring, stream: Any, event: Any, batch: MonitorBatch) -
         key = meta["stream"]
         assembler = w.assemblers.get(key)
         if assembler is None:
-            assembler = w.assemblers[key] = monitor.assembler_for(w.s, key)
+            assembler = w.assemblers[key] = monitor.assembler_for(w.s)
             metrics.STREAMS.set(len(w.assemblers))
         entry = w.latest.get(key) or w.monitor.get(key)
         result = monitor.on_chunk(w.s, entry, assembler, record, meta, event, now=time.time(), priors=w.prior_reader)

@@ -4,8 +4,8 @@ Continuity comes from sample counts, placement from the chunks' timestamps: a ch
 `gap_tolerance_s` of where the previous one ended continues it (monitor clocks jitter), a later one leaves a gap,
 an earlier one is a time jump backwards; both start a new segment, as does a change of rate or of lead set. Chunks
 that arrive late by up to `lateness_s` (event time) are put back in order first; an exact redelivery of a chunk is
-dropped. Windows lie on fixed epochs (`window_s`, aligned to the Unix epoch plus the stream's `phase_s`, never to
-arrival), so a restart that re-reads the same chunks recomputes the same windows.
+dropped. Windows lie on fixed epochs (`window_s`, aligned to the Unix epoch, not to arrival), so a restart that
+re-reads the same chunks recomputes the same windows.
 
 Raw samples are never written to a changelog. Each chunk carries an opaque `token` (the worker's Kafka event) that is
 handed back once no window still needs the chunk's samples; the worker acknowledges it then, so the committed
@@ -81,9 +81,8 @@ class StreamAssembler:
     """The assembly state of one stream (sender + device + bed). Not thread-safe; one per stream."""
 
     def __init__(self, *, window_s: float = 10.0, lateness_s: float = 2.0, gap_tolerance_s: float = 0.25,
-                 remember: int = 256, phase_s: float = 0.0) -> None:
+                 remember: int = 256) -> None:
         self.window_s, self.lateness_s, self.gap_tolerance_s = window_s, lateness_s, gap_tolerance_s
-        self.phase_s = phase_s  # windows start at phase_s + k * window_s (Unix seconds)
         self._pending: list[tuple[float, int, Piece]] = []  # sorted by start time, then arrival
         self._arrivals = 0
         self._watermark = -math.inf  # the latest event time seen, less the lateness bound
@@ -169,8 +168,7 @@ class StreamAssembler:
             if seg is not None:
                 out.release.extend(token for *_, token in seg.held)  # its unfinished window never completes
                 out.segments_started.append(why)
-            k = math.ceil((piece.start_s - self.phase_s) / self.window_s - 1e-9)
-            first_window = self.phase_s + k * self.window_s
+            first_window = math.ceil(piece.start_s / self.window_s - 1e-9) * self.window_s
             seg = self._segment = _Segment(origin_s=piece.start_s, fs=rec.fs, leads=rec.leads, template=rec,
                                            next_window_s=first_window)
         flags = rec.flagged if rec.flagged is not None else np.zeros(rec.signal.shape, dtype=bool)

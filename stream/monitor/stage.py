@@ -17,7 +17,6 @@ The engine's side (window analysis, episode rules) is `engine.monitor`; this mod
 """
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 import time
@@ -63,19 +62,9 @@ def rules_from(s: WorkerSettings) -> MonitorRules:
     )
 
 
-def window_phase_s(stream: str, window_s: float) -> float:
-    """The stream's window phase: whole seconds in [0, window_s), fixed by its key. Epochs aligned to the Unix epoch
-    for every bed make all beds' windows fall due in the same second (a burst of N analyses every window_s, which
-    sets the latency of the last); a phase from the key spreads them evenly and still cuts the same windows after a
-    restart or on another worker."""
-    steps = max(1, int(window_s))
-    return float(int.from_bytes(hashlib.sha256(stream.encode()).digest()[:4], "big") % steps)
-
-
-def assembler_for(s: WorkerSettings, stream: str) -> StreamAssembler:
-    phase = window_phase_s(stream, s.monitor_window_s) if s.monitor_stagger_windows else 0.0
+def assembler_for(s: WorkerSettings) -> StreamAssembler:
     return StreamAssembler(window_s=s.monitor_window_s, lateness_s=s.monitor_lateness_s,
-                           gap_tolerance_s=s.monitor_gap_tolerance_s, phase_s=phase)
+                           gap_tolerance_s=s.monitor_gap_tolerance_s)
 
 
 @dataclass

@@ -47,7 +47,7 @@ def test_notes_say_why_no_reasoning():
 
 def _run(s: ToolSettings, record, t0: float, seconds: int) -> tuple[dict, list]:
     """The record in 1-s chunks through the stage, as the worker's handler drives it (without the encoder)."""
-    entry, assembler, reports = None, stage.assembler_for(s, "unit-stream"), []
+    entry, assembler, reports = None, stage.assembler_for(s), []
     n = int(record.fs)
     for k in range(seconds):
         piece = make_record(record.signal[:, k * n:(k + 1) * n], list(record.leads), record.fs, f"u#{k}",

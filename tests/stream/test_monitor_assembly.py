@@ -60,13 +60,6 @@ def test_in_order_chunks_make_epoch_aligned_windows_of_the_exact_samples(source)
     assert sorted(released) == list(range(26)) and dropped == []
 
 
-def test_a_streams_phase_moves_its_epochs_by_whole_seconds(source):
-    windows, *_ = run(chunks(source), phase_s=7.0)
-    assert [w.start_s for w in windows] == [1_764_660_007.0, 1_764_660_017.0]  # 30 s from T0 (…003.4 s)
-    for w in windows:
-        np.testing.assert_array_equal(w.record.signal, expected(source, w.start_s))
-
-
 def test_reordering_and_duplicates_give_the_same_windows(source):
     base, _, _, _, _ = run(chunks(source))
     shuffled = chunks(source)

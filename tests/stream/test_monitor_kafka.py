@@ -20,7 +20,6 @@ from integrations.datasets.recordings import find_recordings
 from stream.devtools import monitors as mon
 from stream.devtools.e2e import start_worker, stop_worker, wait_healthy
 from stream.devtools.outputs import _consumer, _read_all, collect
-from stream.monitor.stage import window_phase_s
 from stream.producer import make_producer
 from stream.topics import ensure_topics, topic_specs
 from tests.support.polling import wait_until
@@ -55,8 +54,7 @@ def by_window(trends: list[dict]) -> dict[tuple[str, float], list[dict]]:
 
 def test_faulty_monitor_streams_are_windowed_correctly(isolated):
     """Two beds (PCD-01 and W01) with jittered stamps, reordering, duplicates, a dropout, lead-off and a patient
-    change: every window lies on its stream's 10-s epochs (Unix epoch + the stream's phase), once per stream, and its
-    trend points are those of the same
+    change: every window lies on the 10-s epochs, once per stream, and its trend points are those of the same
     samples analysed directly (within the placement jitter); lead-off windows say so; the new patient starts a new
     baseline."""
     s = settings_for(isolated)
@@ -90,19 +88,14 @@ def test_faulty_monitor_streams_are_windowed_correctly(isolated):
     streams = sorted({t["stream"] for t in trends})
     assert len(streams) == 2
     per_stream = {st: sorted(t["window_start_s"] for t in trends if t["stream"] == st) for st in streams}
-    for stream, starts in per_stream.items():
-        phase = window_phase_s(stream, 10.0)
-        assert all((w - phase) % 10 == 0 for w in starts) and starts == sorted(set(starts))
+    for starts in per_stream.values():
+        assert all(w % 10 == 0 for w in starts) and starts == sorted(set(starts))
     lead_off_at = {(m.bed, m.second) for m in sent if m.fault == "lead-off"}
     key_of = {b.index: mon.stream_key(b.stream(), s.patient_hash_secret.get_secret_value()) for b in beds}
     stream_bed = {key_of[i]: i for i in key_of}
-    # The gap: bed 0 has no window holding second 57; bed 1 has the window that starts at the same offset from its
-    # own phase.
-    def holding(key: str, t: float) -> float:
-        phase = window_phase_s(key, 10.0)
-        return phase + (t - phase) // 10 * 10
-    assert holding(key_of[0], t0 + dropped_k) not in per_stream[key_of[0]]
-    assert holding(key_of[1], t0 + dropped_k) in per_stream[key_of[1]]
+    # The gap: bed 0 has no window holding second 57 (t0 + 57 lies in the window starting t0 + 57 - 60 % 10).
+    gap_window = (t0 + dropped_k) // 10 * 10
+    assert gap_window not in per_stream[key_of[0]] and gap_window in per_stream[key_of[1]]
     checked = lead_off = compared = agreed = 0
     for (stream, start), (trend,) in windows.items():
         bed = beds[stream_bed[stream]]

@@ -99,14 +99,14 @@ def test_a_patients_baseline_starts_with_their_prior_and_a_bed_without_patient_g
                                 system=piece.patient_system)
     priors = {patient: summary}  # what PriorReader holds, and looks up the same way (.get)
     meta = {"timestamp_ms": 0, "partition": 0, "stream": "s1", "chunk_source_id": "c1"}
-    step = stage.on_chunk(s, None, stage.assembler_for(s, "s1"), piece, meta, None, priors=priors)
+    step = stage.on_chunk(s, None, stage.assembler_for(s), piece, meta, None, priors=priors)
     assert step.state["episodes"]["prior"]["t"] == summary["t"]
     assert step.state["episodes"]["prior"]["label"] == summary["label"]
     anonymous = piece.replace(patient_id=None)
-    step = stage.on_chunk(s, None, stage.assembler_for(s, "s1"), anonymous, meta, None, priors=priors)
+    step = stage.on_chunk(s, None, stage.assembler_for(s), anonymous, meta, None, priors=priors)
     assert step.state["episodes"]["prior"] is None
     other = piece.replace(patient_id="MRN-other")
-    step = stage.on_chunk(s, None, stage.assembler_for(s, "s1"), other, meta, None, priors=priors)
+    step = stage.on_chunk(s, None, stage.assembler_for(s), other, meta, None, priors=priors)
     assert step.state["episodes"]["prior"] is None
 
 

@@ -73,7 +73,6 @@ TWIWATCH_{{ index . 0 }}: {{ include "twiwatch.str" (index . 1) | quote }}
 {{- define "twiwatch.config.monitor" -}}
 {{- $m := .Values.monitor -}}
 {{ include "twiwatch.var" (list "MONITOR_WINDOW_S" $m.windowS) }}
-{{ include "twiwatch.var" (list "MONITOR_STAGGER_WINDOWS" $m.staggerWindows) }}
 {{ include "twiwatch.var" (list "MONITOR_LATENESS_S" $m.latenessS) }}
 {{ include "twiwatch.var" (list "MONITOR_GAP_TOLERANCE_S" $m.gapToleranceS) }}
 {{ include "twiwatch.var" (list "MONITOR_BASELINE_S" $m.baselineS) }}
