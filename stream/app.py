@@ -112,7 +112,7 @@ def build_app(s: WorkerSettings) -> faust.App:
         # In batches of what is buffered (up to 200 events): their trend messages are awaited once, when the channel
         # runs dry. Not take_events, which acks the whole batch after its body whatever noack() says; nor noack_take,
         # under which a restarted worker missed the event waiting at its committed offset 3 times in 4 under load
-        # (docs/BENCHMARKS.md; most likely faust's recovery race, which this loop makes rarer, not impossible).
+        # (docs/BENCHMARKS.md; most likely faust's recovery race: see seek_again_after_recovery).
         batch = handlers.MonitorBatch()
         events = stream.noack()
         async for event in events.events():
