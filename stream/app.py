@@ -14,8 +14,6 @@ ECGs share a partition and an agent handles a partition in order, so they are an
 """
 from __future__ import annotations
 
-import asyncio
-import logging
 import time
 
 import faust
@@ -30,9 +28,6 @@ from stream.reasoning import make_reasoner
 from stream.scoring import make_scorer
 from stream.tables import DurableTable
 from stream.topics import HEADROOM, by_patient_topic
-
-log = logging.getLogger("twiwatch.worker")
-MONITOR_BATCH = 200  # events of the chunks topic handled before their trend messages are awaited, at most
 
 
 def build_app(s: WorkerSettings) -> faust.App:
@@ -109,38 +104,12 @@ def build_app(s: WorkerSettings) -> faust.App:
     async def monitor(stream):
         # Acknowledged by hand (stream.monitor.stage): the committed offset never passes a chunk an open window needs.
         await w.prior_reader.ready.wait()  # a patient's baseline starts with their prior, once the priors are read
-        # In batches of what is buffered (up to 200 events): their trend messages are awaited once, when the channel
-        # runs dry. Not take_events, which acks the whole batch after its body whatever noack() says; nor noack_take,
-        # under which a restarted worker missed the event waiting at its committed offset 3 times in 4 under load
-        # (docs/BENCHMARKS.md; most likely faust's recovery race: see seek_again_after_recovery).
-        batch = handlers.MonitorBatch()
-        events = stream.noack()
-        async for event in events.events():
-            await guarded(app, "monitor", handlers.monitor_one(w, stream, event, batch))
-            if batch.events >= MONITOR_BATCH or events.channel.empty():
-                await guarded(app, "monitor", handlers.flush_monitor(w, stream, batch))
-                batch = handlers.MonitorBatch()
+        async for event in stream.noack().events():
+            await guarded(app, "monitor", handlers.monitor_one(w, stream, event))
 
     @app.task
     async def read_prior_summaries():
         await w.prior_reader.run()
-
-    @app.task
-    async def seek_again_after_recovery():
-        # faust-streaming 0.15.3's recovery resumes the stream partitions, seeks them to their committed offsets and
-        # only then resumes the flow, which clears every channel queue: events the already-running fetcher delivered
-        # meanwhile are dropped while their read offset has moved past them (the first event after a restart went
-        # missing in CI; faust-streaming issues #216, #221). Seeking once more after each recovery reads them again;
-        # a redelivery is harmless here (duplicate chunks are dropped, reported ECGs and merged readings skipped).
-        recovery = app.tables.recovery
-        while not app.should_stop:
-            await recovery.completed.wait()
-            try:
-                await app.consumer.perform_seek()
-            except Exception as exc:  # a rebalance under way: the next recovery seeks again
-                log.warning("seek after recovery failed: %s", type(exc).__name__)
-            while recovery.completed.is_set() and not app.should_stop:
-                await asyncio.sleep(0.5)
 
     @app.timer(s.monitor_tick_s, on_leader=True)
     async def tick():

@@ -298,44 +298,17 @@ async def reason_episode(w: Wiring, stream: Any, record: Any, request: dict[str,
         w.reasoned[key] = [*(w.reasoned.get(key) or ()), request["report_id"]][-REPORTED_KEPT:]
 
 
-@dataclass
-class MonitorBatch:
-    """What the events handled since the last flush left to do once their trend messages are on the broker: table
-    entries to write, then events to acknowledge. Awaiting each window's trend message alone costs a producer
-    linger plus a broker round trip per window, which at a few hundred beds kept the monitor agent waiting about a
-    third of the time (bench/monitor.py)."""
-
-    events: int = 0
-    sent: list[Any] = field(default_factory=list)  # trend-message delivery futures
-    writes: list[tuple[Any, str, dict]] = field(default_factory=list)  # (event, stream key, table entry)
-    acks: list[Any] = field(default_factory=list)
-
-
-async def flush_monitor(w: Wiring, stream: Any, batch: MonitorBatch) -> None:
-    """Nothing is acknowledged, and no table entry written, before every trend message and report of the batch is
-    on the broker; the table entries are on the broker before the chunks they stand for are acknowledged (chunks
-    are acknowledged once no open window needs them)."""
-    for future in batch.sent:
-        await future
-    for event, key, entry in batch.writes:
-        with event_context(stream, event):
-            w.monitor[key] = entry
-    await w.monitor.confirmed()
-    for token in batch.acks:
-        token.ack()
-
-
-async def monitor_one(w: Wiring, stream: Any, event: Any, batch: MonitorBatch) -> None:
-    """One event of the chunks topic (a chunk segment, the worker's own tick, or an ECG-R1 reading of an episode);
-    what it leaves to write and acknowledge goes into `batch` (`flush_monitor`)."""
-    batch.events += 1
+async def monitor_one(w: Wiring, stream: Any, event: Any) -> None:
+    """One event of the chunks topic (a chunk segment, the worker's own tick, or an ECG-R1 reading of an episode).
+    Its reports are written and its table entry recorded before any chunk is acknowledged; chunks are acknowledged
+    once no open window needs them."""
     if event.value.startswith(monitor.TICK):
-        await monitor_tick(w, stream, event, batch)
-        batch.acks.append(event)
+        await monitor_tick(w, stream, event)
+        event.ack()
         return
     if event.value.startswith(episode_models.REASONED):
-        await monitor_reasoned(w, stream, event, batch)
-        batch.acks.append(event)
+        await monitor_reasoned(w, stream, event)
+        event.ack()
         return
     try:
         record, meta = envelope.unpack(event.value)
@@ -349,14 +322,14 @@ async def monitor_one(w: Wiring, stream: Any, event: Any, batch: MonitorBatch) -
     except Exception as exc:  # a chunk the monitor cannot use: its dead letter; the stream goes on
         log.error("monitor fault: %s", one_line(exc))
         await send_deadletter(w, event.value, exc, "monitor", event.message)
-        batch.acks.append(event)
+        event.ack()
         return
-    await _write_monitor(w, event, key, result, batch)
+    await _write_monitor(w, stream, event, key, result)
     if result.windows:
         metrics.CHUNK_TO_TREND_SECONDS.observe(max(0.0, time.time() - event.message.timestamp))
 
 
-async def monitor_tick(w: Wiring, stream: Any, event: Any, batch: MonitorBatch) -> None:
+async def monitor_tick(w: Wiring, stream: Any, event: Any) -> None:
     """On each partition's tick: the streams of that partition that went quiet."""
     partition = event.message.partition
     keys = set(w.latest) | {key for key, entry in w.monitor.items() if entry}
@@ -366,10 +339,10 @@ async def monitor_tick(w: Wiring, stream: Any, event: Any, batch: MonitorBatch) 
             continue
         result = monitor.on_tick(w.s, entry, w.assemblers.get(key))
         if result.reports or result.release or result.windows or result.persist:
-            await _write_monitor(w, event, key, result, batch)
+            await _write_monitor(w, stream, event, key, result)
 
 
-async def monitor_reasoned(w: Wiring, stream: Any, event: Any, batch: MonitorBatch) -> None:
+async def monitor_reasoned(w: Wiring, stream: Any, event: Any) -> None:
     """An ECG-R1 reading of an episode's opening window: the episode report's next version, written once."""
     try:
         window, answer = envelope.unpack(event.value[len(episode_models.REASONED):])
@@ -381,7 +354,7 @@ async def monitor_reasoned(w: Wiring, stream: Any, event: Any, batch: MonitorBat
         await send_deadletter(w, event.value, exc, "monitor", event.message)
         return
     if result.reports:
-        await _write_monitor(w, event, key, result, batch)
+        await _write_monitor(w, stream, event, key, result)
 
 
 async def _score_openings(w: Wiring, reports: list[Any]) -> list[Any]:
@@ -403,9 +376,11 @@ async def _score_openings(w: Wiring, reports: list[Any]) -> list[Any]:
             for out in reports]
 
 
-async def _write_monitor(w: Wiring, event: Any, key: str, result: Any, batch: MonitorBatch) -> None:
-    # Trends are sent at once and awaited with the rest of the batch, before the table and the chunks' acks move on.
-    batch.sent += [await w.trends.send(key=key.encode(), value=value) for value in result.trends]
+async def _write_monitor(w: Wiring, stream: Any, event: Any, key: str, result: Any) -> None:
+    # Trends are sent together and their acks awaited once, before the table and the chunks' acks move on.
+    sent = [await w.trends.send(key=key.encode(), value=value) for value in result.trends]
+    for future in sent:
+        await future
     result.reports = await _score_openings(w, result.reports)
     for out in result.reports:
         await (await w.reports.send(key=out.report_id.encode(), value=out.value, headers=out.headers))
@@ -422,7 +397,10 @@ async def _write_monitor(w: Wiring, event: Any, key: str, result: Any, batch: Mo
         metrics.REPORTS.labels("preliminary", "monitor-episode").inc()
         log.info("episode report %s v%d %s", out.report_id, out.version, out.kind)
     result = monitor.with_models(result)
-    w.latest[key] = result.state  # later events of the batch read it from here
+    w.latest[key] = result.state
     if result.persist:
-        batch.writes.append((event, key, result.state))
-    batch.acks += result.release
+        with event_context(stream, event):
+            w.monitor[key] = result.state
+        await w.monitor.confirmed()
+    for token in result.release:
+        token.ack()
